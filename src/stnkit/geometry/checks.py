@@ -1,0 +1,115 @@
+"""Argument checks shared by the geometry functions.
+
+Every public function validates its tensors here, so that a wrong shape, dtype or value fails early with a
+message that names the argument, what was expected and what came, instead of deep inside torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_choice",
+    "check_finite",
+    "check_floating",
+    "check_same_batch",
+    "check_shape",
+    "check_tensor",
+    "is_tracing",
+    "normalize_size",
+]
+
+
+def is_tracing() -> bool:
+    """True while torch.compile, torch.jit or the ONNX exporter traces the code.
+
+    Value-dependent checks (finiteness) are skipped then: they would force a graph break or a host sync.
+    """
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    if torch.compiler.is_compiling():
+        return True
+    return bool(torch.onnx.is_in_onnx_export())
+
+
+def check_tensor(value: object, name: str) -> Tensor:
+    """Raise TypeError unless ``value`` is a tensor."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_floating(value: Tensor, name: str) -> None:
+    """Raise TypeError unless ``value`` has a floating-point dtype."""
+    if not value.is_floating_point():
+        hint = ""
+        if value.dtype == torch.uint8:
+            hint = " (convert images first, e.g. images.float() / 255)"
+        raise TypeError(f"{name} must have a floating-point dtype, got {value.dtype}{hint}")
+
+
+def check_shape(value: Tensor, name: str, expected: Sequence[int | None], description: str) -> None:
+    """Raise ValueError unless ``value.shape`` matches ``expected`` (None matches any size).
+
+    Args:
+        value: the tensor to check.
+        name: argument name used in the message.
+        expected: the expected shape; ``None`` entries match any size.
+        description: the expected shape in words, e.g. ``"(N, 2, 3)"``.
+    """
+    shape = tuple(value.shape)
+    ok = len(shape) == len(expected) and all(
+        want is None or want == got for want, got in zip(expected, shape)
+    )
+    if not ok:
+        raise ValueError(f"{name} must have shape {description}, got {list(shape)}")
+
+
+def check_finite(value: Tensor, name: str) -> None:
+    """Raise ValueError if ``value`` holds NaN or infinity (skipped while tracing)."""
+    if is_tracing() or value.numel() == 0:
+        return
+    if not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(f"{name} must be finite, got {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_same_batch(first: Tensor, first_name: str, second: Tensor, second_name: str) -> None:
+    """Raise ValueError unless both tensors have the same leading (batch) size."""
+    if first.shape[0] != second.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: {first_name} has {first.shape[0]}, {second_name} has {second.shape[0]}"
+        )
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def normalize_size(size: object, name: str, spatial_dims: int | None = None) -> tuple[int, ...]:
+    """Turn a size argument into a tuple of positive ints.
+
+    Args:
+        size: a ``torch.Size``, tuple or list of ints.
+        name: argument name used in the message.
+        spatial_dims: if given, the number of entries required.
+
+    Returns:
+        The size as a tuple of ints.
+    """
+    if isinstance(size, int):
+        size = (size,) * (spatial_dims or 1)
+    if not isinstance(size, Sequence) or not all(isinstance(s, int) for s in size):
+        raise TypeError(f"{name} must be a sequence of ints, got {size!r}")
+    result = tuple(int(s) for s in size)
+    if spatial_dims is not None and len(result) != spatial_dims:
+        raise ValueError(f"{name} must have {spatial_dims} entries, got {len(result)}: {result}")
+    if any(s <= 0 for s in result):
+        raise ValueError(f"{name} must be positive, got {result}")
+    return result

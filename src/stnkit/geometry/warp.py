@@ -1,0 +1,85 @@
+"""``warp``: parameters -> sampling grid -> sampled output, in one call."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from stnkit.geometry.checks import check_floating, check_same_batch, check_tensor, normalize_size
+from stnkit.geometry.sampling import check_sample_arguments, sample_unchecked
+from stnkit.geometry.transforms import Transform, get_transform
+
+__all__ = ["identity_params", "output_size", "warp"]
+
+
+def output_size(input: Tensor, out_size: int | tuple[int, ...] | None, spatial_dims: int) -> tuple[int, ...]:
+    """Full output size ``(N, C, *spatial)`` for ``input`` and an ``out_size`` argument.
+
+    Args:
+        input: Tensor[N, C, *spatial_in].
+        out_size: ``None`` (keep the input's spatial size), an int (square / cube), or a tuple
+            (H, W) / (D, H, W).
+        spatial_dims: 2 or 3.
+    """
+    if out_size is None:
+        spatial = tuple(input.shape[2:])
+    else:
+        spatial = normalize_size(out_size, "out_size", spatial_dims)
+    return (input.shape[0], input.shape[1], *spatial)
+
+
+def warp(
+    input: Tensor,
+    params: Tensor,
+    *,
+    transform: str | Transform = "affine",
+    out_size: int | tuple[int, ...] | None = None,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    backend: str = "native",
+) -> Tensor:
+    """Warp ``input`` with a parameterised transform: params -> grid -> sample.
+
+    Args:
+        input: Tensor[N, C, H, W] (or Tensor[N, C, D, H, W] for ``affine3d``), floating point.
+        params: Tensor[N, num_params] of the transform, or its matrix form: affine (N, 2, 3),
+            projective (N, 3, 3), tps (N, K, 2), affine3d (N, 3, 4). Cast to ``input``'s dtype.
+        transform: a name from :func:`stnkit.list_transforms` or a :class:`stnkit.Transform`.
+        out_size: spatial size of the output; ``None`` keeps the input's. It may be smaller (the
+            paper downsamples) or larger than the input.
+        mode: ``"bilinear"``, ``"nearest"`` or ``"bicubic"`` (4-D only).
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        align_corners: torch's meaning; see the convention in :mod:`stnkit.geometry.grids`.
+        backend: ``"native"`` or ``"reference"``, as in :func:`stnkit.sample`.
+
+    Returns:
+        Tensor[N, C, *out_size].
+
+    Example:
+        >>> image = torch.rand(2, 1, 28, 28)
+        >>> zoom_in = torch.tensor([[0.5, 0.0, 0.0]]).repeat(2, 1)  # attention: (s, tx, ty)
+        >>> warp(image, zoom_in, transform="attention", out_size=(14, 14)).shape
+        torch.Size([2, 1, 14, 14])
+    """
+    spec = get_transform(transform)
+    input = check_tensor(input, "input")
+    check_floating(input, "input")
+    if input.dim() != spec.spatial_dims + 2:
+        layout = "(N, C, H, W)" if spec.spatial_dims == 2 else "(N, C, D, H, W)"
+        raise ValueError(f"input for transform '{spec.name}' must be {layout}, got {list(input.shape)}")
+    params = spec.coerce(params)
+    check_same_batch(input, "input", params, "params")
+    size = output_size(input, out_size, spec.spatial_dims)
+    params = params.to(dtype=input.dtype, device=input.device)
+    grid = spec._grid(params, size[2:], align_corners)
+    check_sample_arguments(input, grid, mode, padding_mode, backend)
+    return sample_unchecked(input, grid, mode, padding_mode, align_corners, backend)
+
+
+def identity_params(
+    transform: str | Transform, batch_size: int, *, dtype: torch.dtype | None = None
+) -> Tensor:
+    """Identity parameters repeated for a batch: Tensor[batch_size, num_params]."""
+    spec = get_transform(transform)
+    return spec.identity(dtype=dtype).expand(batch_size, -1).clone()

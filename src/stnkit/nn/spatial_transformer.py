@@ -1,0 +1,134 @@
+"""The spatial transformer layer: localise -> grid -> sample."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from stnkit.geometry.checks import check_choice, normalize_size
+from stnkit.geometry.sampling import BACKENDS, MODES, PADDING_MODES
+from stnkit.geometry.transforms import Transform, get_transform
+from stnkit.geometry.warp import output_size, warp
+from stnkit.nn.localization import infer_num_features
+
+__all__ = ["SpatialTransformer"]
+
+
+class SpatialTransformer(nn.Module):
+    """A spatial transformer (Jaderberg et al. 2015) for images or feature maps, 4-D or 5-D.
+
+    ``localization`` maps the input to features (N, F); a linear regression head maps them to the
+    transform's parameters. The head starts with zero weights and the identity as its bias, so a freshly
+    built layer returns its input unchanged (up to float rounding) and training starts from the identity
+    instead of collapsing.
+
+    Stages, callable on their own (e.g. for visualisation): :meth:`localize` (x -> params),
+    :meth:`warp` (x, params -> warped x), :meth:`grid` (params -> sampling grid).
+
+    Args:
+        localization: module mapping the input to features of shape (N, F).
+        transform: name from :func:`stnkit.list_transforms` or a :class:`stnkit.Transform`.
+        out_size: spatial size of the output (H, W) / (D, H, W) or an int; ``None`` keeps the input's.
+        mode: ``"bilinear"``, ``"nearest"`` or ``"bicubic"``.
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        align_corners: torch's meaning; see the convention in :mod:`stnkit.geometry`.
+        num_features: F; inferred from ``localization.out_features`` or its last ``nn.Linear`` if omitted.
+        backend: sampler backend, ``"native"`` or ``"reference"``.
+
+    Attributes:
+        last_params: parameters predicted in the last forward pass, Tensor[N, num_params], still attached
+            to the graph (usable in a regulariser); ``None`` before the first call.
+
+    Example:
+        >>> from stnkit.nn import LocalizationCNN
+        >>> stn = SpatialTransformer(localization=LocalizationCNN(in_channels=1), transform="affine")
+        >>> x = torch.rand(4, 1, 28, 28)
+        >>> torch.allclose(stn(x), x, atol=1e-5)
+        True
+    """
+
+    last_params: Tensor | None
+
+    def __init__(
+        self,
+        *,
+        localization: nn.Module,
+        transform: str | Transform = "affine",
+        out_size: int | tuple[int, ...] | None = None,
+        mode: str = "bilinear",
+        padding_mode: str = "zeros",
+        align_corners: bool = False,
+        num_features: int | None = None,
+        backend: str = "native",
+    ) -> None:
+        super().__init__()
+        if not isinstance(localization, nn.Module):
+            raise TypeError(f"localization must be an nn.Module, got {type(localization).__name__}")
+        self.localization = localization
+        self.transform = get_transform(transform)
+        self.mode = check_choice(mode, "mode", MODES)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        self.backend = check_choice(backend, "backend", BACKENDS)
+        self.align_corners = bool(align_corners)
+        self.out_size = (
+            None if out_size is None else normalize_size(out_size, "out_size", self.transform.spatial_dims)
+        )
+        features = num_features if num_features is not None else infer_num_features(localization)
+        if features is None:
+            raise ValueError(
+                "cannot tell the feature width of localization: give num_features=F, or a module "
+                "with an int attribute out_features, or one whose last layer is nn.Linear"
+            )
+        self.head = nn.Linear(features, self.transform.num_params)
+        self.reset_head()
+        self.last_params = None
+
+    def reset_head(self) -> None:
+        """Zero the regression weights and set the bias to the identity parameters."""
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.copy_(self.transform.identity(dtype=self.head.bias.dtype))
+
+    def localize(self, x: Tensor) -> Tensor:
+        """Predict transform parameters: Tensor[N, ...] -> Tensor[N, num_params]."""
+        features = self.localization(x)
+        if features.dim() != 2 or features.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"localization must return (N, F) features with N = {x.shape[0]}, got {list(features.shape)}"
+            )
+        if features.shape[1] != self.head.in_features:
+            raise ValueError(
+                f"localization returned {features.shape[1]} features, the head expects "
+                f"{self.head.in_features} (set num_features to match)"
+            )
+        return self.head(features)
+
+    def warp(self, x: Tensor, params: Tensor) -> Tensor:
+        """Sample ``x`` on the grid of ``params``: Tensor[N, C, H, W] -> Tensor[N, C, *out_size]."""
+        return warp(
+            x,
+            params,
+            transform=self.transform,
+            out_size=self.out_size,
+            mode=self.mode,
+            padding_mode=self.padding_mode,
+            align_corners=self.align_corners,
+            backend=self.backend,
+        )
+
+    def grid(self, params: Tensor, input_size: tuple[int, ...]) -> Tensor:
+        """The sampling grid of ``params`` for an input of size ``input_size`` (N, C, H, W)."""
+        size = output_size(torch.empty(input_size, device="meta"), self.out_size, self.transform.spatial_dims)
+        return self.transform.grid(params, size, align_corners=self.align_corners)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Localise, then warp: Tensor[N, C, H, W] -> Tensor[N, C, *out_size]."""
+        params = self.localize(x)
+        self.last_params = params
+        return self.warp(x, params)
+
+    def extra_repr(self) -> str:
+        return (
+            f"transform={self.transform!r}, out_size={self.out_size}, mode={self.mode!r}, "
+            f"padding_mode={self.padding_mode!r}, align_corners={self.align_corners}"
+        )

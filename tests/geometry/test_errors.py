@@ -1,0 +1,98 @@
+"""Bad input gets a ValueError / TypeError that names the argument, what was expected and what came."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import stnkit
+
+IMAGE = torch.rand(2, 1, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (torch.zeros(2, 5), r"params for transform 'affine' must have shape \(N, 6\) or \(N, 2, 3\), got \[2, 5\]"),
+        (torch.zeros(6), r"must have shape \(N, 6\).*got \[6\]"),
+        (torch.zeros(2, 3, 2), r"got \[2, 3, 2\]"),
+    ],
+)
+def test_wrong_params_shape(params: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        stnkit.warp(IMAGE, params)
+
+
+def test_batch_mismatch() -> None:
+    with pytest.raises(ValueError, match="batch sizes differ: input has 2, params has 3"):
+        stnkit.warp(IMAGE, stnkit.identity_params("affine", 3))
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        stnkit.sample(IMAGE, torch.zeros(3, 4, 4, 2))
+    with pytest.raises(ValueError, match="batch sizes differ: theta has 2, size has 3"):
+        stnkit.affine_grid(torch.zeros(2, 2, 3), (3, 1, 4, 4))
+
+
+def test_integer_images_are_refused_with_a_hint() -> None:
+    with pytest.raises(TypeError, match=r"input must have a floating-point dtype, got torch.uint8.*\.float\(\) / 255"):
+        stnkit.warp(IMAGE.to(torch.uint8), stnkit.identity_params("affine", 2))
+    with pytest.raises(TypeError, match="params must have a floating-point dtype, got torch.int64"):
+        stnkit.warp(IMAGE, torch.zeros(2, 6, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_params(bad: float) -> None:
+    params = stnkit.identity_params("affine", 2)
+    params[1, 2] = bad
+    with pytest.raises(ValueError, match=r"params must be finite, got 1 non-finite value"):
+        stnkit.warp(IMAGE, params)
+    grid = torch.zeros(2, 4, 4, 2)
+    grid[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match="grid must be finite"):
+        stnkit.sample(IMAGE, grid)
+    theta = torch.eye(2, 3).expand(2, 2, 3).clone()
+    theta[0, 0, 0] = bad
+    with pytest.raises(ValueError, match="theta must be finite"):
+        stnkit.affine_grid(theta, (2, 1, 4, 4))
+
+
+def test_unknown_names() -> None:
+    params = stnkit.identity_params("affine", 2)
+    with pytest.raises(ValueError, match=r"transform must be one of \['translation'.*got 'rotation'"):
+        stnkit.warp(IMAGE, params, transform="rotation")
+    with pytest.raises(ValueError, match=r"mode must be one of \['bilinear', 'nearest', 'bicubic'\], got 'linear'"):
+        stnkit.warp(IMAGE, params, mode="linear")
+    with pytest.raises(ValueError, match=r"padding_mode must be one of .*got 'wrap'"):
+        stnkit.warp(IMAGE, params, padding_mode="wrap")
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'cuda'"):
+        stnkit.sample(IMAGE, torch.zeros(2, 4, 4, 2), backend="cuda")
+
+
+def test_wrong_input_rank() -> None:
+    with pytest.raises(ValueError, match=r"input for transform 'affine' must be \(N, C, H, W\), got \[1, 8, 8\]"):
+        stnkit.warp(torch.rand(1, 8, 8), stnkit.identity_params("affine", 1))
+    with pytest.raises(ValueError, match=r"input for transform 'affine3d' must be \(N, C, D, H, W\)"):
+        stnkit.warp(IMAGE, stnkit.identity_params("affine3d", 2), transform="affine3d")
+    with pytest.raises(ValueError, match=r"grid must have shape \(N, H_out, W_out, 2\)"):
+        stnkit.sample(IMAGE, torch.zeros(2, 4, 4, 3))
+
+
+def test_bicubic_volume_and_dtype_mismatch() -> None:
+    with pytest.raises(ValueError, match="bicubic"):
+        stnkit.sample(torch.rand(1, 1, 3, 3, 3), torch.zeros(1, 2, 2, 2, 3), mode="bicubic")
+    with pytest.raises(TypeError, match="grid dtype must match input dtype torch.float32, got torch.float64"):
+        stnkit.sample(IMAGE, torch.zeros(2, 4, 4, 2, dtype=torch.float64))
+
+
+def test_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="out_size must be positive"):
+        stnkit.warp(IMAGE, stnkit.identity_params("affine", 2), out_size=(0, 4))
+    with pytest.raises(ValueError, match="out_size must have 2 entries"):
+        stnkit.warp(IMAGE, stnkit.identity_params("affine", 2), out_size=(4, 4, 4))
+    with pytest.raises(ValueError, match=r"size must be \(N, C, H, W\)"):
+        stnkit.affine_grid(torch.zeros(2, 2, 3), (2, 4, 4))
+    with pytest.raises(TypeError, match="theta must be a torch.Tensor, got list"):
+        stnkit.affine_grid([[1, 0, 0], [0, 1, 0]], (1, 1, 4, 4))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"control_points must have shape \(N, K, 2\)"):
+        stnkit.tps_grid(torch.zeros(1, 16, 3), (1, 1, 4, 4))
+    with pytest.raises(ValueError, match="perfect square"):
+        stnkit.tps_grid(torch.zeros(1, 15, 2), (1, 1, 4, 4))

@@ -1,0 +1,120 @@
+"""Grids: affine (2-D, 3-D), projective, thin-plate spline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import stnkit
+from stnkit.geometry import normalized_coordinates, tps_transform_points
+
+ALIGN = [False, True]
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+@pytest.mark.parametrize("size", [(3, 1, 5, 7), (2, 4, 1, 6), (1, 2, 8, 8)])
+def test_affine_grid_equals_torch_2d(align_corners: bool, size: tuple[int, ...]) -> None:
+    theta = torch.randn(size[0], 2, 3, dtype=torch.float64)
+    ours = stnkit.affine_grid(theta, size, align_corners=align_corners)
+    theirs = F.affine_grid(theta, list(size), align_corners=align_corners)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_affine_grid_equals_torch_3d(align_corners: bool) -> None:
+    size = (2, 3, 4, 5, 6)
+    theta = torch.randn(2, 3, 4)
+    ours = stnkit.affine_grid(theta, size, align_corners=align_corners)
+    theirs = F.affine_grid(theta, list(size), align_corners=align_corners)
+    assert ours.shape == (2, 4, 5, 6, 3)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_normalized_coordinates_match_torch_identity_grid(align_corners: bool) -> None:
+    for num in (1, 2, 5, 8):
+        theirs = F.affine_grid(torch.eye(2, 3)[None].double(), [1, 1, 1, num], align_corners=align_corners)
+        ours = normalized_coordinates(num, align_corners=align_corners, dtype=torch.float64)
+        torch.testing.assert_close(ours, theirs[0, 0, :, 0], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_projective_with_affine_last_row_equals_affine(align_corners: bool) -> None:
+    theta = torch.randn(3, 2, 3, dtype=torch.float64)
+    homography = stnkit.geometry.to_homogeneous(theta)
+    size = (3, 1, 6, 9)
+    torch.testing.assert_close(
+        stnkit.projective_grid(homography, size, align_corners=align_corners),
+        stnkit.affine_grid(theta, size, align_corners=align_corners),
+        rtol=0,
+        atol=1e-12,
+    )
+
+
+def test_projective_grid_divides_by_w() -> None:
+    # A pure perspective row: w = 1 + 0.5 x; the grid is (x / w, y / w).
+    matrix = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]]], dtype=torch.float64)
+    grid = stnkit.projective_grid(matrix, (1, 1, 3, 4), align_corners=True)
+    xs = torch.linspace(-1, 1, 4, dtype=torch.float64)
+    ys = torch.linspace(-1, 1, 3, dtype=torch.float64)
+    w = 1 + 0.5 * xs
+    torch.testing.assert_close(grid[0, 1, :, 0], xs / w)
+    torch.testing.assert_close(grid[0, :, 2, 1], ys / w[2])
+
+
+def test_projective_grid_stays_finite_where_w_vanishes() -> None:
+    # w = x vanishes on the middle column of an odd-width grid.
+    matrix = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]])
+    grid = stnkit.projective_grid(matrix, (1, 1, 3, 5), align_corners=True)
+    assert torch.isfinite(grid).all()
+
+
+def test_tps_lattice_layout() -> None:
+    lattice = stnkit.tps_lattice(9)
+    expected = torch.tensor(
+        [[-1, -1], [0, -1], [1, -1], [-1, 0], [0, 0], [1, 0], [-1, 1], [0, 1], [1, 1]],
+        dtype=lattice.dtype,
+    )
+    torch.testing.assert_close(lattice, expected)
+
+
+@pytest.mark.parametrize("num_points", [4, 16, 25])
+def test_tps_passes_exactly_through_its_control_points(num_points: int) -> None:
+    lattice = stnkit.tps_lattice(num_points, dtype=torch.float64)
+    control_points = lattice + 0.2 * torch.randn(3, num_points, 2, dtype=torch.float64)
+    mapped = tps_transform_points(control_points, lattice.expand(3, -1, -1))
+    torch.testing.assert_close(mapped, control_points, rtol=0, atol=1e-10)
+    # With align_corners=True on a sqrt(K) x sqrt(K) output, the pixel centres are the lattice itself.
+    side = int(num_points**0.5)
+    grid = stnkit.tps_grid(control_points, (3, 1, side, side), align_corners=True)
+    torch.testing.assert_close(grid.reshape(3, num_points, 2), control_points, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_tps_of_an_affine_map_is_that_affine_map(align_corners: bool) -> None:
+    # Thin-plate splines reproduce affine maps exactly (the bending energy is zero).
+    theta = torch.tensor([[[0.8, -0.3, 0.1], [0.2, 1.1, -0.2]]], dtype=torch.float64)
+    lattice = stnkit.tps_lattice(16, dtype=torch.float64)
+    control_points = lattice @ theta[0, :, :2].T + theta[0, :, 2]
+    size = (1, 1, 7, 5)
+    torch.testing.assert_close(
+        stnkit.tps_grid(control_points[None], size, align_corners=align_corners),
+        stnkit.affine_grid(theta, size, align_corners=align_corners),
+        rtol=0,
+        atol=1e-10,
+    )
+
+
+def test_tps_grid_is_smooth_between_control_points() -> None:
+    # Moving one control point moves nearby grid points more than far ones.
+    lattice = stnkit.tps_lattice(16)[None]
+    moved = lattice.clone()
+    moved[0, 5, 0] += 0.3  # the point at (-1/3, -1/3)
+    displacement = (stnkit.tps_grid(moved, (1, 1, 32, 32)) - stnkit.tps_grid(lattice, (1, 1, 32, 32))).norm(
+        dim=-1
+    )[0]
+    near = displacement[10, 10]  # close to (-1/3, -1/3)
+    far = displacement[28, 28]
+    assert near > 0.2
+    assert far < 0.1 * near

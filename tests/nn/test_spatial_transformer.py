@@ -1,0 +1,109 @@
+"""The SpatialTransformer layer and the localisation networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import stnkit
+from stnkit.nn import LocalizationCNN, LocalizationMLP, SpatialTransformer
+
+TRANSFORMS_2D = [name for name in stnkit.list_transforms() if name != "affine3d"]
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS_2D)
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_fresh_layer_is_the_identity(transform: str, align_corners: bool) -> None:
+    stn = SpatialTransformer(
+        localization=LocalizationCNN(in_channels=3), transform=transform, align_corners=align_corners
+    )
+    for shape in [(1, 3, 28, 28), (5, 3, 17, 30)]:
+        x = torch.rand(shape)
+        torch.testing.assert_close(stn(x), x, atol=1e-5, rtol=0)
+    assert stn.last_params is not None
+    assert stn.last_params.shape == (5, stn.transform.num_params)
+
+
+def test_fresh_layer_is_the_identity_on_volumes_and_feature_maps() -> None:
+    volume = torch.rand(2, 4, 5, 6, 7)
+    stn3d = SpatialTransformer(localization=LocalizationMLP(in_features=4 * 5 * 6 * 7), transform="affine3d")
+    torch.testing.assert_close(stn3d(volume), volume, atol=1e-5, rtol=0)
+    features = torch.randn(3, 64, 9, 9)  # a feature map, values of both signs
+    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=64, channels=(16,)), transform="similarity")
+    torch.testing.assert_close(stn(features), features, atol=1e-5, rtol=0)
+
+
+def test_head_starts_at_zero_weights_and_identity_bias() -> None:
+    stn = SpatialTransformer(localization=LocalizationMLP(in_features=16), transform="projective")
+    assert torch.all(stn.head.weight == 0)
+    torch.testing.assert_close(stn.head.bias.detach(), stnkit.get_transform("projective").identity())
+
+
+def test_out_size_downsamples() -> None:
+    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=1), transform="attention", out_size=(14, 14))
+    assert stn(torch.rand(2, 1, 28, 28)).shape == (2, 1, 14, 14)
+    grid = stn.grid(stnkit.identity_params("attention", 2), (2, 1, 28, 28))
+    assert grid.shape == (2, 14, 14, 2)
+
+
+def test_custom_localization_needs_a_known_width() -> None:
+    conv_only = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="num_features"):
+        SpatialTransformer(localization=conv_only)
+    stn = SpatialTransformer(localization=conv_only, num_features=4)
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(stn(x), x, atol=1e-5, rtol=0)
+    inferred = SpatialTransformer(localization=nn.Sequential(nn.Flatten(), nn.Linear(64, 7)))
+    assert inferred.head.in_features == 7
+
+
+def test_bad_localization_output_is_reported() -> None:
+    stn = SpatialTransformer(localization=nn.Identity(), num_features=5)
+    with pytest.raises(ValueError, match=r"localization must return \(N, F\) features"):
+        stn(torch.rand(2, 1, 4, 4))
+    stn = SpatialTransformer(localization=nn.Flatten(), num_features=5)
+    with pytest.raises(ValueError, match="localization returned 16 features, the head expects 5"):
+        stn(torch.rand(2, 1, 4, 4))
+    with pytest.raises(TypeError, match="localization must be an nn.Module"):
+        SpatialTransformer(localization=lambda x: x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode must be one of"):
+        SpatialTransformer(localization=nn.Flatten(), num_features=5, mode="area")
+
+
+def test_localization_input_checks() -> None:
+    with pytest.raises(ValueError, match=r"LocalizationCNN expects \(N, 1, H, W\), got \[2, 3, 8, 8\]"):
+        LocalizationCNN(in_channels=1)(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="LocalizationMLP expects inputs with 64 values per sample, got 48"):
+        LocalizationMLP(in_features=64)(torch.rand(2, 3, 4, 4))
+
+
+def test_gradients_reach_the_localisation_network() -> None:
+    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=1), transform="affine")
+    x = torch.rand(4, 1, 16, 16)
+    stn(x).square().mean().backward()
+    assert stn.head.weight.grad is not None and stn.head.weight.grad.abs().sum() > 0
+    assert stn.head.bias.grad is not None and stn.head.bias.grad.abs().sum() > 0
+
+
+def test_learns_to_undo_a_translation() -> None:
+    """A translation transformer learns to re-centre a shifted blob (the layer trains, not collapses)."""
+    torch.manual_seed(0)
+    size = 16
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+
+    def blob(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-((xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2) / 0.1)[:, None]
+
+    stn = SpatialTransformer(localization=LocalizationMLP(in_features=size * size, hidden=(32,)), transform="translation")
+    optimizer = torch.optim.Adam(stn.parameters(), lr=1e-2)
+    centred = blob(torch.zeros(64), torch.zeros(64))
+    losses = []
+    for _ in range(150):
+        offsets = (torch.rand(64, 2) - 0.5) * 0.8
+        loss = (stn(blob(offsets[:, 0], offsets[:, 1])) - centred).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < 0.2 * sum(losses[:10]) / 10
