@@ -13,7 +13,10 @@ IMAGE = torch.rand(2, 1, 8, 8)
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        (torch.zeros(2, 5), r"params for transform 'affine' must have shape \(N, 6\) or \(N, 2, 3\), got \[2, 5\]"),
+        (
+            torch.zeros(2, 5),
+            r"params for transform 'affine' must have shape \(N, 6\) or \(N, 2, 3\), got \[2, 5\]",
+        ),
         (torch.zeros(6), r"must have shape \(N, 6\).*got \[6\]"),
         (torch.zeros(2, 3, 2), r"got \[2, 3, 2\]"),
     ],
@@ -33,7 +36,9 @@ def test_batch_mismatch() -> None:
 
 
 def test_integer_images_are_refused_with_a_hint() -> None:
-    with pytest.raises(TypeError, match=r"input must have a floating-point dtype, got torch.uint8.*\.float\(\) / 255"):
+    with pytest.raises(
+        TypeError, match=r"input must have a floating-point dtype, got torch.uint8.*\.float\(\) / 255"
+    ):
         stnkit.warp(IMAGE.to(torch.uint8), stnkit.identity_params("affine", 2))
     with pytest.raises(TypeError, match="params must have a floating-point dtype, got torch.int64"):
         stnkit.warp(IMAGE, torch.zeros(2, 6, dtype=torch.int64))
@@ -59,7 +64,9 @@ def test_unknown_names() -> None:
     params = stnkit.identity_params("affine", 2)
     with pytest.raises(ValueError, match=r"transform must be one of \['translation'.*got 'rotation'"):
         stnkit.warp(IMAGE, params, transform="rotation")
-    with pytest.raises(ValueError, match=r"mode must be one of \['bilinear', 'nearest', 'bicubic'\], got 'linear'"):
+    with pytest.raises(
+        ValueError, match=r"mode must be one of \['bilinear', 'nearest', 'bicubic'\], got 'linear'"
+    ):
         stnkit.warp(IMAGE, params, mode="linear")
     with pytest.raises(ValueError, match=r"padding_mode must be one of .*got 'wrap'"):
         stnkit.warp(IMAGE, params, padding_mode="wrap")
@@ -68,7 +75,9 @@ def test_unknown_names() -> None:
 
 
 def test_wrong_input_rank() -> None:
-    with pytest.raises(ValueError, match=r"input for transform 'affine' must be \(N, C, H, W\), got \[1, 8, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"input for transform 'affine' must be \(N, C, H, W\), got \[1, 8, 8\]"
+    ):
         stnkit.warp(torch.rand(1, 8, 8), stnkit.identity_params("affine", 1))
     with pytest.raises(ValueError, match=r"input for transform 'affine3d' must be \(N, C, D, H, W\)"):
         stnkit.warp(IMAGE, stnkit.identity_params("affine3d", 2), transform="affine3d")

@@ -40,7 +40,9 @@ def test_identity_reproduces_input_float64(
             assert error <= 1e-10, (height, width, mode, error)
 
 
-@pytest.mark.parametrize(("transform", "align_corners"), list(itertools.product(TRANSFORMS_2D, [False, True])))
+@pytest.mark.parametrize(
+    ("transform", "align_corners"), list(itertools.product(TRANSFORMS_2D, [False, True]))
+)
 @pytest.mark.parametrize("backend", ["native", "reference"])
 def test_identity_reproduces_input_float32(transform: str, align_corners: bool, backend: str) -> None:
     # atol 1e-5 at sizes up to 64 (torch's own affine_grid round trip drifts further at larger sizes).

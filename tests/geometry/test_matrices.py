@@ -102,7 +102,11 @@ def test_pixel_to_normalized_maps_points_like_the_pixel_matrix(
 @settings(max_examples=60, deadline=None)
 @given(homography(), sizes, sizes, st.booleans(), st.booleans())
 def test_pixel_normalized_round_trip(
-    matrix: torch.Tensor, in_size: tuple[int, int], out_size: tuple[int, int], align_corners: bool, inverse: bool
+    matrix: torch.Tensor,
+    in_size: tuple[int, int],
+    out_size: tuple[int, int],
+    align_corners: bool,
+    inverse: bool,
 ) -> None:
     kwargs = {"input_size": in_size, "output_size": out_size, "align_corners": align_corners}
     theta = pixel_to_normalized(matrix, inverse_map=inverse, **kwargs)
@@ -112,7 +116,9 @@ def test_pixel_normalized_round_trip(
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(-3, 3), st.integers(-3, 3), st.integers(8, 20), st.booleans())
-def test_integer_pixel_shift_moves_the_image_exactly(dx: int, dy: int, size: int, align_corners: bool) -> None:
+def test_integer_pixel_shift_moves_the_image_exactly(
+    dx: int, dy: int, size: int, align_corners: bool
+) -> None:
     image = torch.rand(1, 1, size, size + 3, dtype=torch.float64)
     shift = torch.tensor([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=torch.float64)  # content moves (dx, dy)
     theta = pixel_to_normalized(shift, input_size=(size, size + 3), align_corners=align_corners)

@@ -16,7 +16,9 @@ CASES_2D = list(itertools.product(MODES, PADDING_MODES, ALIGN))
 CASES_3D = list(itertools.product(["bilinear", "nearest"], PADDING_MODES, ALIGN))
 
 
-def random_grid(shape: tuple[int, ...], spread: float = 2.5, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def random_grid(
+    shape: tuple[int, ...], spread: float = 2.5, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """Random grid reaching well outside [-1, 1] (up to +-spread)."""
     return (torch.rand(shape, dtype=dtype) * 2 - 1) * spread
 
@@ -85,7 +87,9 @@ def test_reference_gradcheck_and_gradgradcheck(mode: str, padding_mode: str, ali
     grid = grid_away_from_kinks((1, 3, 2, 2), (4, 5), align_corners).requires_grad_(True)
 
     def fn(image: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        return sample_reference(image, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+        return sample_reference(
+            image, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners
+        )
 
     assert torch.autograd.gradcheck(fn, (image, grid))
     assert torch.autograd.gradgradcheck(fn, (image, grid))

@@ -35,7 +35,9 @@ def test_tps_num_control_points() -> None:
         get_transform("tps", num_control_points=10)
 
 
-@pytest.mark.parametrize("name", ["translation", "attention", "similarity", "affine", "projective", "affine3d"])
+@pytest.mark.parametrize(
+    "name", ["translation", "attention", "similarity", "affine", "projective", "affine3d"]
+)
 def test_identity_matrix_is_eye(name: str) -> None:
     transform = get_transform(name)
     matrix = transform.matrix(transform.identity()[None])
@@ -76,7 +78,9 @@ def test_matrix_forms_are_accepted_in_warp() -> None:
         stnkit.warp(image, theta), stnkit.warp(image, theta.reshape(2, 6), transform="affine")
     )
     homography = stnkit.geometry.to_homogeneous(theta) * 3.0  # projective matrices are scale free
-    torch.testing.assert_close(stnkit.warp(image, homography, transform="projective"), stnkit.warp(image, theta))
+    torch.testing.assert_close(
+        stnkit.warp(image, homography, transform="projective"), stnkit.warp(image, theta)
+    )
     control_points = stnkit.tps_lattice(16).expand(2, 16, 2)
     torch.testing.assert_close(stnkit.warp(image, control_points, transform="tps"), image, atol=1e-5, rtol=0)
 

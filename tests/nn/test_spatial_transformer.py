@@ -30,7 +30,9 @@ def test_fresh_layer_is_the_identity_on_volumes_and_feature_maps() -> None:
     stn3d = SpatialTransformer(localization=LocalizationMLP(in_features=4 * 5 * 6 * 7), transform="affine3d")
     torch.testing.assert_close(stn3d(volume), volume, atol=1e-5, rtol=0)
     features = torch.randn(3, 64, 9, 9)  # a feature map, values of both signs
-    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=64, channels=(16,)), transform="similarity")
+    stn = SpatialTransformer(
+        localization=LocalizationCNN(in_channels=64, channels=(16,)), transform="similarity"
+    )
     torch.testing.assert_close(stn(features), features, atol=1e-5, rtol=0)
 
 
@@ -41,7 +43,9 @@ def test_head_starts_at_zero_weights_and_identity_bias() -> None:
 
 
 def test_out_size_downsamples() -> None:
-    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=1), transform="attention", out_size=(14, 14))
+    stn = SpatialTransformer(
+        localization=LocalizationCNN(in_channels=1), transform="attention", out_size=(14, 14)
+    )
     assert stn(torch.rand(2, 1, 28, 28)).shape == (2, 1, 14, 14)
     grid = stn.grid(stnkit.identity_params("attention", 2), (2, 1, 28, 28))
     assert grid.shape == (2, 14, 14, 2)
@@ -95,7 +99,9 @@ def test_learns_to_undo_a_translation() -> None:
     def blob(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
         return torch.exp(-((xs - cx[:, None, None]) ** 2 + (ys - cy[:, None, None]) ** 2) / 0.1)[:, None]
 
-    stn = SpatialTransformer(localization=LocalizationMLP(in_features=size * size, hidden=(32,)), transform="translation")
+    stn = SpatialTransformer(
+        localization=LocalizationMLP(in_features=size * size, hidden=(32,)), transform="translation"
+    )
     optimizer = torch.optim.Adam(stn.parameters(), lr=1e-2)
     centred = blob(torch.zeros(64), torch.zeros(64))
     losses = []

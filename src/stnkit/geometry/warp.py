@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stnkit.geometry.checks import check_floating, check_same_batch, check_tensor, normalize_size
+from stnkit.geometry.checks import check_floating, check_same_batch, check_tensor, is_tracing, normalize_size
+from stnkit.geometry.fast import affine_warp_2d
 from stnkit.geometry.sampling import check_sample_arguments, sample_unchecked
-from stnkit.geometry.transforms import Transform, get_transform
+from stnkit.geometry.transforms import Transform, _AffineFamily, get_transform
 
 __all__ = ["identity_params", "output_size", "warp"]
 
@@ -72,9 +73,30 @@ def warp(
     check_same_batch(input, "input", params, "params")
     size = output_size(input, out_size, spec.spatial_dims)
     params = params.to(dtype=input.dtype, device=input.device)
+    if _takes_fast_path(spec, backend):
+        # Check names and dtypes on a zero-size stand-in for the grid: the fast path never builds one
+        # outside its autograd node.
+        check_sample_arguments(input, input.new_empty(size[0], 0, 0, 2), mode, padding_mode, backend)
+        theta = spec.theta(params)  # type: ignore[attr-defined]
+        return affine_warp_2d(input, theta, size[2], size[3], mode, padding_mode, align_corners)
     grid = spec._grid(params, size[2:], align_corners)
     check_sample_arguments(input, grid, mode, padding_mode, backend)
     return sample_unchecked(input, grid, mode, padding_mode, align_corners, backend)
+
+
+def _takes_fast_path(spec: Transform, backend: str) -> bool:
+    """2-D affine-family warps on the native backend use :mod:`stnkit.geometry.fast`.
+
+    Not while tracing (torch.compile, ONNX export): those see the plain grid + grid_sample graph, which
+    they fuse or export as standard operators; nor under torch.func transforms.
+    """
+    return (
+        backend == "native"
+        and isinstance(spec, _AffineFamily)
+        and spec.spatial_dims == 2
+        and not is_tracing()
+        and not torch._C._are_functorch_transforms_active()  # vmap / jacrev need plain torch ops
+    )
 
 
 def identity_params(
