@@ -92,6 +92,7 @@ def test_fast_grid_equals_affine_grid() -> None:
         )
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_fast_path_is_not_taken_while_tracing_or_for_other_transforms() -> None:
     assert not _takes_fast_path(stnkit.get_transform("affine"), "reference")
     assert not _takes_fast_path(stnkit.get_transform("projective"), "native")

@@ -21,28 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stnkit.geometry.grids import normalized_coordinates
+from stnkit.geometry.grids import affine_grid_2d, normalized_coordinates
 
 __all__ = ["affine_grid_2d", "affine_warp_2d"]
 
 _MODE_CODES = {"bilinear": 0, "nearest": 1, "bicubic": 2}
 _PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}
-
-
-def affine_grid_2d(theta: Tensor, height: int, width: int, align_corners: bool) -> Tensor:
-    """Affine grid (N, H, W, 2) from theta (N, 2, 3), without autograd bookkeeping per pixel.
-
-    Each component is ``row_term[n, h] + column_term[n, w]``: two small outer terms and one full-size
-    addition written straight into the output.
-    """
-    xs = normalized_coordinates(width, align_corners=align_corners, dtype=theta.dtype, device=theta.device)
-    ys = normalized_coordinates(height, align_corners=align_corners, dtype=theta.dtype, device=theta.device)
-    grid = theta.new_empty(theta.shape[0], height, width, 2)
-    for component in range(2):
-        row = theta[:, component, 1, None] * ys + theta[:, component, 2, None]  # (N, H)
-        column = theta[:, component, 0, None] * xs  # (N, W)
-        torch.add(row[:, :, None], column[:, None, :], out=grid[..., component])
-    return grid
 
 
 class _AffineWarp2d(torch.autograd.Function):

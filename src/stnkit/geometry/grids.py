@@ -28,6 +28,7 @@ from stnkit.geometry.checks import (
 
 __all__ = [
     "affine_grid",
+    "affine_grid_2d",
     "normalized_coordinates",
     "projective_grid",
     "tps_grid",
@@ -145,8 +146,24 @@ def affine_grid(theta: Tensor, size: tuple[int, ...], *, align_corners: bool = F
 
 
 def _affine_grid_unchecked(theta: Tensor, spatial: tuple[int, ...], align_corners: bool) -> Tensor:
+    if len(spatial) == 2:
+        return affine_grid_2d(theta, spatial[0], spatial[1], align_corners)
     axes = _axes(spatial, align_corners, theta)
     return torch.stack(_apply_rows(theta, axes), dim=-1)
+
+
+def affine_grid_2d(theta: Tensor, height: int, width: int, align_corners: bool) -> Tensor:
+    """Affine grid (N, H, W, 2) from theta (N, 2, 3), built with a single full-size operation.
+
+    ``grid[n, h, w] = row_term[n, h] + column_term[n, w]`` with the small terms
+    ``row_term = theta[:, :, 1] * y_h + theta[:, :, 2]`` and ``column_term = theta[:, :, 0] * x_w``;
+    one broadcast addition writes the contiguous grid. Identity rows stay exact (0 * y + 0 + 1 * x == x).
+    """
+    xs = normalized_coordinates(width, align_corners=align_corners, dtype=theta.dtype, device=theta.device)
+    ys = normalized_coordinates(height, align_corners=align_corners, dtype=theta.dtype, device=theta.device)
+    row_term = theta[:, None, :, 1] * ys[None, :, None] + theta[:, None, :, 2]  # (N, H, 2)
+    column_term = theta[:, None, :, 0] * xs[None, :, None]  # (N, W, 2)
+    return row_term[:, :, None, :] + column_term[:, None, :, :]  # (N, H, W, 2)
 
 
 def projective_grid(matrix: Tensor, size: tuple[int, ...], *, align_corners: bool = False) -> Tensor:
