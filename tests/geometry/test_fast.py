@@ -92,15 +92,24 @@ def test_fast_grid_equals_affine_grid() -> None:
         )
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-def test_fast_path_is_not_taken_while_tracing_or_for_other_transforms() -> None:
+def test_fast_path_is_not_taken_for_other_transforms_or_backends() -> None:
     assert not _takes_fast_path(stnkit.get_transform("affine"), "reference")
     assert not _takes_fast_path(stnkit.get_transform("projective"), "native")
     assert not _takes_fast_path(stnkit.get_transform("affine3d"), "native")
+
+
+def test_export_sees_standard_operators() -> None:
+    # torch.export / torch.compile / the ONNX exporter trace the plain grid + grid_sampler graph.
+    class Warp(torch.nn.Module):
+        def forward(self, image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+            return stnkit.warp(image, theta)
+
     image = torch.rand(2, 1, 6, 6)
-    theta = torch.eye(2, 3).expand(2, 2, 3)
-    traced = torch.jit.trace(lambda x, t: stnkit.warp(x, t), (image, theta), check_trace=False)
-    torch.testing.assert_close(traced(image, theta), image, atol=1e-6, rtol=0)
+    theta = torch.eye(2, 3).expand(2, 2, 3).contiguous()
+    program = torch.export.export(Warp(), (image, theta))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert "aten.grid_sampler.default" in targets
+    torch.testing.assert_close(program.module()(image, theta), image, atol=1e-6, rtol=0)
 
 
 def test_functorch_transforms_use_the_plain_path() -> None:
