@@ -1,0 +1,66 @@
+"""Real datasets (MNIST, GTSRB), the paper's distorted-MNIST variants and their loaders.
+
+The API the rest of stnkit uses: :func:`list_datasets`, :func:`dataset_info`,
+:func:`make_loader` and :func:`resolve_data_root`; ``stnkit.data.commands`` adds the
+``stnkit data download|show`` commands. See docs/data.md for the distortion settings.
+"""
+
+from stnkit.data.distortions import DISTORTIONS, Distortion, distort, get_distortion
+from stnkit.data.download import (
+    ChecksumError,
+    DownloadError,
+    RemoteFile,
+    download_dataset,
+    download_file,
+)
+from stnkit.data.gtsrb import (
+    GtsrbArrays,
+    GtsrbError,
+    load_gtsrb,
+    load_gtsrb_npz,
+    load_gtsrb_original,
+)
+from stnkit.data.loaders import (
+    BatchDataset,
+    DatasetInfo,
+    DistortedLoader,
+    dataset_info,
+    list_datasets,
+    load_source,
+    make_loader,
+)
+from stnkit.data.mnist import IdxError, MnistArrays, load_mnist, read_idx
+from stnkit.data.roots import DataNotFoundError, resolve_data_root
+from stnkit.data.show import image_grid, save_grid
+
+__all__ = [
+    "DISTORTIONS",
+    "BatchDataset",
+    "ChecksumError",
+    "DataNotFoundError",
+    "DatasetInfo",
+    "DistortedLoader",
+    "Distortion",
+    "DownloadError",
+    "GtsrbArrays",
+    "GtsrbError",
+    "IdxError",
+    "MnistArrays",
+    "RemoteFile",
+    "dataset_info",
+    "distort",
+    "download_dataset",
+    "download_file",
+    "get_distortion",
+    "image_grid",
+    "list_datasets",
+    "load_gtsrb",
+    "load_gtsrb_npz",
+    "load_gtsrb_original",
+    "load_mnist",
+    "load_source",
+    "make_loader",
+    "read_idx",
+    "resolve_data_root",
+    "save_grid",
+]

@@ -1,0 +1,339 @@
+"""GTSRB readers: the 32x32 ``.npz`` copy in shared/data and the original download layout.
+
+Original layout (as the official zips unpack)::
+
+    GTSRB/Final_Training/Images/000NN/*.ppm   + GT-000NN.csv in each class folder
+    GTSRB/Final_Test/Images/*.ppm             + GT-final_test.csv (labelled; from the GT zip,
+                                                found in Final_Test/Images, Final_Test, GTSRB/
+                                                or the folder above)
+
+CSV rows are ``Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId``. We read the ROI as a
+box with ``(X2, Y2)`` *exclusive* (PIL's crop-box convention): on the first training image
+(29x30, ROI 5,6,24,25) that leaves the >= 5 px margin the GTSRB description promises on every
+side, while an inclusive reading would leave 4 px on the right.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from stnkit.data.roots import DataNotFoundError, describe_root, resolve_data_root
+
+__all__ = [
+    "GTSRB_NUM_CLASSES",
+    "GtsrbArrays",
+    "GtsrbError",
+    "load_gtsrb",
+    "load_gtsrb_npz",
+    "load_gtsrb_original",
+]
+
+GTSRB_NUM_CLASSES = 43
+_SPLITS = ("train", "test")
+_CSV_FIELDS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
+
+
+class GtsrbError(ValueError):
+    """A GTSRB file is malformed or inconsistent; the message names the file."""
+
+
+@dataclass(frozen=True)
+class GtsrbArrays:
+    """One GTSRB split.
+
+    Attributes:
+        images: uint8 tensor (N, 3, H, W), RGB.
+        labels: int64 tensor (N,), ClassId 0-42.
+        filenames: N names relative to the split's image folder (``00000/00000_00000.ppm``).
+        size_roi: int64 tensor (N, 6) = [Width, Height, X1, Y1, X2, Y2] in original pixels.
+        track_ids: int64 tensor (N,), the physical-sign track (-1 for the test split).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    filenames: tuple[str, ...]
+    size_roi: torch.Tensor
+    track_ids: torch.Tensor
+
+
+def _as_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = (int(s) for s in size)
+    return height, width
+
+
+def _resize(
+    image: Image.Image, out_hw: tuple[int, int], box: tuple[float, float, float, float] | None
+) -> np.ndarray:
+    """(H, W, 3) uint8 of ``image`` (optionally its sub-box) resized to ``out_hw``.
+
+    PIL's bilinear filter widens its support when shrinking (antialiased), and ``box`` takes
+    fractional coordinates, so the crop and the resize are one resampling step.
+    """
+    height, width = out_hw
+    resized = image.resize((width, height), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _roi_box(size_roi: np.ndarray, actual_wh: tuple[int, int]) -> tuple[float, float, float, float]:
+    """ROI (X1, Y1, X2 exclusive, Y2 exclusive) scaled from CSV pixels to the stored image."""
+    width, height, x1, y1, x2, y2 = (float(v) for v in size_roi)
+    sx, sy = actual_wh[0] / width, actual_wh[1] / height
+    return x1 * sx, y1 * sy, x2 * sx, y2 * sy
+
+
+def _finish(
+    images: list[np.ndarray] | np.ndarray,
+    labels: np.ndarray,
+    filenames: Sequence[str],
+    size_roi: np.ndarray,
+    track_ids: np.ndarray,
+) -> GtsrbArrays:
+    stacked = np.stack(list(images)) if isinstance(images, list) else images
+    return GtsrbArrays(
+        images=torch.from_numpy(np.ascontiguousarray(stacked.transpose(0, 3, 1, 2))),
+        labels=torch.from_numpy(labels.astype(np.int64)),
+        filenames=tuple(str(f) for f in filenames),
+        size_roi=torch.from_numpy(size_roi.astype(np.int64)),
+        track_ids=torch.from_numpy(track_ids.astype(np.int64)),
+    )
+
+
+def load_gtsrb_npz(
+    path: str | os.PathLike[str],
+    *,
+    crop_roi: bool = False,
+    size: int | Sequence[int] | None = None,
+) -> GtsrbArrays:
+    """Read ``gtsrb32_{train,test}.npz`` (see shared/data/PROVENANCE.md), optionally ROI-cropped.
+
+    Args:
+        path: the ``.npz`` file (images (N, 32, 32, 3) uint8 RGB, labels, filenames,
+            orig_size_roi, and track_ids for the training file).
+        crop_roi: crop each image to its sign ROI (scaled from original to 32x32 pixels).
+        size: output size; ``None`` keeps 32x32 (also when cropping). Sizes above 32 only
+            interpolate: the copy has no detail beyond 32x32.
+
+    Returns:
+        :class:`GtsrbArrays`, cached per process (shared: do not modify in place).
+
+    Raises:
+        DataNotFoundError: no such file.
+        GtsrbError: missing arrays or inconsistent lengths.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"GTSRB file {path} not found")
+    stat = path.stat()
+    key = (
+        str(path.resolve()),
+        stat.st_size,
+        stat.st_mtime_ns,
+        crop_roi,
+        None if size is None else _as_hw(size),
+    )
+    if key not in _NPZ_CACHE:
+        _NPZ_CACHE[key] = _load_npz_uncached(path, crop_roi=crop_roi, size=size)
+    return _NPZ_CACHE[key]
+
+
+_NPZ_CACHE: dict[tuple[object, ...], GtsrbArrays] = {}
+
+
+def _load_npz_uncached(path: Path, *, crop_roi: bool, size: int | Sequence[int] | None) -> GtsrbArrays:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise GtsrbError(f"{path}: not a readable .npz archive ({err})") from err
+    missing = {"images", "labels", "filenames", "orig_size_roi"} - arrays.keys()
+    if missing:
+        raise GtsrbError(f"{path}: missing arrays {sorted(missing)}")
+    images, labels = arrays["images"], arrays["labels"]
+    n = len(labels)
+    if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
+        raise GtsrbError(f"{path}: images {images.shape} do not match {n} labels of RGB")
+    if labels.size and (labels.min() < 0 or labels.max() >= GTSRB_NUM_CLASSES):
+        raise GtsrbError(f"{path}: labels outside 0..{GTSRB_NUM_CLASSES - 1}")
+    size_roi = arrays["orig_size_roi"]
+    track_ids = arrays.get("track_ids", np.full(n, -1, dtype=np.int64))
+    if crop_roi or size is not None:
+        out_hw = _as_hw(size if size is not None else images.shape[1:3])
+        stored_wh = (images.shape[2], images.shape[1])
+        images = np.stack(
+            [
+                _resize(Image.fromarray(img), out_hw, _roi_box(roi, stored_wh) if crop_roi else None)
+                for img, roi in zip(images, size_roi)
+            ]
+        )
+    return _finish(images, labels, arrays["filenames"], size_roi, track_ids)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter=";"))
+    if not rows:
+        raise GtsrbError(f"{path}: no rows")
+    absent = [c for c in _CSV_FIELDS if c not in rows[0]]
+    if absent:
+        raise GtsrbError(f"{path}: missing columns {absent} (has {list(rows[0])})")
+    return rows
+
+
+def _first_existing(candidates: Sequence[Path]) -> Path | None:
+    return next((c for c in candidates if c.exists()), None)
+
+
+def _layout_bases(folder: Path) -> list[Path]:
+    return [folder, folder / "GTSRB", folder / "gtsrb", folder / "gtsrb" / "GTSRB"]
+
+
+def _find_split(folder: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
+    """(image folder, [(csv, folder its filenames are relative to)]) of one split's layout."""
+    sub = "Final_Training" if split == "train" else "Final_Test"
+    images_dir = _first_existing([b / sub / "Images" for b in _layout_bases(folder)])
+    if images_dir is None:
+        raise DataNotFoundError(
+            f"no GTSRB {sub}/Images folder under {folder} (looked in "
+            f"{[str(b / sub / 'Images') for b in _layout_bases(folder)]})"
+        )
+    if split == "train":
+        class_dirs = sorted(d for d in images_dir.iterdir() if d.is_dir() and d.name.isdigit())
+        if not class_dirs:
+            raise DataNotFoundError(f"{images_dir}: no class folders 000NN")
+        csvs = []
+        for d in class_dirs:
+            csv_path = d / f"GT-{d.name}.csv"
+            if not csv_path.is_file():
+                raise DataNotFoundError(f"{d}: annotation file {csv_path.name} is missing")
+            csvs.append((csv_path, d))
+        return images_dir, csvs
+    gt = _first_existing(
+        [
+            images_dir / "GT-final_test.csv",
+            images_dir.parent / "GT-final_test.csv",
+            images_dir.parent.parent / "GT-final_test.csv",
+            images_dir.parent.parent.parent / "GT-final_test.csv",
+        ]
+    )
+    if gt is None:
+        raise DataNotFoundError(
+            f"GTSRB test labels GT-final_test.csv not found near {images_dir} (the images zip "
+            "only has the unlabelled GT-final_test.test.csv; the labels come in "
+            "GTSRB_Final_Test_GT.zip, which `stnkit data download gtsrb` fetches)"
+        )
+    return images_dir, [(gt, images_dir)]
+
+
+def load_gtsrb_original(
+    folder: str | os.PathLike[str],
+    *,
+    split: str = "train",
+    crop_roi: bool = False,
+    size: int | Sequence[int] = 32,
+) -> GtsrbArrays:
+    """Read GTSRB in the layout of the official zips (``.ppm`` images plus ``GT-*.csv``).
+
+    Every image is resized to ``size`` (bilinear, antialiased, aspect not kept, as the
+    standard 32x32 preprocessing does), after cropping to the sign ROI if ``crop_roi``.
+
+    Args:
+        folder: folder holding ``GTSRB/`` (or ``Final_Training``/``Final_Test`` directly).
+        split: ``"train"`` or ``"test"``.
+        crop_roi: crop to the annotated sign box first.
+        size: output size, int or (H, W).
+
+    Returns:
+        :class:`GtsrbArrays` in class-then-CSV order (train) or CSV order (test).
+
+    Raises:
+        DataNotFoundError: the layout, a CSV or an image is missing.
+        GtsrbError: malformed CSV or unreadable image.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"unknown GTSRB split {split!r}; valid: {list(_SPLITS)}")
+    images_dir, csvs = _find_split(Path(folder), split)
+    out_hw = _as_hw(size)
+    images: list[np.ndarray] = []
+    labels, names, size_rois, tracks = [], [], [], []
+    for csv_path, rel_dir in csvs:
+        for row in _read_csv(csv_path):
+            image_path = rel_dir / row["Filename"]
+            try:
+                size_roi = np.array([int(row[c]) for c in _CSV_FIELDS[1:7]], dtype=np.int64)
+                label = int(row["ClassId"])
+            except ValueError as err:
+                raise GtsrbError(f"{csv_path}: bad row {row} ({err})") from err
+            if not 0 <= label < GTSRB_NUM_CLASSES:
+                raise GtsrbError(f"{csv_path}: ClassId {label} outside 0..42")
+            if not image_path.is_file():
+                raise DataNotFoundError(f"{csv_path} lists {row['Filename']}, which is missing")
+            try:
+                with Image.open(image_path) as opened:
+                    image = opened.convert("RGB")
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+                raise GtsrbError(f"{image_path}: unreadable image ({err})") from err
+            box = _roi_box(size_roi, image.size) if crop_roi else None
+            images.append(_resize(image, out_hw, box))
+            labels.append(label)
+            names.append(str(image_path.relative_to(images_dir)))
+            size_rois.append(size_roi)
+            # Training names are TTTTT_FFFFF.ppm: track, then frame.
+            stem = Path(row["Filename"]).stem
+            tracks.append(int(stem.split("_")[0]) if split == "train" and "_" in stem else -1)
+    return _finish(images, np.array(labels), names, np.stack(size_rois), np.array(tracks, dtype=np.int64))
+
+
+def load_gtsrb(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    split: str = "train",
+    crop_roi: bool = False,
+    size: int | Sequence[int] | None = None,
+) -> GtsrbArrays:
+    """GTSRB from the data root: the 32x32 ``.npz`` copy if present, else the original layout.
+
+    Looks for ``<root>/gtsrb/gtsrb32_<split>.npz`` (or ``<root>/gtsrb32_<split>.npz``), then for
+    the original layout under ``<root>/gtsrb/`` or ``<root>/``.
+
+    Args:
+        root: data root; see :func:`stnkit.data.resolve_data_root`.
+        split: ``"train"`` (39,209 images) or ``"test"`` (12,630).
+        crop_roi: crop to the sign ROI.
+        size: output size; ``None`` means 32x32.
+
+    Example:
+        >>> test = load_gtsrb(split="test")  # doctest: +SKIP
+        >>> tuple(test.images.shape)  # doctest: +SKIP
+        (12630, 3, 32, 32)
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"unknown GTSRB split {split!r}; valid: {list(_SPLITS)}")
+    base = resolve_data_root(root)
+    npz = _first_existing([base / "gtsrb" / f"gtsrb32_{split}.npz", base / f"gtsrb32_{split}.npz"])
+    if npz is not None:
+        return load_gtsrb_npz(npz, crop_roi=crop_roi, size=size)
+    sub = "Final_Training" if split == "train" else "Final_Test"
+    for folder in (base / "gtsrb", base):
+        # Fall through only when there is no layout at all; a half-present layout must say what
+        # is missing.
+        if any((b / sub / "Images").is_dir() for b in _layout_bases(folder)):
+            return load_gtsrb_original(
+                folder, split=split, crop_roi=crop_roi, size=size if size is not None else 32
+            )
+    raise DataNotFoundError(
+        f"GTSRB {split} not found: no gtsrb/gtsrb32_{split}.npz and no original layout "
+        f"(GTSRB/Final_Training, GTSRB/Final_Test) under {base}; {describe_root(root)}. "
+        "Get it with `stnkit data download gtsrb --to DIR` and pass --data-dir DIR or set "
+        "$STNKIT_DATA=DIR."
+    )

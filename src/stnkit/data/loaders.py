@@ -1,0 +1,396 @@
+"""Dataset registry and loaders: whole batches, distorted on the fly, reproducible under a seed.
+
+Design:
+
+* A map-style :class:`BatchDataset` whose item ``i`` is the whole batch ``i`` of the current
+  epoch, used with ``DataLoader(batch_size=None, num_workers=k)``: each worker makes complete
+  batches with one batched warp, so workers never fight over per-image Python overhead.
+* Randomness is drawn per *image*, not per batch: at the start of an epoch the parameters of
+  every source image are drawn at once, in image order, from a ``torch.Generator`` seeded by
+  ``(seed, dataset, split, epoch)``. So the distortion of image ``j`` depends only on
+  ``(seed, epoch, j)``: the same with 0 or 8 workers, any batch size, any number of ranks and
+  any ``limit``. The test split uses a fixed pseudo-epoch, so it is the same set on every run.
+* Training order is a fresh permutation per epoch; ranks take interleaved shards of it
+  (truncated to equal length, so DDP ranks run the same number of steps). Test shards are
+  ``indices[rank::world_size]`` without padding: every test image is seen exactly once.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from stnkit.data.distortions import DISTORTIONS, Distortion, Params
+from stnkit.data.gtsrb import GTSRB_NUM_CLASSES, load_gtsrb
+from stnkit.data.mnist import load_mnist
+
+__all__ = [
+    "BatchDataset",
+    "DatasetInfo",
+    "DistortedLoader",
+    "dataset_info",
+    "list_datasets",
+    "load_source",
+    "make_loader",
+]
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset.
+
+    Attributes:
+        name: registry name.
+        num_classes: number of labels.
+        in_channels: image channels.
+        image_size: (H, W) of the images the loader yields.
+        description: one line for humans.
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    description: str = ""
+
+
+_INFOS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", 10, 1, (28, 28), "MNIST, undistorted"),
+        DatasetInfo("r", 10, 1, (28, 28), "rotated MNIST (+-90 deg)"),
+        DatasetInfo("rts", 10, 1, (42, 42), "rotated, scaled, translated MNIST in 42x42"),
+        DatasetInfo("p", 10, 1, (28, 28), "projectively distorted MNIST"),
+        DatasetInfo("e", 10, 1, (28, 28), "elastically (TPS) distorted MNIST"),
+        DatasetInfo("tc", 10, 1, (60, 60), "translated and cluttered MNIST in 60x60"),
+        DatasetInfo("mnist-add", 19, 2, (42, 42), "two RTS digits in two channels, label = sum"),
+        DatasetInfo("gtsrb", GTSRB_NUM_CLASSES, 3, (32, 32), "GTSRB traffic signs, 32x32 RGB"),
+    )
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`make_loader`, in a fixed order.
+
+    Example:
+        >>> list_datasets()
+        ['mnist', 'r', 'rts', 'p', 'e', 'tc', 'mnist-add', 'gtsrb']
+    """
+    return list(_INFOS)
+
+
+def _check_name(name: str) -> str:
+    key = name.lower()
+    if key not in _INFOS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {list_datasets()}")
+    return key
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+
+    Example:
+        >>> dataset_info("rts").image_size
+        (42, 42)
+    """
+    return _INFOS[_check_name(name)]
+
+
+def load_source(name: str, split: str, root: str | os.PathLike[str] | None = None) -> tuple[Tensor, Tensor]:
+    """The undistorted source of a dataset: uint8 images and int64 labels.
+
+    Returns:
+        images uint8 Tensor[N, 28, 28] (MNIST-based) or Tensor[N, 3, 32, 32] (GTSRB), and
+        labels int64 Tensor[N] (digit labels for ``mnist-add``; the loader sums the pairs).
+    """
+    key = _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    if key == "gtsrb":
+        gtsrb = load_gtsrb(root, split=split)
+        return gtsrb.images, gtsrb.labels
+    mnist = load_mnist(root, split=split)
+    return mnist.images, mnist.labels
+
+
+def _derive_seed(*parts: object) -> int:
+    """A 63-bit seed from any parts, the same on every machine and Python run (no ``hash``)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _generator(*parts: object) -> torch.Generator:
+    return torch.Generator().manual_seed(_derive_seed(*parts))
+
+
+_TEST_EPOCH = -1  # the pseudo-epoch that fixes the test split
+
+
+class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
+    """Map-style dataset whose item ``i`` is batch ``i`` of the current epoch on this rank.
+
+    Use with ``DataLoader(batch_size=None)``; :func:`make_loader` does that for you.
+
+    Args:
+        name: a name from :func:`list_datasets`.
+        images: uint8 source images, Tensor[N, 28, 28] or Tensor[N, C, H, W].
+        labels: int64 Tensor[N].
+        split: ``"train"`` (fresh distortions and order each epoch) or ``"test"`` (fixed).
+        batch_size: images per batch.
+        seed: base seed of all randomness.
+        limit: use only the first ``limit`` source images (clutter and partners still come
+            from the whole split, so image ``j`` looks the same with or without ``limit``).
+        rank: this process's rank.
+        world_size: number of ranks sharing the data.
+        shuffle: permute the images each epoch.
+        drop_last: drop this rank's last, smaller batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        images: Tensor,
+        labels: Tensor,
+        split: str,
+        batch_size: int,
+        seed: int = 0,
+        limit: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = False,
+        drop_last: bool = False,
+    ) -> None:
+        self.name = _check_name(name)
+        self.images, self.labels = images, labels  # the whole split: clutter, partners
+        self.split, self.batch_size, self.seed = split, batch_size, seed
+        self.num_images = images.shape[0] if limit is None else min(limit, images.shape[0])
+        self.rank, self.world_size = rank, world_size
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.epoch = 0
+        # epoch -> params of all images / this rank's order; shared by the copies that
+        # DistortedLoader makes per epoch.
+        self._params: dict[int, Params] = {}
+        self._indices: dict[int, Tensor] = {}
+
+    @property
+    def distortion(self) -> Distortion | None:
+        """The variant's :class:`Distortion` (None for plain MNIST and GTSRB).
+
+        Looked up by name rather than stored, so the dataset pickles (spawned workers).
+        """
+        return DISTORTIONS.get(self.name)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and distortions the next iteration uses."""
+        self.epoch = int(epoch)
+
+    @property
+    def _effective_epoch(self) -> int:
+        return self.epoch if self.split == "train" else _TEST_EPOCH
+
+    def indices(self) -> Tensor:
+        """Tensor[M]: this rank's source indices for the current epoch, in batch order."""
+        if self.epoch not in self._indices:
+            n = self.num_images
+            if self.shuffle:
+                generator = _generator(self.seed, self.name, self.split, "order", self.epoch)
+                order = torch.randperm(n, generator=generator)
+            else:
+                order = torch.arange(n)
+            self._indices.clear()  # one epoch at a time
+            self._indices[self.epoch] = order[: self._span()][self.rank :: self.world_size]
+        return self._indices[self.epoch]
+
+    def _span(self) -> int:
+        """How many of the (permuted) images the ranks share out."""
+        n = self.num_images
+        if self.split == "train" and self.world_size > 1:
+            # Equal shards so that DDP ranks take the same number of steps.
+            return (n // self.world_size) * self.world_size
+        return n
+
+    @property
+    def num_samples(self) -> int:
+        """Images this rank yields per epoch (before ``drop_last``)."""
+        return len(range(self.rank, self._span(), self.world_size))
+
+    def __len__(self) -> int:
+        count = self.num_samples
+        if self.drop_last:
+            return count // self.batch_size
+        return -(-count // self.batch_size)
+
+    def params(self) -> Params:
+        """Distortion parameters of every source image for the current epoch (cached)."""
+        if self.distortion is None:
+            return {}
+        epoch = self._effective_epoch
+        if epoch not in self._params:
+            generator = _generator(self.seed, self.name, self.split, "params", epoch)
+            n = self.images.shape[0]  # always the whole split: independent of `limit`
+            params = self.distortion.sample(n, generator, n)
+            for old in [e for e in self._params if e < epoch - 1]:
+                del self._params[old]  # keep memory bounded: the previous epoch at most
+            self._params[epoch] = params
+        return self._params[epoch]
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """The images and labels of the given source indices (any order, any count).
+
+        Returns:
+            images float32 Tensor[B, C, H, W] in [0, 1], labels int64 Tensor[B].
+        """
+        digits = self.images[index]
+        labels = self.labels[index]
+        if self.distortion is None:
+            images = digits if digits.dim() == 4 else digits[:, None]
+            return images.float().div_(255.0), labels
+        params = {key: value[index] for key, value in self.params().items()}
+        images = self.distortion.apply(digits, params, self.images)
+        if self.name == "mnist-add":
+            labels = labels + self.labels[params["partner"]]
+        return images, labels
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range for {len(self)} batches")
+        index = self.indices()[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.batch(index)
+
+
+class DistortedLoader:
+    """Iterable over ``(images, labels)`` batches of one split; see :func:`make_loader`.
+
+    Each ``iter()`` starts a new ``DataLoader`` on the current epoch and, for the training
+    split, then advances the epoch by one: data is fresh every epoch even if :meth:`set_epoch`
+    is never called, and ``set_epoch(e)`` before an iteration reproduces epoch ``e`` exactly.
+    """
+
+    def __init__(self, dataset: BatchDataset, *, num_workers: int, pin_memory: bool) -> None:
+        self.dataset = dataset
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.info = dataset_info(dataset.name)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration yields."""
+        return self.dataset.epoch
+
+    @property
+    def batch_size(self) -> int:
+        return self.dataset.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        """Images this rank sees per epoch (before ``drop_last``)."""
+        return self.dataset.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order and distortions for the next iteration."""
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        # A shallow copy pins this iteration's epoch (tensors and the params cache are shared),
+        # so advancing the epoch for the next iteration cannot change batches in flight.
+        frozen = copy.copy(self.dataset)
+        if self.dataset.split == "train":
+            self.dataset.set_epoch(self.dataset.epoch + 1)
+        loader = DataLoader(
+            frozen,
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+        return iter(loader)
+
+
+def make_loader(
+    name: str,
+    *,
+    split: str,
+    batch_size: int,
+    root: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    num_workers: int = 0,
+    limit: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle: bool | None = None,
+    drop_last: bool | None = None,
+    pin_memory: bool = False,
+) -> DistortedLoader:
+    """A loader of ``(images, labels)`` batches for a dataset of :func:`list_datasets`.
+
+    Args:
+        name: ``mnist``, ``r``, ``rts``, ``p``, ``e``, ``tc``, ``mnist-add`` or ``gtsrb``.
+        split: ``"train"`` (distorted afresh each epoch) or ``"test"`` (fixed by ``seed``).
+        batch_size: images per batch.
+        root: data root; see :func:`stnkit.data.resolve_data_root`.
+        seed: base seed; with the epoch it fixes order and distortions.
+        num_workers: ``DataLoader`` worker processes (results do not depend on it).
+        limit: use only the first ``limit`` source images (tiny runs and tests).
+        rank: this process's rank (DDP).
+        world_size: number of ranks.
+        shuffle: permute each epoch; default True for train, False for test.
+        drop_last: drop the last smaller batch; default False.
+        pin_memory: pass to ``DataLoader``.
+
+    Returns:
+        :class:`DistortedLoader`: iterate for images float32 (B, C, H, W) in [0, 1] and labels
+        int64 (B,); ``len()`` is batches per epoch; ``set_epoch(e)``.
+
+    Raises:
+        ValueError: unknown name or split, bad sizes or ranks.
+        DataNotFoundError: the source files are missing (message names the data root).
+
+    Example:
+        >>> loader = make_loader("rts", split="test", batch_size=8, limit=16)  # doctest: +SKIP
+        >>> images, labels = next(iter(loader))  # doctest: +SKIP
+        >>> images.shape, labels.dtype  # doctest: +SKIP
+        (torch.Size([8, 1, 42, 42]), torch.int64)
+    """
+    key = _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    images, labels = load_source(key, split, root)
+    dataset = BatchDataset(
+        name=key,
+        images=images,
+        labels=labels,
+        split=split,
+        batch_size=batch_size,
+        seed=seed,
+        limit=limit,
+        rank=rank,
+        world_size=world_size,
+        shuffle=split == "train" if shuffle is None else shuffle,
+        drop_last=False if drop_last is None else drop_last,
+    )
+    return DistortedLoader(dataset, num_workers=num_workers, pin_memory=pin_memory)
