@@ -29,7 +29,15 @@ from stnkit.geometry.checks import (
     check_tensor,
 )
 
-__all__ = ["BACKENDS", "MODES", "PADDING_MODES", "sample", "sample_reference"]
+__all__ = [
+    "BACKENDS",
+    "MODES",
+    "PADDING_MODES",
+    "check_sample_arguments",
+    "check_sample_options",
+    "sample",
+    "sample_reference",
+]
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
@@ -75,12 +83,10 @@ def sample(
     return sample_unchecked(input, grid, mode, padding_mode, align_corners, backend)
 
 
-def check_sample_arguments(input: object, grid: object, mode: str, padding_mode: str, backend: str) -> None:
-    """Validate the arguments of :func:`sample` (all but the grid's values)."""
+def check_sample_options(input: object, mode: str, padding_mode: str, backend: str) -> Tensor:
+    """Validate ``input`` and the option names of :func:`sample`; return ``input``."""
     input = check_tensor(input, "input")
-    grid = check_tensor(grid, "grid")
     check_floating(input, "input")
-    check_floating(grid, "grid")
     check_choice(mode, "mode", MODES)
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
     check_choice(backend, "backend", BACKENDS)
@@ -88,6 +94,18 @@ def check_sample_arguments(input: object, grid: object, mode: str, padding_mode:
         raise ValueError(
             f"input must be (N, C, H, W) or (N, C, D, H, W), got {input.dim()}-D {list(input.shape)}"
         )
+    if mode == "bicubic" and input.dim() != 4:
+        raise ValueError("mode 'bicubic' supports 4-D input only, got a 5-D input")
+    if any(s == 0 for s in input.shape[2:]):
+        raise ValueError(f"input has an empty spatial dimension: {list(input.shape)}")
+    return input
+
+
+def check_sample_arguments(input: object, grid: object, mode: str, padding_mode: str, backend: str) -> None:
+    """Validate the arguments of :func:`sample` (all but the grid's values)."""
+    input = check_sample_options(input, mode, padding_mode, backend)
+    grid = check_tensor(grid, "grid")
+    check_floating(grid, "grid")
     spatial_dims = input.dim() - 2
     if grid.dim() != input.dim() or grid.shape[-1] != spatial_dims:
         expected = "(N, H_out, W_out, 2)" if spatial_dims == 2 else "(N, D_out, H_out, W_out, 3)"
@@ -99,10 +117,6 @@ def check_sample_arguments(input: object, grid: object, mode: str, padding_mode:
         raise TypeError(f"grid dtype must match input dtype {input.dtype}, got {grid.dtype}")
     if grid.device != input.device:
         raise ValueError(f"grid is on {grid.device}, input on {input.device}: move them together")
-    if mode == "bicubic" and spatial_dims != 2:
-        raise ValueError("mode 'bicubic' supports 4-D input only, got a 5-D input")
-    if any(s == 0 for s in input.shape[2:]):
-        raise ValueError(f"input has an empty spatial dimension: {list(input.shape)}")
 
 
 def sample_unchecked(

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from stnkit.geometry.checks import check_floating, check_same_batch, check_tensor, is_tracing, normalize_size
 from stnkit.geometry.fast import affine_warp_2d
-from stnkit.geometry.sampling import check_sample_arguments, sample_unchecked
+from stnkit.geometry.sampling import check_sample_arguments, check_sample_options, sample_unchecked
 from stnkit.geometry.transforms import Transform, _AffineFamily, get_transform
 
 __all__ = ["identity_params", "output_size", "warp"]
@@ -73,12 +73,9 @@ def warp(
     check_same_batch(input, "input", params, "params")
     size = output_size(input, out_size, spec.spatial_dims)
     params = params.to(dtype=input.dtype, device=input.device)
-    if _takes_fast_path(spec, backend):
-        # Check names and dtypes on a zero-size stand-in for the grid: the fast path never builds one
-        # outside its autograd node.
-        check_sample_arguments(input, input.new_empty(size[0], 0, 0, 2), mode, padding_mode, backend)
-        theta = spec.theta(params)  # type: ignore[attr-defined]
-        return affine_warp_2d(input, theta, size[2], size[3], mode, padding_mode, align_corners)
+    if isinstance(spec, _AffineFamily) and _takes_fast_path(spec, backend):
+        check_sample_options(input, mode, padding_mode, backend)
+        return affine_warp_2d(input, spec.theta(params), size[2], size[3], mode, padding_mode, align_corners)
     grid = spec._grid(params, size[2:], align_corners)
     check_sample_arguments(input, grid, mode, padding_mode, backend)
     return sample_unchecked(input, grid, mode, padding_mode, align_corners, backend)
