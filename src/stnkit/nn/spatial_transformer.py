@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from stnkit.geometry.checks import check_choice, normalize_size
 from stnkit.geometry.sampling import BACKENDS, MODES, PADDING_MODES
 from stnkit.geometry.transforms import Transform, get_transform
-from stnkit.geometry.warp import output_size, warp
+from stnkit.geometry.warp import warp
 from stnkit.nn.localization import infer_num_features
 
 __all__ = ["SpatialTransformer"]
@@ -118,7 +118,7 @@ class SpatialTransformer(nn.Module):
 
     def grid(self, params: Tensor, input_size: tuple[int, ...]) -> Tensor:
         """The sampling grid of ``params`` for an input of size ``input_size`` (N, C, H, W)."""
-        size = output_size(torch.empty(input_size, device="meta"), self.out_size, self.transform.spatial_dims)
+        size = tuple(input_size) if self.out_size is None else (*input_size[:2], *self.out_size)
         return self.transform.grid(params, size, align_corners=self.align_corners)
 
     def forward(self, x: Tensor) -> Tensor:
