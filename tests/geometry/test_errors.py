@@ -48,7 +48,7 @@ def test_integer_images_are_refused_with_a_hint() -> None:
 def test_non_finite_params(bad: float) -> None:
     params = stnkit.identity_params("affine", 2)
     params[1, 2] = bad
-    with pytest.raises(ValueError, match=r"params must be finite, got 1 non-finite value"):
+    with pytest.raises(stnkit.NonFiniteError, match=r"params must be finite, got 1 non-finite value"):
         stnkit.warp(IMAGE, params)
     grid = torch.zeros(2, 4, 4, 2)
     grid[0, 0, 0, 0] = bad

@@ -21,6 +21,7 @@ from stnkit.data.gtsrb import (
     load_gtsrb_original,
 )
 from stnkit.data.loaders import (
+    TEST_SEED,
     BatchDataset,
     DatasetInfo,
     DistortedLoader,
@@ -35,6 +36,7 @@ from stnkit.data.show import image_grid, save_grid
 
 __all__ = [
     "DISTORTIONS",
+    "TEST_SEED",
     "BatchDataset",
     "ChecksumError",
     "DataNotFoundError",

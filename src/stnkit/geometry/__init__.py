@@ -11,6 +11,7 @@ No state and no I/O. The convention, used by every function here:
 See ``docs/convention.md`` for pictures and the pixel-space (OpenCV) correspondence.
 """
 
+from stnkit.geometry.checks import NonFiniteError
 from stnkit.geometry.grids import (
     affine_grid,
     normalized_coordinates,
@@ -49,6 +50,7 @@ __all__ = [
     "Affine",
     "Affine3D",
     "Attention",
+    "NonFiniteError",
     "Projective",
     "Similarity",
     "ThinPlateSpline",

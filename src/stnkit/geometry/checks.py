@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "NonFiniteError",
     "check_choice",
     "check_finite",
     "check_floating",
@@ -21,6 +22,10 @@ __all__ = [
     "is_tracing",
     "normalize_size",
 ]
+
+
+class NonFiniteError(ValueError):
+    """Transform parameters or a grid hold NaN or infinity (in training: the run has diverged)."""
 
 
 def is_tracing() -> bool:
@@ -69,12 +74,12 @@ def check_shape(value: Tensor, name: str, expected: Sequence[int | None], descri
 
 
 def check_finite(value: Tensor, name: str) -> None:
-    """Raise ValueError if ``value`` holds NaN or infinity (skipped while tracing)."""
+    """Raise :class:`NonFiniteError` if ``value`` holds NaN or infinity (skipped while tracing)."""
     if is_tracing() or value.numel() == 0:
         return
     if not bool(torch.isfinite(value).all()):
         bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(f"{name} must be finite, got {bad} non-finite value(s) (NaN or inf)")
+        raise NonFiniteError(f"{name} must be finite, got {bad} non-finite value(s) (NaN or inf)")
 
 
 def check_same_batch(first: Tensor, first_name: str, second: Tensor, second_name: str) -> None:

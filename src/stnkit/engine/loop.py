@@ -1,0 +1,383 @@
+"""The training loop: ``train_one_epoch``, ``evaluate`` and ``fit``; it knows no model or dataset.
+
+A loader is anything iterable over ``(images, labels)`` batches with ``__len__``; if it has
+``set_epoch(epoch)`` it is called before every epoch so the data order and the distortions are a
+function of (seed, epoch). Together with a per-epoch reseed of torch this makes a resumed run
+equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from stnkit.engine.config import TrainConfig
+from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, check_in_sync
+from stnkit.engine.metrics import append_jsonl, truncate_jsonl
+from stnkit.geometry import NonFiniteError
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "METRICS_NAME",
+    "DivergenceError",
+    "FitResult",
+    "Loader",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate",
+    "fit",
+    "localization_parameters",
+    "train_one_epoch",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+Batch = tuple[Tensor, Tensor]
+EpochCallback = Callable[[int, nn.Module, dict[str, Any]], None]
+
+
+class Loader(Protocol):
+    """What the engine needs from a data loader."""
+
+    def __iter__(self) -> Any: ...  # yields (images (B, C, H, W), labels (B,))
+
+    def __len__(self) -> int: ...
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss, gradient or parameter."""
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves behind."""
+
+    history: list[dict[str, Any]]  # one metrics record per finished epoch
+    checkpoint: Path  # last good checkpoint
+    final: dict[str, Any]  # last record
+
+
+def localization_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of every spatial transformer in ``model`` (localisation net and regression head).
+
+    A spatial transformer is recognised by its stages: a module with ``localize`` and ``warp``
+    methods (``stnkit.SpatialTransformer`` and the parallel transformer of ``stnkit.models``).
+    """
+    seen: set[int] = set()
+    params: list[nn.Parameter] = []
+    for module in model.modules():
+        if callable(getattr(module, "localize", None)) and callable(getattr(module, "warp", None)):
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+    return params
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser, with the localisation nets in their own group at ``lr * loc_lr_mult``."""
+    loc = localization_parameters(model)
+    loc_ids = {id(p) for p in loc}
+    rest = [p for p in model.parameters() if id(p) not in loc_ids]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": config.lr, "name": "classifier"}]
+    if loc:
+        groups.append({"params": loc, "lr": config.lr * config.loc_lr_mult, "name": "localization"})
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-batch multiplier on every group's learning rate.
+
+    - ``onecycle``: linear warm-up from lr/25 over ``warmup_fraction`` of the steps, then cosine
+      to 0.
+    - ``cosine``: cosine from lr to 0.
+    - ``step``: lr divided by 10 every ``step_every`` epochs (the paper's schedule).
+    - ``constant``: lr throughout.
+    """
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = int(config.warmup_fraction * total) if config.schedule == "onecycle" else 0
+    step_every = config.step_every or max(1, math.ceil(config.epochs / 3))
+
+    def factor(step: int) -> float:
+        if config.schedule == "constant":
+            return 1.0
+        if config.schedule == "step":
+            return 0.1 ** ((step // steps_per_epoch) // step_every)
+        if step < warmup:
+            return 1 / 25 + (1 - 1 / 25) * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _check_finite_parameters(model: nn.Module, where: str) -> None:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise DivergenceError(f"parameter {name} became non-finite {where}")
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float | None = None,
+    label_smoothing: float = 0.0,
+    channels_last: bool = False,
+    epoch: int = 1,
+    epochs: int = 1,
+    progress: bool = False,
+    ctx: DistContext | None = None,
+) -> dict[str, float]:
+    """One pass over ``loader`` with a progress bar; stops at the first non-finite step.
+
+    Returns:
+        ``loss`` (mean per image), ``accuracy``, ``images`` and ``images_per_s`` over all ranks.
+
+    Raises:
+        DivergenceError: the loss or the gradient norm is not finite.
+    """
+    ctx = ctx or DistContext()
+    model.train()
+    total = len(loader) if isinstance(loader, Sized) else None
+    bar = tqdm(
+        loader,
+        total=total,
+        desc=f"epoch {epoch}/{epochs}",
+        disable=not (progress and ctx.is_main),
+        dynamic_ncols=True,
+        leave=False,
+    )
+    loss_sum, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(bar):
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        try:
+            logits = model(images)  # (B, num_classes)
+        except NonFiniteError as err:
+            # stnkit's sampler refuses non-finite transform parameters; during training that is
+            # divergence, not a usage error.
+            raise DivergenceError(f"{err} at epoch {epoch}, step {step + 1}") from err
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # The global grad norm is identical on every rank after DDP's all-reduce, so every rank
+        # takes the same decision below and none is left waiting in a collective.
+        max_norm = grad_clip if grad_clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        loss_value = float(loss.detach())
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            raise DivergenceError(
+                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
+                f"(loss={loss_value}, grad norm={grad_norm}) at epoch {epoch}, step {step + 1}"
+            )
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        batch = labels.numel()
+        loss_sum += loss_value * batch
+        correct += int((logits.detach().argmax(dim=1) == labels).sum())
+        seen += batch
+        if step % 10 == 0 or step + 1 == total:
+            rate = seen * ctx.world_size / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", img_s=f"{rate:.0f}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+    totals = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64), ctx)
+    count = max(1.0, float(totals[2]))
+    return {
+        "loss": float(totals[0]) / count,
+        "accuracy": float(totals[1]) / count,
+        "images": int(totals[2]),
+        "images_per_s": float(totals[2]) / max(elapsed, 1e-9),
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[Batch], *, channels_last: bool = False) -> dict[str, float]:
+    """Mean cross-entropy, accuracy and error (1 - accuracy) of ``model`` on ``loader``.
+
+    Example:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> batches = [(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]))]
+        >>> sorted(evaluate(model, batches))
+        ['accuracy', 'count', 'error', 'loss']
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for images, labels in loader:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = model(images)
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        count += labels.numel()
+    model.train(was_training)
+    accuracy = correct / max(count, 1)
+    return {
+        "loss": loss_sum / max(count, 1),
+        "accuracy": accuracy,
+        "error": 1.0 - accuracy,
+        "count": count,
+    }
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Loader,
+    test_loader: Loader | None,
+    config: TrainConfig,
+    *,
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    out_dir: str | Path,
+    resume: bool = False,
+    ctx: DistContext | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> FitResult:
+    """Train ``model`` for ``config.epochs`` epochs, checkpointing after every epoch.
+
+    Every epoch ends with (rank 0): a metrics line in ``metrics.jsonl``, then an atomic
+    ``checkpoint.pt``, then ``on_epoch_end(epoch, model, record)``. A killed run resumed with
+    ``resume=True`` restarts after the last checkpointed epoch and loses at most the epoch that was
+    running. Under DDP (``ctx.world_size > 1``) the model is wrapped here; all ranks resume from
+    the same checkpoint.
+
+    Args:
+        model: the model, already built (and seeded) by the caller; trained in place.
+        train_loader: training batches; ``set_epoch`` is called if present.
+        test_loader: evaluated every ``config.eval_every`` epochs and after the last; may be None.
+        config: the recipe.
+        model_name: registry name, stored so the checkpoint can rebuild the model.
+        model_kwargs: builder arguments, stored likewise.
+        out_dir: the run folder.
+        resume: continue from ``out_dir/checkpoint.pt``.
+        ctx: rank and world size.
+        on_epoch_end: called on rank 0 after each checkpoint with the unwrapped model.
+
+    Raises:
+        DivergenceError: a non-finite loss, gradient or parameter; the last good checkpoint stays.
+        CheckpointError: ``resume`` without a readable checkpoint, or one from another model.
+    """
+    ctx = ctx or DistContext()
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    metrics_path = out / METRICS_NAME
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, max(1, len(train_loader)))
+    start_epoch, elapsed_before, history = 0, 0.0, []
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        if state["model_name"] != model_name:
+            raise CheckpointError(f"{ckpt_path} holds model {state['model_name']!r}, not {model_name!r}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
+        if ctx.is_main:
+            history = truncate_jsonl(metrics_path, max_epoch=start_epoch)
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text("")
+    barrier(ctx)
+
+    train_model: nn.Module = model
+    if ctx.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model)
+    if config.compile:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+
+    record: dict[str, Any] = history[-1] if history else {}
+    run_start = time.perf_counter()
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        # Reseed per epoch (and rank): dropout and any model randomness depend on (seed, epoch)
+        # only, so a resumed run draws the same numbers as an uninterrupted one.
+        torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + ctx.rank)
+        set_epoch = getattr(train_loader, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        epoch_start = time.perf_counter()
+        train = train_one_epoch(
+            train_model,
+            train_loader,
+            optimizer,
+            scheduler=scheduler,
+            grad_clip=config.grad_clip,
+            label_smoothing=config.label_smoothing,
+            channels_last=config.channels_last,
+            epoch=epoch,
+            epochs=config.epochs,
+            progress=config.progress,
+            ctx=ctx,
+        )
+        _check_finite_parameters(model, f"after epoch {epoch}")
+        train_time = time.perf_counter() - epoch_start
+        record = {
+            "epoch": epoch,
+            "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+            "train_error": 1.0 - train["accuracy"],
+            "images_per_s": train["images_per_s"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_time_s": train_time,
+        }
+        if test_loader is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            test = evaluate(model, test_loader, channels_last=config.channels_last)
+            record.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_error=test["error"])
+        record["elapsed_s"] = elapsed_before + time.perf_counter() - run_start
+        if ctx.is_main:
+            append_jsonl(metrics_path, record)
+            save_checkpoint(
+                {
+                    "model_name": model_name,
+                    "model_kwargs": model_kwargs,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "elapsed_s": record["elapsed_s"],
+                    "config": config.to_dict(),
+                    "metrics": record,
+                },
+                ckpt_path,
+            )
+            history.append(record)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, model, record)
+            _print_epoch(record, config.epochs)
+        barrier(ctx)
+    check_in_sync(model, ctx)
+    return FitResult(history=history, checkpoint=ckpt_path, final=record)
+
+
+def _print_epoch(record: dict[str, Any], epochs: int) -> None:
+    line = (
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} "
+        f"acc {record['train_accuracy']:.4f}  {record['images_per_s']:.0f} img/s"
+    )
+    if "test_error" in record:
+        line += f"  test loss {record['test_loss']:.4f} error {100 * record['test_error']:.2f}%"
+    print(line, flush=True)

@@ -1,0 +1,20 @@
+"""The paper's classifiers behind a registry: ``create_model(name, **kwargs)``, ``list_models()``.
+
+Every model takes ``in_channels``, ``num_classes`` and ``image_size`` and exposes its stages:
+``model.stn`` (the input transformer, None for baselines) with ``localize``/``warp``,
+``transform(x)``, ``forward_features(x)``, ``forward_head(features)``.
+"""
+
+from stnkit.models import gtsrb, mnist  # noqa: F401  (registers the builders)
+from stnkit.models.parts import Classifier, ParallelSpatialTransformer, count_parameters
+from stnkit.models.registry import create_model, list_models, model_entrypoint, register_model
+
+__all__ = [
+    "Classifier",
+    "ParallelSpatialTransformer",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_entrypoint",
+    "register_model",
+]

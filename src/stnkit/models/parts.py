@@ -1,0 +1,183 @@
+"""Building blocks of the classifiers: the classifier shell, conv stages and parallel transformers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import torch
+from torch import Tensor, nn
+
+from stnkit.nn import SpatialTransformer
+
+__all__ = [
+    "Classifier",
+    "ParallelSpatialTransformer",
+    "conv_stage",
+    "count_parameters",
+    "feature_shape",
+    "mlp",
+]
+
+
+class Classifier(nn.Module):
+    """An optional spatial transformer on the input, then features, then a head.
+
+    Stages, so that visualisation and export can call them one by one:
+    ``transform(x)`` (identity without a transformer), ``forward_features(x)`` (transform, then
+    features), ``forward_head(features) -> logits``. Transformers on feature maps live inside
+    ``features``; :meth:`spatial_transformers` lists them all.
+
+    Args:
+        features: the trunk (conv stages or hidden layers), may hold further transformers.
+        head: features to logits.
+        stn: the transformer applied to the input, or None for a baseline.
+    """
+
+    def __init__(self, *, features: nn.Module, head: nn.Module, stn: nn.Module | None = None):
+        super().__init__()
+        self.stn = stn
+        self.features = features
+        self.head = head
+
+    def transform(self, x: Tensor) -> Tensor:
+        """The input as the classifier sees it (after the input transformer)."""
+        return x if self.stn is None else self.stn(x)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Transform the input, then run the trunk."""
+        return self.features(self.transform(x))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Features to logits (B, num_classes)."""
+        return self.head(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, num_classes) for images (B, C, H, W)."""
+        return self.forward_head(self.forward_features(x))
+
+    def spatial_transformers(self) -> list[nn.Module]:
+        """Every transformer in the model, the input one first (empty for baselines)."""
+        found = [self.stn] if self.stn is not None else []
+        for module in self.features.modules():
+            if isinstance(module, SpatialTransformer | ParallelSpatialTransformer):
+                found.append(module)
+        return found
+
+
+class ParallelSpatialTransformer(nn.Module):
+    """``num_heads`` transformers that share one localisation net; outputs stacked on channels.
+
+    The localisation features are computed once; each head regresses its own parameters from them
+    (each head is a :class:`stnkit.SpatialTransformer` whose localisation is the identity on those
+    features) and warps the whole input. The paper's 2xST-FCN/2xST-CNN for MNIST addition use two.
+
+    Args:
+        localization: input (B, C, H, W) to features (B, F); needs ``.out_features``.
+        num_heads: number of parallel transformers k.
+        transform: transform name or object, as for :class:`stnkit.SpatialTransformer`.
+        out_size: output size of every head (None: the input size).
+
+    Shapes: input (B, C, H, W) -> output (B, k*C, H_out, W_out); ``localize`` gives (B, k, P).
+    """
+
+    def __init__(
+        self,
+        *,
+        localization: nn.Module,
+        num_heads: int = 2,
+        transform: str = "affine",
+        out_size: int | tuple[int, int] | None = None,
+    ):
+        super().__init__()
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be >= 1, got {num_heads}")
+        self.localization = localization
+        num_features = getattr(localization, "out_features", None)
+        if not isinstance(num_features, int):
+            raise ValueError("localization needs an int attribute out_features")
+        self.heads = nn.ModuleList(
+            SpatialTransformer(
+                localization=nn.Identity(),
+                transform=transform,
+                out_size=out_size,
+                num_features=num_features,
+            )
+            for _ in range(num_heads)
+        )
+
+    def head_list(self) -> list[SpatialTransformer]:
+        """The heads, typed."""
+        return [cast(SpatialTransformer, head) for head in self.heads]
+
+    def localize(self, x: Tensor) -> Tensor:
+        """Parameters of every head, (B, k, P)."""
+        features = self.localization(x)  # (B, F), computed once for all heads
+        return torch.stack([head.localize(features) for head in self.head_list()], dim=1)
+
+    def warp(self, x: Tensor, params: Tensor) -> Tensor:
+        """Warp ``x`` with each head's parameters and stack the results on channels."""
+        heads = self.head_list()
+        return torch.cat([head.warp(x, params[:, i]) for i, head in enumerate(heads)], dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, k*C, H_out, W_out)."""
+        return self.warp(x, self.localize(x))
+
+
+def conv_stage(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    padding: int = 0,
+    pool: int = 2,
+    norm: bool = False,
+    act_layer: Callable[[], nn.Module] = nn.ReLU,
+) -> nn.Sequential:
+    """Conv -> (BatchNorm) -> activation -> max-pool."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=not norm)
+    ]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(act_layer())
+    if pool > 1:
+        layers.append(nn.MaxPool2d(pool))
+    return nn.Sequential(*layers)
+
+
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int | None = None,
+    *,
+    dropout: float = 0.0,
+    act_layer: Callable[[], nn.Module] = nn.ReLU,
+) -> nn.Sequential:
+    """Flatten, then Linear -> activation (-> dropout) per hidden width, then an optional output."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), act_layer()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    if out_features is not None:
+        layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def feature_shape(module: nn.Module, in_shape: Sequence[int]) -> tuple[int, ...]:
+    """Output shape (without batch) of ``module`` for one input of shape ``in_shape``."""
+    was_training = module.training
+    module.eval()
+    shape = tuple(module(torch.zeros(1, *in_shape)).shape[1:])
+    module.train(was_training)
+    return shape
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

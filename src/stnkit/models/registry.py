@@ -1,0 +1,64 @@
+"""A registry of small model builders behind ``create_model(name)`` (timm style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+__all__ = ["create_model", "list_models", "model_entrypoint", "register_model"]
+
+Builder = Callable[..., nn.Module]
+B = TypeVar("B", bound=Builder)
+
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[B], B]:
+    """Register a builder under ``name`` (a decorator).
+
+    Example:
+        >>> @register_model("tiny-linear-demo")
+        ... def tiny_linear_demo(*, num_classes=10, **_):
+        ...     return nn.Linear(4, num_classes)
+        >>> "tiny-linear-demo" in list_models()
+        True
+    """
+
+    def decorate(builder: B) -> B:
+        if name in _REGISTRY and _REGISTRY[name] is not builder:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``pattern`` keeps names containing it."""
+    names = sorted(_REGISTRY)
+    return [n for n in names if pattern in n] if pattern else names
+
+
+def model_entrypoint(name: str) -> Builder:
+    """The builder registered as ``name``.
+
+    Raises:
+        KeyError: no such model; the message lists the known names.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`list_models`.
+        **kwargs: builder arguments; every builder takes ``in_channels``, ``num_classes`` and
+            ``image_size`` (H, W) so a model fits any dataset of the data module.
+    """
+    return model_entrypoint(name)(**kwargs)

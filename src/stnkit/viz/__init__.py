@@ -1,0 +1,31 @@
+"""Pictures of spatial transformers and training runs (the only module that imports matplotlib).
+
+- :func:`plot_transformer`: inputs with the sampling grid drawn over them, beside the outputs.
+- :func:`transformer_frame` / :func:`save_gif`: the transformer's output on a fixed batch per epoch.
+- :func:`plot_curves`: loss and error per epoch.
+- :func:`write_report`: ``report.md`` + self-contained ``report.html`` for a run folder.
+"""
+
+from stnkit.viz.curves import plot_curves
+from stnkit.viz.gif import montage, save_gif, transformer_frame
+from stnkit.viz.report import write_report
+from stnkit.viz.transformer import (
+    View,
+    grid_to_pixels,
+    plot_transformer,
+    to_display,
+    transformer_views,
+)
+
+__all__ = [
+    "View",
+    "grid_to_pixels",
+    "montage",
+    "plot_curves",
+    "plot_transformer",
+    "save_gif",
+    "to_display",
+    "transformer_frame",
+    "transformer_views",
+    "write_report",
+]

@@ -1,0 +1,197 @@
+"""The training loop on tiny synthetic data: learning, resume, divergence, param groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from stnkit.engine import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    DivergenceError,
+    TrainConfig,
+    build_optimizer,
+    build_scheduler,
+    evaluate,
+    fit,
+    load_checkpoint,
+    localization_parameters,
+    read_jsonl,
+)
+from stnkit.models import create_model
+
+MODEL = "st-fcn-affine"
+MODEL_KWARGS = {"image_size": [8, 8], "num_classes": 3, "hidden": [16], "loc_hidden": [8]}
+
+
+class TinyLoader:
+    """Three separable classes of 8x8 images; order reshuffled per epoch from (seed, epoch)."""
+
+    def __init__(self, n: int = 48, batch: int = 12, *, seed: int = 0, fail_at=None, nan_at=None):
+        g = torch.Generator().manual_seed(seed)
+        self.labels = torch.arange(n) % 3
+        self.images = torch.rand(n, 1, 8, 8, generator=g) * 0.2
+        for c in range(3):  # a bright bar whose row tells the class
+            self.images[self.labels == c, 0, 2 * c + 1, :] += 0.8
+        self.batch, self.seed, self.epoch = batch, seed, 1
+        self.fail_at, self.nan_at = fail_at, nan_at  # (epoch, step)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.epoch))
+        for step in range(len(self)):
+            if self.fail_at == (self.epoch, step):
+                raise KeyboardInterrupt("killed")
+            idx = order[step * self.batch : (step + 1) * self.batch]
+            images = self.images[idx].clone()
+            if self.nan_at == (self.epoch, step):
+                images[0, 0, 0, 0] = float("nan")
+            yield images, self.labels[idx]
+
+
+def _config(tmp_path: Path, **overrides) -> TrainConfig:
+    values = dict(
+        dataset="tiny",
+        model=MODEL,
+        epochs=3,
+        batch_size=12,
+        lr=0.01,
+        out=str(tmp_path),
+        progress=False,
+        snapshot_images=4,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(MODEL, **MODEL_KWARGS)
+
+
+def _fit(tmp_path: Path, loader: TinyLoader, *, resume: bool = False, **overrides):
+    config = _config(tmp_path, **overrides)
+    model = _model()
+    result = fit(
+        model,
+        loader,
+        TinyLoader(seed=1),
+        config,
+        model_name=MODEL,
+        model_kwargs=MODEL_KWARGS,
+        out_dir=tmp_path,
+        resume=resume,
+    )
+    return model, result
+
+
+def test_fit_learns_and_writes_metrics(tmp_path: Path) -> None:
+    _, result = _fit(tmp_path, TinyLoader(), epochs=4)
+    records = read_jsonl(tmp_path / METRICS_NAME)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert result.final["test_accuracy"] > 0.9
+    for key in ("images_per_s", "lr", "test_error", "elapsed_s", "train_accuracy"):
+        assert key in records[-1]
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 4 and state["model_name"] == MODEL
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    full, _ = _fit(tmp_path / "full", TinyLoader())
+    with pytest.raises(KeyboardInterrupt):  # killed in the middle of epoch 2
+        _fit(tmp_path / "cut", TinyLoader(fail_at=(2, 2)))
+    assert load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)["epoch"] == 1
+    resumed, result = _fit(tmp_path / "cut", TinyLoader(), resume=True)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "cut" / METRICS_NAME)] == [1, 2, 3]
+
+
+def test_nan_input_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(DivergenceError, match="(non-finite|must be finite).* epoch 2, step 3"):
+        _fit(tmp_path, TinyLoader(nan_at=(2, 2)))
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_huge_learning_rate_is_caught(tmp_path: Path) -> None:
+    with pytest.raises(DivergenceError, match="finite"):
+        _fit(tmp_path, TinyLoader(), optimizer="sgd", lr=1e30, grad_clip=None, epochs=5)
+
+
+def test_localization_group_gets_its_multiplier() -> None:
+    model = _model()
+    config = TrainConfig(lr=0.5, loc_lr_mult=0.1)
+    opt = build_optimizer(model, config)
+    loc = {id(p) for p in localization_parameters(model)}
+    assert loc and loc == {id(p) for p in model.stn.parameters()}
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["localization"]["lr"] == pytest.approx(0.05)
+    assert groups["classifier"]["lr"] == pytest.approx(0.5)
+    assert {id(p) for p in groups["localization"]["params"]} == loc
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
+def test_schedules_stay_in_range(schedule: str) -> None:
+    model = torch.nn.Linear(2, 2)
+    config = TrainConfig(schedule=schedule, epochs=6, lr=1.0)
+    opt = build_optimizer(model, config)
+    sched = build_scheduler(opt, config, steps_per_epoch=5)
+    lrs = []
+    for _ in range(30):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert max(lrs) <= 1.0 + 1e-9 and min(lrs) >= 0
+    if schedule != "constant":
+        assert lrs[-1] < 0.2
+
+
+def test_evaluate_counts() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    metrics = evaluate(model, TinyLoader(n=24, batch=12))
+    assert metrics["count"] == 24
+    assert metrics["error"] == pytest.approx(1 - metrics["accuracy"])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"epochs": 0},
+        {"lr": -1.0},
+        {"optimizer": "lion"},
+        {"schedule": "warm"},
+        {"grad_clip": 0.0},
+        {"batch_size": 0},
+        {"limit": 0},
+    ],
+)
+def test_config_rejects_bad_values(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_config_roundtrip_and_presets(tmp_path: Path) -> None:
+    import json
+
+    from stnkit.engine import config_from_dict, paper_config
+
+    config = TrainConfig(epochs=7, model_kwargs={"hidden": [64]})
+    config.save(tmp_path / "config.json")
+    assert config_from_dict(json.loads((tmp_path / "config.json").read_text())) == config
+    with pytest.raises(ValueError, match="unknown config keys"):
+        config_from_dict({**config.to_dict(), "learning_rate": 1.0})
+    paper = paper_config(epochs=5)
+    assert (paper.optimizer, paper.lr, paper.schedule, paper.epochs) == ("sgd", 0.01, "step", 5)
