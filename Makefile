@@ -9,7 +9,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stnkit-installed
 
-.PHONY: setup test lint demo clean
+# The main job's run folder. `make demo` resumes it when it holds a checkpoint (a killed run loses at
+# most the current epoch; a finished one just rewrites its report).
+RUN ?= runs/main/st-cnn-affine-rts
+
+.PHONY: setup test lint demo baseline clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +31,18 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	@if [ -f $(RUN)/checkpoint.pt ]; then \
+		$(BIN)/stnkit train --resume --out $(RUN); \
+	else \
+		$(BIN)/stnkit train --dataset rts --model st-cnn-affine --seed 0 --out $(RUN); \
+	fi
+	@echo "report: $(RUN)/report.md (and report.html)"
+
+# The main job and the plain CNN under the same recipe and parameter budget (docs/results.md).
+baseline: $(STAMP)
+	PYTHON=$(BIN)/python scripts/main_job.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -64,26 +64,29 @@ class _AffineWarp2d(torch.autograd.Function):
             align_corners,
             [need_input, need_theta],
         )
-        grad_theta = None
-        if need_theta:
-            height, width = grid.shape[1:3]
-            xs = normalized_coordinates(
-                width, align_corners=align_corners, dtype=grid.dtype, device=grid.device
-            )
-            ys = normalized_coordinates(
-                height, align_corners=align_corners, dtype=grid.dtype, device=grid.device
-            )
-            per_column = grad_grid.sum(dim=1)  # (N, W, 2)
-            per_row = grad_grid.sum(dim=2)  # (N, H, 2)
-            grad_theta = torch.stack(
-                (
-                    torch.einsum("nwc,w->nc", per_column, xs),
-                    torch.einsum("nhc,h->nc", per_row, ys),
-                    per_row.sum(dim=1),
-                ),
-                dim=-1,
-            )  # (N, 2, 3)
+        grad_theta = _theta_gradient(grad_grid, align_corners) if need_theta else None
         return (grad_input if need_input else None, grad_theta, None, None, None, None, None)
+
+
+def _theta_gradient(grad_grid: Tensor, align_corners: bool) -> Tensor:
+    """d loss / d theta (N, 2, 3) from d loss / d grid (N, H, W, 2), by the sums in the module docstring."""
+    height, width = grad_grid.shape[1:3]
+    xs = normalized_coordinates(
+        width, align_corners=align_corners, dtype=grad_grid.dtype, device=grad_grid.device
+    )
+    ys = normalized_coordinates(
+        height, align_corners=align_corners, dtype=grad_grid.dtype, device=grad_grid.device
+    )
+    per_column = grad_grid.sum(dim=1)  # (N, W, 2)
+    per_row = grad_grid.sum(dim=2)  # (N, H, 2)
+    return torch.stack(
+        (
+            torch.einsum("nwc,w->nc", per_column, xs),
+            torch.einsum("nhc,h->nc", per_row, ys),
+            per_row.sum(dim=1),
+        ),
+        dim=-1,
+    )
 
 
 def affine_warp_2d(
