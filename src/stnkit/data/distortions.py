@@ -5,8 +5,7 @@ Every variant is two steps, so that randomness and pixels are separate:
 * ``sample_*_params(n, generator, ...)`` draws the random parameters of ``n`` images from a
   ``torch.Generator`` (small tensors; the loaders draw a whole epoch at once in image order, so
   an image's distortion does not depend on batch size, workers or ranks);
-* ``apply_*(digits, params, ...)`` makes the images with one batched :func:`stnkit.warp`
-  (or :func:`stnkit.tps_grid` + :func:`stnkit.sample`).
+* ``apply_*(digits, params, ...)`` makes the images with one batched :func:`stnkit.warp`.
 
 Geometry is written in pixels and converted to stnkit's normalised convention
 (``align_corners=False``: a W-pixel image spans [-1, 1], so one pixel is 2 / W; parameters map
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stnkit.geometry import sample, tps_grid, tps_lattice, warp
+from stnkit.geometry import tps_lattice, warp
 
 __all__ = [
     "DISTORTIONS",
@@ -258,11 +257,9 @@ def sample_elastic_params(n: int, generator: torch.Generator) -> Params:
 
 def apply_elastic(digits: Tensor, params: Params) -> Tensor:
     """E: digits (B, [1,] 28, 28) -> Tensor[B, 1, 28, 28] through a random thin-plate spline."""
-    images = _to_float(digits)
     lattice = tps_lattice(E_NUM_POINTS)  # (16, 2), x fastest, spans [-1, 1]
     control_points = lattice + params["displacement"]  # (B, 16, 2) input positions
-    grid = tps_grid(control_points, tuple(images.shape))
-    return sample(images, grid).clamp_(0.0, 1.0)
+    return warp(_to_float(digits), control_points, transform="tps").clamp_(0.0, 1.0)
 
 
 # --- TC ------------------------------------------------------------------------------------
