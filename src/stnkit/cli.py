@@ -268,8 +268,12 @@ def _load_run(checkpoint: str) -> tuple[nn.Module, dict[str, Any], TrainConfig]:
     return model, state, config
 
 
-def _first_images(dataset: str, count: int, *, root: str | None, seed: int) -> Tensor:
-    loader = _data().make_loader(dataset, split="test", batch_size=count, root=root, seed=seed, limit=count)
+def _first_images(dataset: str, count: int, *, root: str | None) -> Tensor:
+    """The first ``count`` images of the canonical test set (the pictures' fixed batch)."""
+    data = _data()
+    loader = data.make_loader(
+        dataset, split="test", batch_size=count, root=root, seed=data.TEST_SEED, limit=count
+    )
     images, _ = next(iter(loader))
     return images[:count]
 
@@ -399,9 +403,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         config.save(out / "config.json")
         _print_config(config, model, ctx)
         if getattr(model, "stn", None) is not None:
-            snapshot = _first_images(
-                config.dataset, config.snapshot_images, root=config.data_root, seed=data.TEST_SEED
-            )
+            snapshot = _first_images(config.dataset, config.snapshot_images, root=config.data_root)
             if not resume:
                 _save_frame(model, snapshot, out, epoch=0)
 
@@ -549,7 +551,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if getattr(model, "stn", None) is None:
         raise CliError(f"model {state['model_name']!r} has no input spatial transformer to show")
     dataset = args.dataset or config.dataset
-    images = _first_images(dataset, args.num, root=args.data_root or config.data_root, seed=_data().TEST_SEED)
+    images = _first_images(dataset, args.num, root=args.data_root or config.data_root)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     title = f"{state['model_name']} on {dataset}, epoch {state['epoch']}"
