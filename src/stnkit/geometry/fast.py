@@ -1,27 +1,34 @@
 """Fast path for 2-D affine warps: one autograd node from ``theta`` to the output.
 
-Built from the same pieces as the plain path (broadcast grid, torch's grid sampler), it differs in how
-the gradient reaches ``theta``. Autograd through the broadcast grid would run six full-size
-multiply-reductions; here the grid's gradient is reduced along rows and columns once and contracted
-with the 1-D pixel coordinates:
+Two implementations sit behind it, chosen per call:
+
+* the fused C++ kernel (:mod:`stnkit.geometry.kernel`) for bilinear sampling of float32/float64 CPU
+  tensors: it computes each sampling point from ``theta`` on the fly, so no grid is ever stored, and
+  accumulates ``d loss / d theta`` directly;
+* torch ops everywhere else (other modes, CUDA, no compiler): a broadcast grid, torch's grid sampler,
+  and the grid's gradient reduced along rows and columns once and contracted with the 1-D pixel
+  coordinates, instead of autograd through the grid's six full-size multiply-reductions:
 
     d theta[n, c, 0] = sum_w x_w sum_h g[n, h, w, c]
     d theta[n, c, 1] = sum_h y_h sum_w g[n, h, w, c]
     d theta[n, c, 2] = sum_h sum_w g[n, h, w, c]
 
-It supports first derivatives only (as does torch's own grid sampler); for double backward use
+Both support first derivatives only (as does torch's own grid sampler); for double backward use
 ``backend="reference"``. :func:`stnkit.warp` takes this path automatically where it applies, and the
-tests hold it to the plain path and to the reference sampler.
+tests hold both implementations to the plain path, to torch and to the reference sampler.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from stnkit.geometry import kernel
 from stnkit.geometry.grids import affine_grid_2d, normalized_coordinates
+from stnkit.geometry.kernel import PlaneCoordinates
 
 __all__ = ["affine_grid_2d", "affine_warp_2d"]
 
@@ -43,18 +50,37 @@ class _AffineWarp2d(torch.autograd.Function):
         padding_mode: str,
         align_corners: bool,
     ) -> Tensor:
-        grid = affine_grid_2d(theta, height, width, align_corners)
         mode_code, padding_code = _MODE_CODES[mode], _PADDING_CODES[padding_mode]
-        ctx.save_for_backward(input, grid)
         ctx.codes = (mode_code, padding_code, align_corners)
+        ctx.fused = _fused_kernel_applies(input, theta, mode)
+        if ctx.fused:
+            input, theta = input.contiguous(), theta.contiguous()
+            ctx.plane = _plane_coordinates(height, width, align_corners, input.dtype)
+            ctx.save_for_backward(input, theta)
+            return kernel.affine_bilinear_forward(input, theta, ctx.plane, padding_code, align_corners)
+        grid = affine_grid_2d(theta, height, width, align_corners)
+        ctx.save_for_backward(input, grid)
         return torch.ops.aten.grid_sampler_2d(input, grid, mode_code, padding_code, align_corners)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        input, grid = ctx.saved_tensors
         mode_code, padding_code, align_corners = ctx.codes
         need_input, need_theta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if ctx.fused:
+            input, theta = ctx.saved_tensors
+            grad_input, grad_theta = kernel.affine_bilinear_backward(
+                grad_output.contiguous(),
+                input,
+                theta,
+                ctx.plane,
+                padding_code,
+                align_corners,
+                need_input,
+                need_theta,
+            )
+            return (grad_input, grad_theta, None, None, None, None, None)
+        input, grid = ctx.saved_tensors
         grad_input, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
             grad_output.contiguous(),
             input,
@@ -68,15 +94,49 @@ class _AffineWarp2d(torch.autograd.Function):
         return (grad_input if need_input else None, grad_theta, None, None, None, None, None)
 
 
+def _fused_kernel_applies(input: Tensor, theta: Tensor, mode: str) -> bool:
+    """The C++ kernel covers bilinear sampling of float32/float64 CPU tensors (where it could be built)."""
+    in_h, in_w = input.shape[2:]
+    return (
+        mode == "bilinear"
+        and input.device.type == "cpu"
+        and input.dtype in (torch.float32, torch.float64)
+        and theta.dtype == input.dtype
+        and (in_h + 2) * (in_w + 2) < 2**31  # tap offsets are int32
+        and kernel.kernel_available()
+    )
+
+
+def _pixel_centres(
+    height: int, width: int, align_corners: bool, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Normalised output coordinates (xs (W), ys (H)), the same numbers the grid path uses."""
+    xs = normalized_coordinates(width, align_corners=align_corners, dtype=dtype, device=device)
+    ys = normalized_coordinates(height, align_corners=align_corners, dtype=dtype, device=device)
+    return xs, ys
+
+
+@functools.lru_cache(maxsize=32)
+def _plane_coordinates(height: int, width: int, align_corners: bool, dtype: torch.dtype) -> PlaneCoordinates:
+    """The output pixels' coordinates as the kernel reads them; cached per size (they never change)."""
+    xs, ys = _pixel_centres(height, width, align_corners, dtype, torch.device("cpu"))
+    offset = 0.0 if align_corners else 0.5
+    us = torch.arange(width, dtype=dtype) + offset
+    vs = torch.arange(height, dtype=dtype) + offset
+    return PlaneCoordinates(
+        height,
+        width,
+        x=xs.repeat(height),
+        y=ys.repeat_interleave(width),
+        u=us.repeat(height),
+        v=vs.repeat_interleave(width),
+    )
+
+
 def _theta_gradient(grad_grid: Tensor, align_corners: bool) -> Tensor:
     """d loss / d theta (N, 2, 3) from d loss / d grid (N, H, W, 2), by the sums in the module docstring."""
     height, width = grad_grid.shape[1:3]
-    xs = normalized_coordinates(
-        width, align_corners=align_corners, dtype=grad_grid.dtype, device=grad_grid.device
-    )
-    ys = normalized_coordinates(
-        height, align_corners=align_corners, dtype=grad_grid.dtype, device=grad_grid.device
-    )
+    xs, ys = _pixel_centres(height, width, align_corners, grad_grid.dtype, grad_grid.device)
     per_column = grad_grid.sum(dim=1)  # (N, W, 2)
     per_row = grad_grid.sum(dim=2)  # (N, H, 2)
     return torch.stack(
