@@ -8,7 +8,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from stnkit.nn import SpatialTransformer
+from stnkit.nn import InputGradConv2d, SpatialTransformer
 
 __all__ = [
     "Classifier",
@@ -135,9 +135,13 @@ def conv_stage(
     norm: bool = False,
     act_layer: Callable[[], nn.Module] = nn.ReLU,
 ) -> nn.Sequential:
-    """Conv -> (BatchNorm) -> activation -> max-pool."""
+    """Conv -> (BatchNorm) -> activation -> max-pool.
+
+    The conv is an :class:`stnkit.nn.InputGradConv2d`: behind a spatial transformer, where its input
+    needs a gradient, that is computed much faster for few input channels; elsewhere it is nn.Conv2d.
+    """
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=not norm)
+        InputGradConv2d(in_channels, out_channels, kernel_size, padding=padding, bias=not norm)
     ]
     if norm:
         layers.append(nn.BatchNorm2d(out_channels))
