@@ -60,9 +60,12 @@ def test_kernel_is_built_where_there_is_a_compiler() -> None:
     ("kind", "padding_mode", "align_corners"),
     list(itertools.product(THETA_KINDS, PADDING_MODES, [False, True])),
 )
-def test_kernel_matches_torch_in_float64(kind: str, padding_mode: str, align_corners: bool) -> None:
+@pytest.mark.parametrize("channels", [2, 3])  # 3 has loops of its own in the kernel
+def test_kernel_matches_torch_in_float64(
+    kind: str, padding_mode: str, align_corners: bool, channels: int
+) -> None:
     torch.manual_seed(0)
-    image = torch.randn(4, 2, 9, 13, dtype=torch.float64, requires_grad=True)
+    image = torch.randn(4, channels, 9, 13, dtype=torch.float64, requires_grad=True)
     theta = THETA_KINDS[kind](4).double().requires_grad_()
     ours = stnkit.warp(
         image,

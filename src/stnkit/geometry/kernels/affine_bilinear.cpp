@@ -307,37 +307,61 @@ void position_gradient(const T* grad_output, const T* input, int64_t channels, i
 // registers and written only when it moves (two of them when it moves one column, the other two carried
 // over), which halves the read-modify-writes of near-identity warps and breaks their store-to-load
 // chains. A tap's `inside` flag depends only on its position, so carried sums keep the right flag.
-template <typename T>
-void scatter_input_gradient(const T* grad_output, T* grad_input, int64_t channels, int64_t in_plane,
-                            int64_t out_plane, int64_t count, const Chunk<T>& k) {
+// CHANNELS planes at once (a compile-time count): one decision per point serves them all.
+template <typename T, int CHANNELS>
+void scatter_chunk(const T* grad_output, T* grad_input, int64_t in_plane, int64_t out_plane, int64_t count,
+                   const Chunk<T>& k) {
   const T *w0 = k.weight[0], *w1 = k.weight[1], *w2 = k.weight[2], *w3 = k.weight[3];
   const int32_t *m0 = k.inside[0], *m1 = k.inside[1], *m2 = k.inside[2], *m3 = k.inside[3];
   const int32_t *i0 = k.index[0], *i1 = k.index[1], *i2 = k.index[2], *i3 = k.index[3];
-  for (int64_t c = 0; c < channels; ++c) {
-    T* plane = grad_input + c * in_plane;
-    const T* go = grad_output + c * out_plane;
-    int32_t at_x = 0, at_y = 0;                      // footprint position (meaningful once sums exist)
-    int32_t a_nw = 0, a_ne = 0, a_sw = 0, a_se = 0;  // its taps' offsets
-    T s_nw = 0, s_ne = 0, s_sw = 0, s_se = 0;        // its pending sums (0 for taps outside)
-    for (int64_t p = 0; p < count; ++p) {
-      const T g = go[p];
-      const T c_nw = m0[p] ? w0[p] * g : T(0), c_ne = m1[p] ? w1[p] * g : T(0);
-      const T c_sw = m2[p] ? w2[p] * g : T(0), c_se = m3[p] ? w3[p] * g : T(0);
-      const int32_t x = k.x0[p], y = k.y0[p];
-      if (p > 0 && y == at_y && x == at_x) {
-        s_nw += c_nw, s_ne += c_ne, s_sw += c_sw, s_se += c_se;
-      } else if (p > 0 && y == at_y && x == at_x + 1) {
-        plane[a_nw] += s_nw, plane[a_sw] += s_sw;
-        s_nw = s_ne + c_nw, s_sw = s_se + c_sw, s_ne = c_ne, s_se = c_se;
-        a_nw = a_ne, a_sw = a_se, a_ne = i1[p], a_se = i3[p];
-      } else {
-        plane[a_nw] += s_nw, plane[a_ne] += s_ne, plane[a_sw] += s_sw, plane[a_se] += s_se;
-        s_nw = c_nw, s_ne = c_ne, s_sw = c_sw, s_se = c_se;
-        a_nw = i0[p], a_ne = i1[p], a_sw = i2[p], a_se = i3[p];
-      }
-      at_x = x, at_y = y;
+  int32_t at_x = 0, at_y = 0;                      // footprint position (meaningful once sums exist)
+  int32_t a_nw = 0, a_ne = 0, a_sw = 0, a_se = 0;  // its taps' offsets
+  T s_nw[CHANNELS] = {}, s_ne[CHANNELS] = {}, s_sw[CHANNELS] = {}, s_se[CHANNELS] = {};  // pending sums
+  for (int64_t p = 0; p < count; ++p) {
+    // Contributions of this point to its four taps, per channel (0 for taps outside).
+    T c_nw[CHANNELS], c_ne[CHANNELS], c_sw[CHANNELS], c_se[CHANNELS];
+    for (int c = 0; c < CHANNELS; ++c) {
+      const T g = grad_output[c * out_plane + p];
+      c_nw[c] = m0[p] ? w0[p] * g : T(0), c_ne[c] = m1[p] ? w1[p] * g : T(0);
+      c_sw[c] = m2[p] ? w2[p] * g : T(0), c_se[c] = m3[p] ? w3[p] * g : T(0);
     }
-    plane[a_nw] += s_nw, plane[a_ne] += s_ne, plane[a_sw] += s_sw, plane[a_se] += s_se;
+    const int32_t x = k.x0[p], y = k.y0[p];
+    if (p > 0 && y == at_y && x == at_x) {
+      for (int c = 0; c < CHANNELS; ++c) {
+        s_nw[c] += c_nw[c], s_ne[c] += c_ne[c], s_sw[c] += c_sw[c], s_se[c] += c_se[c];
+      }
+    } else if (p > 0 && y == at_y && x == at_x + 1) {
+      for (int c = 0; c < CHANNELS; ++c) {
+        T* plane = grad_input + c * in_plane;
+        plane[a_nw] += s_nw[c], plane[a_sw] += s_sw[c];
+        s_nw[c] = s_ne[c] + c_nw[c], s_sw[c] = s_se[c] + c_sw[c], s_ne[c] = c_ne[c], s_se[c] = c_se[c];
+      }
+      a_nw = a_ne, a_sw = a_se, a_ne = i1[p], a_se = i3[p];
+    } else {
+      for (int c = 0; c < CHANNELS; ++c) {
+        T* plane = grad_input + c * in_plane;
+        plane[a_nw] += s_nw[c], plane[a_ne] += s_ne[c], plane[a_sw] += s_sw[c], plane[a_se] += s_se[c];
+        s_nw[c] = c_nw[c], s_ne[c] = c_ne[c], s_sw[c] = c_sw[c], s_se[c] = c_se[c];
+      }
+      a_nw = i0[p], a_ne = i1[p], a_sw = i2[p], a_se = i3[p];
+    }
+    at_x = x, at_y = y;
+  }
+  for (int c = 0; c < CHANNELS; ++c) {
+    T* plane = grad_input + c * in_plane;
+    plane[a_nw] += s_nw[c], plane[a_ne] += s_ne[c], plane[a_sw] += s_sw[c], plane[a_se] += s_se[c];
+  }
+}
+
+template <typename T>
+void scatter_input_gradient(const T* grad_output, T* grad_input, int64_t channels, int64_t in_plane,
+                            int64_t out_plane, int64_t count, const Chunk<T>& k) {
+  if (channels == 3) {
+    scatter_chunk<T, 3>(grad_output, grad_input, in_plane, out_plane, count, k);
+    return;
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    scatter_chunk<T, 1>(grad_output + c * out_plane, grad_input + c * in_plane, in_plane, out_plane, count, k);
   }
 }
 
