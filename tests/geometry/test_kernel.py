@@ -88,12 +88,13 @@ def test_kernel_matches_torch_in_float64(
 @pytest.mark.parametrize(
     ("padding_mode", "align_corners"), list(itertools.product(PADDING_MODES, [False, True]))
 )
+@pytest.mark.parametrize("channels", [1, 3])
 def test_kernel_matches_reference_in_float32_on_a_parallel_batch(
-    padding_mode: str, align_corners: bool
+    padding_mode: str, align_corners: bool, channels: int
 ) -> None:
-    # 40 x 1 x 32 x 32 outputs: enough work for the kernel's OpenMP loop to split the batch.
+    # 40 x C x 32 x 32 outputs: enough work for the kernel's OpenMP loop to split the batch.
     torch.manual_seed(1)
-    image = torch.rand(40, 1, 32, 32, requires_grad=True)
+    image = torch.rand(40, channels, 32, 32, requires_grad=True)
     theta = (torch.eye(2, 3) + 0.2 * torch.randn(40, 2, 3)).requires_grad_()
     kwargs = {"transform": "affine", "padding_mode": padding_mode, "align_corners": align_corners}
     ours = stnkit.warp(image, theta, **kwargs)  # type: ignore[arg-type]
