@@ -310,12 +310,25 @@ def tps_grid(control_points: Tensor, size: tuple[int, ...], *, align_corners: bo
     return _tps_grid_unchecked(control_points, spatial, align_corners)
 
 
+@functools.lru_cache(maxsize=32)
+def _tps_grid_map_t(
+    num_points: int, spatial: tuple[int, int], align_corners: bool, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """:func:`_tps_grid_map` transposed, (K, H * W), in the dtype and on the device it is used with."""
+    grid_map = _tps_grid_map(num_points, spatial, align_corners)
+    return grid_map.t().to(dtype=dtype, device=device).contiguous()
+
+
 def _tps_grid_unchecked(control_points: Tensor, spatial: tuple[int, ...], align_corners: bool) -> Tensor:
     height, width = spatial
-    grid_map = _tps_grid_map(control_points.shape[1], (height, width), align_corners)
-    grid_map = grid_map.to(dtype=control_points.dtype, device=control_points.device)
-    grid = torch.matmul(grid_map, control_points)  # (HW, K) @ (N, K, 2) -> (N, HW, 2)
-    return grid.view(control_points.shape[0], height, width, 2)
+    batch, num_points = control_points.shape[:2]
+    map_t = _tps_grid_map_t(
+        num_points, (height, width), align_corners, control_points.dtype, control_points.device
+    )
+    # One product (2N, K) @ (K, HW) and one interleaving copy to (N, HW, 2): on the CPU 1.3-7x faster
+    # than the batched (HW, K) @ (N, K, 2), whose N skinny products write two columns each.
+    rows = torch.mm(control_points.transpose(1, 2).reshape(batch * 2, num_points), map_t)  # (2N, HW)
+    return rows.view(batch, 2, height * width).transpose(1, 2).reshape(batch, height, width, 2)
 
 
 def tps_transform_points(control_points: Tensor, points: Tensor) -> Tensor:
