@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,10 @@ import stnkit
 from stnkit.geometry import PADDING_MODES, fast, kernel
 
 HAS_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
-needs_kernel = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on this machine")
+# The build flags are GCC's (-fopenmp, -march=native); elsewhere the kernel may rightly be unavailable.
+needs_kernel = pytest.mark.skipif(
+    not HAS_COMPILER or sys.platform != "linux", reason="needs Linux and a C++ compiler"
+)
 
 # Sampling maps that exercise different tap patterns: the scatter's carried sums (near identity, zoom
 # in), jumps (zoom out), arbitrary maps, and points far outside the input.
@@ -185,6 +189,21 @@ def test_kernel_is_cached_and_reused(
     assert kernel.kernel_available()
     assert list((tmp_path / "kernels").iterdir()) == built
     assert built[0].stat().st_mtime_ns == stamp
+
+
+@needs_kernel
+def test_damaged_cache_entry_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_loader_state: None
+) -> None:
+    monkeypatch.setenv("STNKIT_CACHE_DIR", str(tmp_path))
+    compiler = shutil.which("c++") or shutil.which("g++")
+    assert compiler is not None
+    monkeypatch.setenv("CXX", compiler)
+    target = kernel._library_path(compiler)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not a shared library")
+    assert kernel.kernel_available()
+    assert target.read_bytes() != b"not a shared library"
 
 
 def test_failed_build_warns_once_and_falls_back(

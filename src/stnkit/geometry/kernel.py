@@ -89,24 +89,16 @@ def _cpu_identity() -> str:
     return platform.machine() + platform.processor()
 
 
-def _build(compiler: str) -> Path:
-    """Compile the kernel into the cache (once per source/compiler/flags); return the library's path."""
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(
-        b"\0".join(
-            (
-                source,
-                _compiler_identity(compiler).encode(),
-                " ".join(_FLAGS).encode(),
-                _cpu_identity().encode(),
-            )
-        )
-    ).hexdigest()[:16]
-    target = _cache_dir() / f"affine_bilinear-{key}.so"
-    if target.exists():
-        return target
+def _library_path(compiler: str) -> Path:
+    """Where the library built from this source, compiler, flags and CPU lives in the cache."""
+    identity = (_SOURCE.read_bytes(), _compiler_identity(compiler).encode(), " ".join(_FLAGS).encode())
+    key = hashlib.sha256(b"\0".join((*identity, _cpu_identity().encode()))).hexdigest()[:16]
+    return _cache_dir() / f"affine_bilinear-{key}.so"
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Compile the kernel to ``target``, atomically: a reader never sees a half-written library."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Compile to a private name, then rename: a reader never sees a half-written library.
     handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
@@ -123,7 +115,23 @@ def _build(compiler: str) -> Path:
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
-    return target
+
+
+def _open_library(compiler: str) -> ctypes.CDLL:
+    """Load the cached library, building it first where it is missing, rebuilding it where it is unusable."""
+    target = _library_path(compiler)
+    if not target.exists():
+        _compile(compiler, target)
+    try:
+        library = ctypes.CDLL(str(target))
+    except OSError:
+        # A damaged cache entry (a disk filled up, a file copied from elsewhere): build it afresh once.
+        target.unlink(missing_ok=True)
+        _compile(compiler, target)
+        library = ctypes.CDLL(str(target))
+    if library.stnkit_affine_bilinear_abi() != _ABI_VERSION:
+        raise RuntimeError(f"{target} has an unexpected ABI version")
+    return library
 
 
 def _load() -> ctypes.CDLL | None:
@@ -139,9 +147,7 @@ def _load() -> ctypes.CDLL | None:
         try:
             if compiler is None:
                 raise RuntimeError("no C++ compiler found (set $CXX or install g++/clang++)")
-            library = ctypes.CDLL(str(_build(compiler)))
-            if library.stnkit_affine_bilinear_abi() != _ABI_VERSION:
-                raise RuntimeError("the cached kernel library has an unexpected ABI version")
+            library = _open_library(compiler)
         except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             warnings.warn(
                 f"stnkit: the fused affine kernel is unavailable ({error}); using the torch-op path, "
