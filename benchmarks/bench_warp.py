@@ -196,7 +196,7 @@ def peak_memory_mb(case: Case, image: torch.Tensor, params: torch.Tensor) -> flo
 
     CUDA: exact, from the caching allocator's peak. CPU: torch's allocations are invisible to Python's
     tracemalloc, so the case runs in a fresh process that reports how far one forward+backward raises
-    its peak resident set size (``ru_maxrss``) above where it stood with the inputs allocated.
+    its peak resident set size (VmHWM) above where it stood with the inputs allocated.
     """
     if image.is_cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -219,10 +219,25 @@ def measure_peak_rss(name: str, size: tuple[int, ...]) -> float:
     # The inputs and their gradients' sizes are allocated before the baseline is read.
     image_grad, params_grad = torch.ones_like(image), torch.ones_like(params)
     del image_grad, params_grad
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_kib()
     run_once(case, image, params, backward=True)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (after - before) / 1024  # ru_maxrss is in KiB on Linux
+    return (peak_rss_kib() - before) / 1024
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size in KiB.
+
+    Linux: VmHWM from /proc/self/status. Not ru_maxrss, which a process started by another inherits
+    from it across fork and exec, so a parent that had already used more memory hides the child's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main(argv: list[str] | None = None) -> int:
