@@ -1,11 +1,9 @@
 // Fused 2-D affine warp with bilinear sampling, forward and backward, for contiguous CPU tensors.
 //
-// The grid is never stored. Each output point's sampling position is computed from theta,
-//   x_in = theta[1] * Y[p] + theta[2] + theta[0] * X[p]
-//   y_in = theta[4] * Y[p] + theta[5] + theta[3] * X[p]
-// with X, Y the normalised coordinates of the output's pixel centres, flattened over the plane (passed
-// in, so they equal the Python grid's bit for bit); the backward pass accumulates d loss / d theta
-// directly instead of writing d loss / d grid. Every rule (unnormalisation, padding, reflection, the
+// The grid is never stored. Each output point's sampling position is computed from theta, composed
+// with torch's normalisation and unnormalisation into one pixel-to-pixel map per sample (PixelMap
+// below; it makes the identity exact). The backward pass accumulates d loss / d theta per sample, in
+// double, instead of writing d loss / d grid. Every rule (unnormalisation, padding, reflection, the
 // gradient masks at clipped coordinates) follows torch's CPU grid_sampler_2d
 // (aten/src/ATen/native/GridSampler.h), so results agree with F.affine_grid + F.grid_sample to
 // rounding.
@@ -13,14 +11,16 @@
 // Speed comes from layout, not intrinsics: each sample's plane is cut into chunks of kChunk points, and
 // every pass over a chunk is a branch-free loop over arrays that the compiler vectorises (the reads
 // through tap indices become SIMD gathers where the CPU has them). Only the scatter of the input
-// gradient is scalar, and it runs one tap at a time so that neighbouring points, which share taps, do
-// not chain read-modify-writes to the same address.
+// gradient is scalar (see scatter_chunk). Three-channel images take their channels inside one loop
+// over points; other counts go one plane at a time.
 //
-// stnkit/geometry/kernel.py compiles this file with the system C++ compiler, loads it with ctypes and
-// splits the batch between threads; each call handles the samples [n_begin, n_end), so calls on
-// disjoint ranges never write the same memory.
+// stnkit/geometry/kernel.py compiles this file with the system C++ compiler (-fopenmp, so the library
+// uses the OpenMP runtime torch has loaded) and calls it through ctypes. The batch is split between
+// OpenMP threads, one sample per iteration, so threads never write the same memory and results do not
+// depend on the thread count.
 //
-// Layouts: input (N, C, IH, IW); output, grad_output (N, C, H, W); theta (N, 2, 3); X, Y (H * W).
+// Layouts: input (N, C, IH, IW); output, grad_output (N, C, H, W); theta (N, 2, 3); X, Y, U, V (H * W):
+// the output pixels' normalised coordinates (X, Y, for the gradient) and pixel positions (U, V).
 // padding: 0 zeros, 1 border, 2 reflection.
 
 #include <algorithm>
@@ -361,17 +361,16 @@ void scatter_input_gradient(const T* grad_output, T* grad_input, int64_t channel
     return;
   }
   for (int64_t c = 0; c < channels; ++c) {
-    scatter_chunk<T, 1>(grad_output + c * out_plane, grad_input + c * in_plane, in_plane, out_plane, count, k);
+    scatter_chunk<T, 1>(grad_output + c * out_plane, grad_input + c * in_plane, in_plane, out_plane, count,
+                        k);
   }
 }
 
 // grad_input or grad_theta may be null when not wanted.
 template <typename T>
 void backward(const T* grad_output, const T* input, const T* theta, const T* X, const T* Y, const T* U,
-              const T* V,
-              T* grad_input, T* grad_theta, int64_t batch, int64_t channels,
-              int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w, int padding,
-              bool align_corners) {
+              const T* V, T* grad_input, T* grad_theta, int64_t batch, int64_t channels, int64_t in_h,
+              int64_t in_w, int64_t out_h, int64_t out_w, int padding, bool align_corners) {
   const int64_t in_plane = in_h * in_w, out_plane = out_h * out_w;
 #pragma omp parallel if (batch * channels * out_plane >= kParallelWork)
   {
@@ -381,7 +380,8 @@ void backward(const T* grad_output, const T* input, const T* theta, const T* X, 
   for (int64_t n = 0; n < batch; ++n) {
     const T* in_n = input + n * channels * in_plane;
     const PixelMap<T> map = pixel_map(theta + 6 * n, in_h, in_w, out_h, out_w, align_corners);
-    if (grad_input) std::fill(grad_input + n * channels * in_plane, grad_input + (n + 1) * channels * in_plane, T(0));
+    T* grad_input_n = grad_input ? grad_input + n * channels * in_plane : nullptr;
+    if (grad_input_n) std::fill(grad_input_n, grad_input_n + channels * in_plane, T(0));
     // d theta sums H * W terms: chunk sums in T, chunks summed in double.
     double acc[6] = {0, 0, 0, 0, 0, 0};
     for (int64_t start = 0; start < out_plane; start += kChunk) {
@@ -389,15 +389,12 @@ void backward(const T* grad_output, const T* input, const T* theta, const T* X, 
       const T* go_n = grad_output + n * channels * out_plane + start;
       chunk_coordinates(map, U + start, V + start, count, in_h, in_w, padding, align_corners, k);
       chunk_taps(count, in_h, in_w, k);
-      if (grad_input) {
-        scatter_input_gradient(go_n, grad_input + n * channels * in_plane, channels, in_plane, out_plane,
-                               count, k);
-      }
+      if (grad_input_n) scatter_input_gradient(go_n, grad_input_n, channels, in_plane, out_plane, count, k);
       if (!grad_theta) continue;
       position_gradient(go_n, in_n, channels, in_plane, out_plane, count, k, g_ix, g_iy);
       const T* x = X + start;
       const T* y = Y + start;
-      T sum[6] = {0, 0, 0, 0, 0, 0};
+      // d theta[r][j] = sum over points of d loss / d grid[r] times (x, y, 1)[j]
       T s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5)
       for (int64_t p = 0; p < count; ++p) {
@@ -409,8 +406,8 @@ void backward(const T* grad_output, const T* input, const T* theta, const T* X, 
         s4 += d_gy * y[p];
         s5 += d_gy;
       }
-      sum[0] = s0, sum[1] = s1, sum[2] = s2, sum[3] = s3, sum[4] = s4, sum[5] = s5;
-      for (int j = 0; j < 6; ++j) acc[j] += double(sum[j]);
+      const T chunk_sums[6] = {s0, s1, s2, s3, s4, s5};
+      for (int j = 0; j < 6; ++j) acc[j] += double(chunk_sums[j]);
     }
     if (grad_theta) {
       for (int j = 0; j < 6; ++j) grad_theta[6 * n + j] = T(acc[j]);
