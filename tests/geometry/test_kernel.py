@@ -223,6 +223,16 @@ def test_failed_build_warns_once_and_falls_back(
     torch.testing.assert_close(ours, torch_warp(image, theta, (7, 7), "zeros", False), rtol=0, atol=1e-12)
 
 
+def test_unwritable_cache_warns_and_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_loader_state: None
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache directory cannot be made below a file")
+    monkeypatch.setenv("STNKIT_CACHE_DIR", str(blocker))
+    with pytest.warns(RuntimeWarning, match="fused affine kernel is unavailable"):
+        assert not kernel.kernel_available()
+
+
 def test_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch, fresh_loader_state: None) -> None:
     monkeypatch.setenv("STNKIT_KERNELS", "0")
     with warnings.catch_warnings():

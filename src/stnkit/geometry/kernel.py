@@ -137,30 +137,35 @@ def _open_library(compiler: str) -> ctypes.CDLL:
 def _load() -> ctypes.CDLL | None:
     """Build and load the library once per process; None (after one warning) where that fails."""
     global _library, _load_attempted
+    if _load_attempted:  # every warp asks: answer without the lock once settled
+        return _library
     with _lock:
-        if _load_attempted:
-            return _library
-        _load_attempted = True
-        if os.environ.get("STNKIT_KERNELS", "1") == "0":
-            return None
-        compiler = shutil.which(os.environ.get("CXX", "c++"))
-        try:
-            if compiler is None:
-                raise RuntimeError("no C++ compiler found (set $CXX or install g++/clang++)")
-            library = _open_library(compiler)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-            warnings.warn(
-                f"stnkit: the fused affine kernel is unavailable ({error}); using the torch-op path, "
-                "which gives the same results more slowly. Set STNKIT_KERNELS=0 to silence this.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return None
-        for suffix in ("f32", "f64"):
-            getattr(library, f"stnkit_affine_bilinear_forward_{suffix}").argtypes = _FORWARD_ARGS
-            getattr(library, f"stnkit_affine_bilinear_backward_{suffix}").argtypes = _BACKWARD_ARGS
-        _library = library
-        return library
+        if not _load_attempted:
+            _library = _try_to_open()
+            _load_attempted = True  # set last: a reader that sees it also sees _library
+        return _library
+
+
+def _try_to_open() -> ctypes.CDLL | None:
+    if os.environ.get("STNKIT_KERNELS", "1") == "0":
+        return None
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    try:
+        if compiler is None:
+            raise RuntimeError("no C++ compiler found (set $CXX or install g++/clang++)")
+        library = _open_library(compiler)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        warnings.warn(
+            f"stnkit: the fused affine kernel is unavailable ({error}); using the torch-op path, "
+            "which gives the same results more slowly. Set STNKIT_KERNELS=0 to silence this.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    for suffix in ("f32", "f64"):
+        getattr(library, f"stnkit_affine_bilinear_forward_{suffix}").argtypes = _FORWARD_ARGS
+        getattr(library, f"stnkit_affine_bilinear_backward_{suffix}").argtypes = _BACKWARD_ARGS
+    return library
 
 
 def kernel_available() -> bool:
