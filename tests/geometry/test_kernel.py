@@ -158,6 +158,22 @@ def test_kernel_identity_returns_the_input_bit_for_bit(size: tuple[int, int], dt
 
 
 @needs_kernel
+def test_kernel_gradient_at_the_identity_is_the_forward_difference() -> None:
+    # At the identity every sampling point sits exactly on a pixel, where bilinear sampling has only
+    # one-sided derivatives. The kernel's points are exact, so torch's formula gives the forward
+    # difference everywhere: d out[h, w] / d x_in = I[h, w + 1] - I[h, w] (0 beyond the edge, zeros
+    # padding), and d x_in / d theta[0, 2] = W / 2.
+    torch.manual_seed(3)
+    image = torch.rand(2, 1, 5, 7, dtype=torch.float64)
+    theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1).requires_grad_()
+    upstream = torch.randn(2, 1, 5, 7, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(stnkit.warp(image, theta, transform="affine"), theta, upstream)
+    next_column = F.pad(image[..., 1:], (0, 1))
+    expected = (upstream * (next_column - image)).sum(dim=(1, 2, 3)) * 7 / 2
+    torch.testing.assert_close(grad[:, 0, 2], expected, rtol=1e-12, atol=1e-12)
+
+
+@needs_kernel
 def test_kernel_skips_non_finite_values_that_torch_skips() -> None:
     # Taps outside the image are never read: an inf stored where an outside tap would point (offset 0)
     # must not turn into NaN through 0 * inf, in the output or the gradients.

@@ -135,3 +135,36 @@ def test_bad_builder_arguments() -> None:
         create_model("st-cnn-affine", channels=(8,), kernel_sizes=(3, 3))
     with pytest.raises(ValueError, match="num_heads"):
         ParallelSpatialTransformer(localization=nn.Linear(2, 2), num_heads=0)
+
+
+def test_compiled_model_matches_eager() -> None:
+    # Compiled graphs take the plain grid + grid_sample path and plain nn.Conv2d (stnkit's fused kernel
+    # and InputGradConv2d step aside while tracing); eager takes both fast paths. Same numbers either way.
+    # The transformer is moved off the identity first: there every sampling point sits exactly on a
+    # pixel, where bilinear sampling has only one-sided derivatives (docs/convention.md).
+    torch.manual_seed(0)
+    model = create_model(
+        "st-cnn-affine",
+        in_channels=1,
+        num_classes=10,
+        image_size=(28, 28),
+        channels=(4, 8),
+        hidden=(16,),
+        loc_channels=(4, 4),
+        loc_features=8,
+    )
+    with torch.no_grad():
+        model.stn.head.bias.add_(0.05 * torch.randn(6))
+    images = torch.rand(4, 1, 28, 28)
+
+    def logits_and_grads(forward: nn.Module) -> list[torch.Tensor]:
+        model.zero_grad()
+        logits = forward(images)
+        logits.square().sum().backward()
+        return [logits.detach(), *(p.grad.clone() for p in model.parameters() if p.grad is not None)]
+
+    eager = logits_and_grads(model)
+    compiled = logits_and_grads(torch.compile(model))
+    assert len(eager) == len(compiled)
+    for ours, theirs in zip(eager, compiled):
+        torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
