@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import sys
 import warnings
@@ -19,7 +20,8 @@ from stnkit.geometry import PADDING_MODES, fast, kernel
 HAS_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 # The build flags are GCC's (-fopenmp, -march=native); elsewhere the kernel may rightly be unavailable.
 needs_kernel = pytest.mark.skipif(
-    not HAS_COMPILER or sys.platform != "linux", reason="needs Linux and a C++ compiler"
+    not HAS_COMPILER or sys.platform != "linux" or os.environ.get("STNKIT_KERNELS") == "0",
+    reason="needs Linux, a C++ compiler and kernels not switched off (STNKIT_KERNELS=0)",
 )
 
 # Sampling maps that exercise different tap patterns: the scatter's carried sums (near identity, zoom
@@ -227,6 +229,7 @@ def test_failed_build_warns_once_and_falls_back(
 ) -> None:
     monkeypatch.setenv("STNKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "no-such-compiler-stnkit")
+    monkeypatch.delenv("STNKIT_KERNELS", raising=False)
     image = torch.randn(2, 1, 7, 7, dtype=torch.float64, requires_grad=True)
     theta = (
         torch.eye(2, 3, dtype=torch.float64) + 0.2 * torch.randn(2, 2, 3, dtype=torch.float64)
@@ -245,6 +248,7 @@ def test_unwritable_cache_warns_and_falls_back(
     blocker = tmp_path / "a-file"
     blocker.write_text("the cache directory cannot be made below a file")
     monkeypatch.setenv("STNKIT_CACHE_DIR", str(blocker))
+    monkeypatch.delenv("STNKIT_KERNELS", raising=False)
     with pytest.warns(RuntimeWarning, match="fused affine kernel is unavailable"):
         assert not kernel.kernel_available()
 
