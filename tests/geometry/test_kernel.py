@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,7 +68,11 @@ def test_kernel_is_built_where_there_is_a_compiler() -> None:
 )
 @pytest.mark.parametrize("channels", [2, 3])  # 3 has loops of its own in the kernel
 def test_kernel_matches_torch_in_float64(
-    kind: str, padding_mode: str, align_corners: bool, channels: int
+    kind: str,
+    padding_mode: str,
+    align_corners: bool,
+    channels: int,
+    assert_same_outputs_and_gradients: Callable[..., None],
 ) -> None:
     torch.manual_seed(0)
     image = torch.randn(4, channels, 9, 13, dtype=torch.float64, requires_grad=True)
@@ -82,12 +86,7 @@ def test_kernel_matches_torch_in_float64(
         align_corners=align_corners,
     )
     theirs = torch_warp(image, theta, (11, 7), padding_mode, align_corners)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
-    upstream = torch.randn_like(ours)
-    grads_ours = torch.autograd.grad(ours, (image, theta), upstream)
-    grads_theirs = torch.autograd.grad(theirs, (image, theta), upstream)
-    torch.testing.assert_close(grads_ours[0], grads_theirs[0], rtol=0, atol=1e-12)
-    torch.testing.assert_close(grads_ours[1], grads_theirs[1], rtol=1e-9, atol=1e-9)
+    assert_same_outputs_and_gradients(ours, theirs, (image, theta))
 
 
 @needs_kernel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -49,36 +50,29 @@ def grid_away_from_kinks(
 
 
 @pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES_2D)
-def test_reference_equals_grid_sample_2d(mode: str, padding_mode: str, align_corners: bool) -> None:
+def test_reference_equals_grid_sample_2d(
+    mode: str, padding_mode: str, align_corners: bool, assert_same_outputs_and_gradients: Callable[..., None]
+) -> None:
     image = torch.randn(2, 3, 6, 7, dtype=torch.float64, requires_grad=True)
     grid = random_grid((2, 5, 4, 2)).requires_grad_(True)
     ours = stnkit.sample(
         image, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners, backend="reference"
     )
     theirs = F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
-
-    upstream = torch.randn_like(ours)
-    grads_ours = torch.autograd.grad(ours, (image, grid), upstream)
-    grads_theirs = torch.autograd.grad(theirs, (image, grid), upstream)
-    torch.testing.assert_close(grads_ours[0], grads_theirs[0], rtol=0, atol=1e-12)
-    torch.testing.assert_close(grads_ours[1], grads_theirs[1], rtol=1e-9, atol=1e-9)
+    assert_same_outputs_and_gradients(ours, theirs, (image, grid))
 
 
 @pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES_3D)
-def test_reference_equals_grid_sample_3d(mode: str, padding_mode: str, align_corners: bool) -> None:
+def test_reference_equals_grid_sample_3d(
+    mode: str, padding_mode: str, align_corners: bool, assert_same_outputs_and_gradients: Callable[..., None]
+) -> None:
     volume = torch.randn(2, 2, 4, 5, 3, dtype=torch.float64, requires_grad=True)
     grid = random_grid((2, 3, 2, 4, 3)).requires_grad_(True)
     ours = stnkit.sample(
         volume, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners, backend="reference"
     )
     theirs = F.grid_sample(volume, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
-    upstream = torch.randn_like(ours)
-    grads_ours = torch.autograd.grad(ours, (volume, grid), upstream)
-    grads_theirs = torch.autograd.grad(theirs, (volume, grid), upstream)
-    torch.testing.assert_close(grads_ours[0], grads_theirs[0], rtol=0, atol=1e-12)
-    torch.testing.assert_close(grads_ours[1], grads_theirs[1], rtol=1e-9, atol=1e-9)
+    assert_same_outputs_and_gradients(ours, theirs, (volume, grid))
 
 
 @pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES_2D)
