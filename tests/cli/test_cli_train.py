@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from stnkit import cli
+from stnkit.cli.common import load_run
 from stnkit.engine import CHECKPOINT_NAME, load_checkpoint, read_jsonl
 from stnkit.engine import loop as engine_loop
+from stnkit.export import onnx_max_abs_diff
+from stnkit.models import create_model
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # A few hundred real MNIST images, small batches so that a few epochs make many steps.
@@ -87,9 +90,9 @@ def test_export_matches_onnxruntime(run: Path, tmp_path: Path) -> None:
     assert cli.main(["export", str(run / CHECKPOINT_NAME), "--onnx", str(path)]) == 0
     proto = onnx.load(str(path))
     assert max(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx")) >= 16
-    model, _, _ = cli._load_run(str(run / CHECKPOINT_NAME))
+    model, _, _ = load_run(str(run / CHECKPOINT_NAME))
     inputs = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-    assert cli.onnx_max_abs_diff(model, path, inputs) <= 1e-4
+    assert onnx_max_abs_diff(model, path, inputs) <= 1e-4
     # The trained transformer is no longer the identity, so the parity covers a real warp.
     params = model.stn.localize(inputs)
     identity = torch.tensor([1.0, 0, 0, 0, 1, 0])
@@ -209,7 +212,7 @@ def test_show_refuses_a_baseline(tmp_path: Path, capsys) -> None:
     from stnkit.engine import save_checkpoint
     from stnkit.engine.config import TrainConfig
 
-    model = cli.create_model("cnn", image_size=(28, 28), hidden=(8,))
+    model = create_model("cnn", image_size=(28, 28), hidden=(8,))
     path = save_checkpoint(
         {
             "model_name": "cnn",

@@ -4,11 +4,13 @@
 - :func:`transformer_frame` / :func:`save_gif`: the transformer's output on a fixed batch per epoch.
 - :func:`plot_curves`: loss and error per epoch.
 - :func:`write_report`: ``report.md`` + self-contained ``report.html`` for a run folder.
+- :func:`save_epoch_frame` / :func:`finish_run`: a training run's frames, pictures and report.
 """
 
 from stnkit.viz.curves import plot_curves
 from stnkit.viz.gif import montage, save_gif, transformer_frame
 from stnkit.viz.report import write_report
+from stnkit.viz.run import FRAMES_DIR, PICTURES, finish_run, machine_description, save_epoch_frame
 from stnkit.viz.transformer import (
     View,
     grid_to_pixels,
@@ -18,11 +20,16 @@ from stnkit.viz.transformer import (
 )
 
 __all__ = [
+    "FRAMES_DIR",
+    "PICTURES",
     "View",
+    "finish_run",
     "grid_to_pixels",
+    "machine_description",
     "montage",
     "plot_curves",
     "plot_transformer",
+    "save_epoch_frame",
     "save_gif",
     "to_display",
     "transformer_frame",

@@ -1,0 +1,62 @@
+"""The ``stnkit`` command line: train, eval, show, export, models (and data, from stnkit.data).
+
+One module per command, each with ``add_parser(subparsers)`` that registers the command and sets
+``func`` (``Namespace -> int``). The CLI only wires flags to library functions.
+
+``main(argv)`` returns an exit status so tests can call it: 0 success, 1 an error with a message
+(bad path, corrupt checkpoint, bad value), 2 a usage error from argparse, 3 training diverged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from stnkit.cli.common import EXIT_DIVERGED, EXIT_ERROR, EXIT_USAGE, USER_ERRORS, one_line
+from stnkit.engine import DivergenceError
+
+__all__ = ["EXIT_DIVERGED", "EXIT_ERROR", "EXIT_USAGE", "build_parser", "main"]
+
+# One module per command, in the order of `stnkit --help`; each has add_parser(subparsers).
+# `data` comes last, from stnkit.data.commands.
+COMMAND_MODULES = (
+    "stnkit.cli.train",
+    "stnkit.cli.evaluate",
+    "stnkit.cli.show",
+    "stnkit.cli.export",
+    "stnkit.cli.models",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stnkit`` argument parser with all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="stnkit",
+        description="Spatial Transformer Networks: train, evaluate, picture and export models.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    from stnkit.data.commands import add_data_subcommands
+
+    add_data_subcommands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except DivergenceError as err:
+        print(f"stnkit: training diverged: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except USER_ERRORS as err:
+        print(f"stnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,124 @@
+"""What the commands share: exit codes, the error types shown as one line, flag types, run loading."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from torch import Tensor, nn
+
+from stnkit import data
+from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
+from stnkit.models import create_model
+
+__all__ = [
+    "EXIT_DIVERGED",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "USER_ERRORS",
+    "CliError",
+    "add_data_root_argument",
+    "dataset_model_kwargs",
+    "first_images",
+    "load_run",
+    "nonneg_float",
+    "one_line",
+    "positive_float",
+    "positive_int",
+]
+
+EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED = 1, 2, 3
+
+
+class CliError(Exception):
+    """A problem with the user's input, reported as one line and exit status 1."""
+
+
+# Failures a user can fix, reported as one line; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CliError,
+    CheckpointError,
+    FileNotFoundError,
+    ValueError,
+    KeyError,
+)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (KeyError's quotes dropped)."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    return " ".join(str(message).split())
+
+
+# --- flag types ---------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_data_root_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
+    """``--data-root`` (the data folder) into ``args.data_root``."""
+    parser.add_argument(
+        "--data-root",
+        dest="data_root",
+        metavar="DIR",
+        help="data folder (default: $STNKIT_DATA, ../shared/data beside the checkout, the user cache)",
+        **kwargs,
+    )
+
+
+# --- runs and data ------------------------------------------------------------------------------
+
+
+def dataset_model_kwargs(dataset: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Builder arguments that make a model fit ``dataset``, plus ``extra``."""
+    info = data.dataset_info(dataset)
+    return {
+        "in_channels": int(info.in_channels),
+        "num_classes": int(info.num_classes),
+        "image_size": [int(s) for s in info.image_size],
+        **extra,
+    }
+
+
+def load_run(checkpoint: str) -> tuple[nn.Module, dict[str, Any], TrainConfig]:
+    """Rebuild the model of a checkpoint with its weights, in eval mode."""
+    state = load_checkpoint(checkpoint)
+    config = config_from_dict(state["config"])
+    model = create_model(state["model_name"], **state["model_kwargs"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the model: {err}") from err
+    model.eval()
+    return model, state, config
+
+
+def first_images(dataset: str, count: int, *, root: str | None) -> Tensor:
+    """The first ``count`` images of the canonical test set (the pictures' fixed batch)."""
+    loader = data.make_loader(
+        dataset, split="test", batch_size=count, root=root, seed=data.TEST_SEED, limit=count
+    )
+    images, _ = next(iter(loader))
+    return images[:count]

@@ -1,0 +1,51 @@
+"""``stnkit show``: the sampling grid over test inputs, beside the transformer's outputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run, positive_int
+
+__all__ = ["add_parser", "cmd_show"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``stnkit show``."""
+    p = sub.add_parser(
+        "show",
+        help="draw what the transformer does (grid over the input, outputs) for a checkpoint",
+        description=(
+            "Write transformer.png (inputs with the sampling grid drawn over them, beside the "
+            "transformer's outputs) and transformer_frame.png for test images of a dataset."
+        ),
+    )
+    p.add_argument("checkpoint", help="a checkpoint.pt of a model with a spatial transformer")
+    p.add_argument("--dataset", help="dataset (default: the one it was trained on)")
+    p.add_argument("--num", type=positive_int, default=8, help="images to draw (default 8)")
+    p.add_argument("--out", help="folder for the pictures (default: the checkpoint's folder)")
+    add_data_root_argument(p)
+    p.set_defaults(func=cmd_show)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``stnkit show``."""
+    from PIL import Image
+
+    from stnkit.viz import PICTURES, plot_transformer, transformer_frame, transformer_views
+
+    model, state, config = load_run(args.checkpoint)
+    if getattr(model, "stn", None) is None:
+        raise CliError(f"model {state['model_name']!r} has no input spatial transformer to show")
+    dataset = args.dataset or config.dataset
+    images = first_images(dataset, args.num, root=args.data_root or config.data_root)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{state['model_name']} on {dataset}, epoch {state['epoch']}"
+    path = plot_transformer(
+        images, transformer_views(model, images), out / PICTURES["transformer"], title=title
+    )
+    frame = transformer_frame(model, images, caption=title)
+    Image.fromarray(frame).save(out / "transformer_frame.png")
+    print(f"wrote {path} and {out / 'transformer_frame.png'}")
+    return 0
