@@ -141,3 +141,147 @@ def test_native_and_reference_agree_in_float32() -> None:
     native = stnkit.sample(image, grid, backend="native")
     reference = stnkit.sample(image, grid, backend="reference")
     torch.testing.assert_close(native, reference, rtol=0, atol=1e-5)
+
+
+# --- special points: whole pixels, half pixels, borders and beyond ---------------------------------------
+#
+# Bilinear sampling has kinks on pixel centres and padding folds coordinates at the borders; there the
+# reference must give torch's one-sided derivatives. The sizes make normalised <-> pixel conversion exact
+# in binary (W a power of 2 with align_corners=False, W - 1 one with True), so both samplers see exactly
+# the same pixel coordinates whatever formula each uses to unnormalise.
+
+
+def exact_side(align_corners: bool) -> int:
+    return 5 if align_corners else 4
+
+
+def to_normalized(pixel: torch.Tensor, size: int, align_corners: bool) -> torch.Tensor:
+    if align_corners:
+        return pixel * (2.0 / (size - 1)) - 1.0
+    return (2.0 * pixel + 1.0) / size - 1.0
+
+
+def pixel_lattice(side: int, dims: int) -> torch.Tensor:
+    """Every whole-pixel position of a side^dims image in pixel units, last dim (x, y[, z])."""
+    axes = torch.meshgrid(*[torch.arange(side, dtype=torch.float64)] * dims, indexing="ij")
+    return torch.stack(axes[::-1], dim=-1)  # (side,) * dims + (dims,); x is the last tensor dim
+
+
+def border_values(side: int) -> torch.Tensor:
+    """Pixel coordinates on and around the borders, the reflection mirrors and their repeats."""
+    s = float(side)
+    values = [-s - 0.5, -s + 1, -2.5, -1.5, -1, -0.5, -0.25, 0, 0.5, 1, s - 1.5, s - 1, s - 0.5, s]
+    values += [s + 0.5, 2 * s - 2, 2 * s - 1, 2 * s - 0.5, 2 * s + 1]
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def special_pixels(kind: str, side: int, dims: int) -> torch.Tensor:
+    """A batch of special sampling positions in pixel units: (B, *spatial_out, dims)."""
+    lattice = pixel_lattice(side, dims)
+    if kind == "identity":
+        return lattice[None]
+    if kind == "integer_shifts":
+        shifts = [(1, 0, 0), (0, -1, 0), (2, 1, 1), (-3, 2, -1), (side, 0, 0)]
+        return torch.stack([lattice + torch.tensor(s[:dims], dtype=torch.float64) for s in shifts])
+    if kind == "quarter_turns":
+        # Turns about the image centre in the (x, y) plane: (x, y) -> (side - 1 - y, x), and so on.
+        x, y, far = lattice[..., 0], lattice[..., 1], side - 1
+        turns = [(far - y, x), (far - x, far - y), (y, far - x)]
+        return torch.stack([torch.stack((u, v, *lattice.unbind(-1)[2:]), dim=-1) for u, v in turns])
+    if kind == "half_pixels":
+        steps = [(0.5, 0, 0), (0, 0.5, 0), (0.5, 0.5, 0.5), (-0.5, 1.5, -0.5)]
+        return torch.stack([lattice + torch.tensor(s[:dims], dtype=torch.float64) for s in steps])
+    if kind == "borders_and_outside":
+        values = border_values(side)
+        axes = torch.meshgrid(*[values] * dims, indexing="ij")
+        return torch.stack(axes[::-1], dim=-1)[None]
+    raise AssertionError(kind)
+
+
+SPECIAL_KINDS = ["identity", "integer_shifts", "quarter_turns", "half_pixels", "borders_and_outside"]
+
+
+def special_grid(kind: str, dims: int, align_corners: bool) -> torch.Tensor:
+    side = exact_side(align_corners)
+    grid = to_normalized(special_pixels(kind, side, dims), side, align_corners)
+    # The conversion must be exact, or the test would compare samplers at different points.
+    back = (grid + 1) / 2 * (side - 1) if align_corners else ((grid + 1) * side - 1) / 2
+    assert torch.equal(back, special_pixels(kind, side, dims))
+    return grid
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES_2D)
+def test_reference_equals_grid_sample_at_special_points_2d(
+    kind: str,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    assert_same_outputs_and_gradients: Callable[..., None],
+) -> None:
+    grid = special_grid(kind, 2, align_corners).requires_grad_(True)
+    side = exact_side(align_corners)
+    image = torch.randn(grid.shape[0], 2, side, side, dtype=torch.float64, requires_grad=True)
+    options = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
+    ours = sample_reference(image, grid, **options)
+    theirs = F.grid_sample(image, grid, **options)
+    assert_same_outputs_and_gradients(ours, theirs, (image, grid))
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES_3D)
+def test_reference_equals_grid_sample_at_special_points_3d(
+    kind: str,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    assert_same_outputs_and_gradients: Callable[..., None],
+) -> None:
+    grid = special_grid(kind, 3, align_corners).requires_grad_(True)
+    side = exact_side(align_corners)
+    volume = torch.randn(grid.shape[0], 2, side, side, side, dtype=torch.float64, requires_grad=True)
+    options = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
+    ours = sample_reference(volume, grid, **options)
+    theirs = F.grid_sample(volume, grid, **options)
+    assert_same_outputs_and_gradients(ours, theirs, (volume, grid))
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_reference_bilinear_gradient_on_a_pixel_is_the_forward_difference(align_corners: bool) -> None:
+    # Spelled out on one row: at whole pixels d out / d x = (I[m + 1] - I[m]) * dx_pixel / dx_normalised.
+    side = exact_side(align_corners)
+    row = torch.randn(1, 1, 1, side, dtype=torch.float64)
+    pixels = torch.arange(side - 1, dtype=torch.float64)  # every pixel with a right-hand neighbour
+    grid = torch.stack((to_normalized(pixels, side, align_corners), torch.zeros_like(pixels)), dim=-1)
+    grid = grid.view(1, 1, side - 1, 2).requires_grad_(True)
+    (grad,) = torch.autograd.grad(sample_reference(row, grid, align_corners=align_corners).sum(), grid)
+    scale = (side - 1) / 2 if align_corners else side / 2
+    expected = (row[0, 0, 0, 1:] - row[0, 0, 0, :-1]) * scale
+    torch.testing.assert_close(grad[0, 0, :, 0], expected, rtol=0, atol=1e-12)
+
+
+# Whole-pixel warps of an 8 x 8 image (align_corners=False: one pixel is 2 / 8 in normalised units).
+WHOLE_PIXEL_WARPS = {
+    "identity": ("affine", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+    "shift": ("translation", [2 / 8, -4 / 8]),
+    "quarter_turn_and_shift": ("similarity", [0.0, 1.0, 2 / 8, 0.0]),
+    "half_turn": ("affine", [-1.0, 0.0, 0.0, 0.0, -1.0, 2 / 8]),
+}
+
+
+@pytest.mark.parametrize("name", list(WHOLE_PIXEL_WARPS))
+def test_reference_theta_gradient_at_whole_pixel_warps_equals_torch(name: str) -> None:
+    # Where a fresh SpatialTransformer starts (the identity) and other whole-pixel warps: the params
+    # gradient through the reference equals the one through torch's grid_sample on the same exact grid.
+    transform, values = WHOLE_PIXEL_WARPS[name]
+    image = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    params = torch.tensor([values, values], dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    ours = stnkit.warp(image, params, transform=transform, backend="reference")
+    (grad_ours,) = torch.autograd.grad(ours, params, upstream)
+    grid = stnkit.get_transform(transform).grid(params, image.shape)
+    theirs = F.grid_sample(image, grid, align_corners=False)
+    (grad_theirs,) = torch.autograd.grad(theirs, params, upstream)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-10, atol=1e-10)
+    assert grad_ours.abs().max() > 1.0  # not the vanishing gradient of relu(1 - |d|)

@@ -8,6 +8,15 @@ Two backends:
       torch ops, so it has gradients w.r.t. input and grid and a double backward. It reproduces torch's
       border and reflection handling exactly, so the two backends are interchangeable.
 
+Derivatives where the kernel has a kink. Bilinear sampling is not differentiable where a sampling point
+sits exactly on a pixel (the identity, integer shifts, quarter turns: where every fresh transformer
+starts), nor where border or reflection padding folds the coordinate. The reference follows torch (and
+the fused kernel) there: with ``frac = x - floor(x)`` and ``floor(x)`` held constant, the two taps weigh
+``1 - frac`` and ``frac`` (the same values as ``k``), so on a pixel the gradient is the forward difference
+``U[m + 1] - U[m]``; the padded coordinate has derivative 0 on and beyond the image border (torch counts
+the border as outside) and +-1 strictly inside. ``relu(1 - |d|)`` itself would give 0 there: torch's
+derivative of ``|d|`` at 0 is 0, and of ``relu`` at 0 too.
+
 The coordinate convention is described in :mod:`stnkit.geometry.grids` (and ``docs/convention.md``).
 """
 
@@ -146,7 +155,12 @@ def _unnormalize(coord: Tensor, size: int, align_corners: bool) -> Tensor:
 
 
 def _reflect(coord: Tensor, twice_low: int, twice_high: int) -> Tensor:
-    """Reflect ``coord`` into [twice_low / 2, twice_high / 2] by mirroring at both ends repeatedly."""
+    """Reflect ``coord`` into [twice_low / 2, twice_high / 2] by mirroring at both ends repeatedly.
+
+    The derivative is +1 or -1 by the parity of the number of mirrorings. At the mirrors themselves it
+    is whatever ``abs`` and ``fmod`` give: the result lands on a border there, where :func:`_clip`
+    zeroes the derivative anyway.
+    """
     if twice_low == twice_high:
         return torch.zeros_like(coord)
     low = twice_low / 2.0
@@ -157,29 +171,33 @@ def _reflect(coord: Tensor, twice_low: int, twice_high: int) -> Tensor:
     return torch.where(flips % 2 == 0, extra + low, span - extra + low)
 
 
+def _clip(coord: Tensor, size: int) -> Tensor:
+    """Clamp to [0, size - 1] with torch's derivative: 1 strictly inside, 0 on the borders and beyond.
+
+    ``Tensor.clamp`` has derivative 1 on the borders; torch's sampler counts them as outside.
+    """
+    strictly_inside = (coord > 0) & (coord < size - 1)
+    return torch.where(strictly_inside, coord, coord.detach().clamp(0, size - 1))
+
+
 def _pad_coordinate(coord: Tensor, size: int, padding_mode: str, align_corners: bool) -> Tensor:
     """Bring a pixel-space coordinate inside the image as ``border`` / ``reflection`` padding does.
 
     ``zeros`` leaves it alone: taps outside the image then read 0.
     """
     if padding_mode == "border":
-        return coord.clamp(0, size - 1)
+        return _clip(coord, size)
     if padding_mode == "reflection":
         if align_corners:
             coord = _reflect(coord, 0, 2 * (size - 1))
         else:
             coord = _reflect(coord, -1, 2 * size - 1)
-        return coord.clamp(0, size - 1)
+        return _clip(coord, size)
     return coord
 
 
 def _inside(index: Tensor, size: int) -> Tensor:
     return (index >= 0) & (index < size)
-
-
-def _bilinear_kernel(distance: Tensor) -> Tensor:
-    """The paper's kernel max(0, 1 - |d|)."""
-    return torch.relu(1.0 - distance.abs())
 
 
 def _cubic_kernel(distance: Tensor) -> Tensor:
@@ -193,12 +211,15 @@ def _cubic_kernel(distance: Tensor) -> Tensor:
 
 def _bilinear_taps(coord: Tensor, size: int, padding_mode: str, align_corners: bool) -> list[Tap]:
     coord = _pad_coordinate(_unnormalize(coord, size, align_corners), size, padding_mode, align_corners)
-    base = torch.floor(coord).detach()
-    taps = []
-    for offset in (0, 1):
-        index = base + offset
-        taps.append((index.long(), _bilinear_kernel(coord - index), _inside(index, size)))
-    return taps
+    base = torch.floor(coord).detach()  # a constant: the derivative is taken within the cell [base, base + 1)
+    # The paper's k(d) = max(0, 1 - |d|) at the two taps with k != 0, d = coord - base in [0, 1):
+    # k(d) = 1 - frac and k(d - 1) = frac. Linear in coord, so on a pixel (frac = 0) the derivative is the
+    # forward difference, as torch's; relu(1 - |d|) would give 0 there (see the module docstring).
+    frac = coord - base
+    return [
+        (base.long(), 1.0 - frac, _inside(base, size)),
+        ((base + 1).long(), frac, _inside(base + 1, size)),
+    ]
 
 
 def _nearest_taps(coord: Tensor, size: int, padding_mode: str, align_corners: bool) -> list[Tap]:
