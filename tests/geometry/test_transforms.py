@@ -122,3 +122,38 @@ def test_warp_translation_moves_content() -> None:
     out = stnkit.warp(image, torch.tensor([[0.5, 0.0]]), transform="translation")
     torch.testing.assert_close(out[..., :6], image[..., 2:])
     assert torch.all(out[..., 6:] == 0)
+
+
+def parameter_forms(name: str, batch: int) -> list[torch.Tensor]:
+    """The vector form (batch, num_params) and, where the transform has one, its matrix form."""
+    spec = get_transform(name)
+    vector = stnkit.identity_params(name, batch)
+    forms = [vector]
+    if spec.matrix_shape is not None:
+        if name == "projective":  # the matrix form carries the fixed last entry
+            forms.append(spec.matrix(vector))
+        else:
+            forms.append(vector.reshape(batch, *spec.matrix_shape))
+    return forms
+
+
+@pytest.mark.parametrize("name", stnkit.list_transforms())
+def test_empty_batch_warps_in_every_parameter_form(name: str) -> None:
+    spec = get_transform(name)
+    image = torch.rand(0, 2, *([5] * spec.spatial_dims), requires_grad=True)
+    for params in parameter_forms(name, 0):
+        params.requires_grad_(True)
+        out = stnkit.warp(image, params, transform=name, out_size=4)
+        assert out.shape == (0, 2, *([4] * spec.spatial_dims))
+        grad_image, grad_params = torch.autograd.grad(out.sum(), (image, params))
+        assert grad_image.shape == image.shape and grad_params.shape == params.shape
+        assert spec.grid(params, (0, 2, *([4] * spec.spatial_dims))).shape[0] == 0
+
+
+def test_empty_batch_grids() -> None:
+    assert stnkit.affine_grid(torch.zeros(0, 2, 3), (0, 1, 4, 5)).shape == (0, 4, 5, 2)
+    assert stnkit.affine_grid(torch.zeros(0, 3, 4), (0, 1, 3, 4, 5)).shape == (0, 3, 4, 5, 3)
+    assert stnkit.projective_grid(torch.zeros(0, 3, 3), (0, 1, 4, 5)).shape == (0, 4, 5, 2)
+    assert stnkit.tps_grid(torch.zeros(0, 16, 2), (0, 1, 4, 5)).shape == (0, 4, 5, 2)
+    with pytest.raises(ValueError, match="size must be positive"):
+        stnkit.affine_grid(torch.zeros(0, 2, 3), (0, 1, 0, 5))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -109,6 +110,9 @@ def _check_matrix(matrix: object, name: str, expected: tuple[int, int], size: ob
 
 
 def _spatial_size(size: object, matrix: Tensor, name: str, spatial_dims: int) -> tuple[int, ...]:
+    if isinstance(size, Sequence) and len(size) == spatial_dims + 2 and size[0] == 0 == matrix.shape[0]:
+        # An empty batch: N = 0 is fine, the other sizes must still be positive.
+        return normalize_size(tuple(size[1:]), "size")[1:]
     full = normalize_size(size, "size")
     if len(full) != spatial_dims + 2:
         expected = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"

@@ -100,7 +100,8 @@ class Transform:
         return params
 
     def _vector_from_matrix(self, matrix: Tensor) -> Tensor:
-        return matrix.reshape(matrix.shape[0], -1)
+        # Not reshape(N, -1): with N = 0 the -1 is ambiguous.
+        return matrix.reshape(matrix.shape[0], self.num_params)
 
     def matrix(self, params: Tensor) -> Tensor:
         """Homogeneous matrix (N, k + 1, k + 1) of the parameters (input-from-output, normalised)."""
@@ -121,7 +122,8 @@ class Transform:
 
 def _check_grid_size(size: tuple[int, ...], batch: int, spatial_dims: int) -> tuple[int, ...]:
     full = tuple(int(s) for s in size)
-    if len(full) != spatial_dims + 2 or full[0] != batch or any(s <= 0 for s in full):
+    # N may be 0 (an empty batch); channels and spatial sizes must be positive.
+    if len(full) != spatial_dims + 2 or full[0] != batch or any(s <= 0 for s in full[1:]):
         layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
         raise ValueError(f"size must be {layout} with N = {batch} and positive sizes, got {full}")
     return full[2:]
