@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +135,50 @@ def _check_finite_parameters(model: nn.Module, where: str) -> None:
             raise DivergenceError(f"parameter {name} became non-finite {where}")
 
 
+class _Forward(NamedTuple):
+    """One rank's forward pass: the graph when it went well, else why this rank's step diverged."""
+
+    logits: Tensor | None  # (B, num_classes)
+    loss: Tensor | None  # scalar, attached to the graph
+    loss_value: float
+    divergence: str | None  # None: finite loss
+
+
+def _forward(model: nn.Module, images: Tensor, labels: Tensor, label_smoothing: float) -> _Forward:
+    """Logits and loss of one batch; a non-finite loss or a refused warp is recorded, not raised.
+
+    The caller agrees with the other ranks before acting on a divergence (see
+    :func:`_diverged_ranks`).
+    """
+    try:
+        logits = model(images)  # (B, num_classes)
+    except NonFiniteError as err:
+        # stnkit's sampler refuses non-finite transform parameters; during training that is
+        # divergence, not a usage error.
+        return _Forward(None, None, math.nan, str(err))
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    loss_value = float(loss.detach())
+    divergence = None if math.isfinite(loss_value) else f"non-finite loss ({loss_value})"
+    return _Forward(logits, loss, loss_value, divergence)
+
+
+def _diverged_ranks(local_reason: str | None, ctx: DistContext) -> int:
+    """How many ranks diverged in this step: one tiny all-reduce, so every rank decides alike.
+
+    Under DDP a rank that stopped alone would leave the others waiting in the gradient
+    all-reduce of ``backward``, so the decision is taken on every rank before any backward.
+    """
+    flag = torch.tensor([0.0 if local_reason is None else 1.0])
+    return int(all_reduce_sum(flag, ctx).item())
+
+
+def _divergence_message(local_reason: str | None, diverged: int, ctx: DistContext, where: str) -> str:
+    if not ctx.enabled:
+        return f"{local_reason} {where}"
+    here = f"this rank (rank {ctx.rank}): {local_reason}" if local_reason else "not on this rank"
+    return f"non-finite step on {diverged} of {ctx.world_size} ranks ({here}) {where}"
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[Batch],
@@ -151,11 +195,14 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One pass over ``loader`` with a progress bar; stops at the first non-finite step.
 
+    Under DDP every rank stops at the same step: a non-finite loss (or a refused warp) on any one
+    rank raises :class:`DivergenceError` on all of them.
+
     Returns:
         ``loss`` (mean per image), ``accuracy``, ``images`` and ``images_per_s`` over all ranks.
 
     Raises:
-        DivergenceError: the loss or the gradient norm is not finite.
+        DivergenceError: the loss (on any rank) or the gradient norm is not finite.
     """
     ctx = ctx or DistContext()
     model.train()
@@ -171,27 +218,21 @@ def train_one_epoch(
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     for step, (images, labels) in enumerate(bar):
+        where = f"at epoch {epoch}, step {step + 1}"
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        try:
-            logits = model(images)  # (B, num_classes)
-        except NonFiniteError as err:
-            # stnkit's sampler refuses non-finite transform parameters; during training that is
-            # divergence, not a usage error.
-            raise DivergenceError(f"{err} at epoch {epoch}, step {step + 1}") from err
-        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        logits, loss, loss_value, divergence = _forward(model, images, labels, label_smoothing)
+        diverged = _diverged_ranks(divergence, ctx)
+        if diverged or logits is None or loss is None:
+            raise DivergenceError(_divergence_message(divergence, diverged, ctx, where))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # The global grad norm is identical on every rank after DDP's all-reduce, so every rank
-        # takes the same decision below and none is left waiting in a collective.
+        # takes the same decision here without another collective.
         max_norm = grad_clip if grad_clip is not None else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-        loss_value = float(loss.detach())
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            raise DivergenceError(
-                f"non-finite {'loss' if not math.isfinite(loss_value) else 'gradient norm'} "
-                f"(loss={loss_value}, grad norm={grad_norm}) at epoch {epoch}, step {step + 1}"
-            )
+        if not math.isfinite(grad_norm):
+            raise DivergenceError(f"non-finite gradient norm ({grad_norm}) {where}")
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
