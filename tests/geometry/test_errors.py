@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import stnkit
+from stnkit.geometry import BACKENDS, tps_transform_points
 
 IMAGE = torch.rand(2, 1, 8, 8)
 
@@ -105,3 +106,40 @@ def test_bad_sizes() -> None:
         stnkit.tps_grid(torch.zeros(1, 16, 3), (1, 1, 4, 4))
     with pytest.raises(ValueError, match="perfect square"):
         stnkit.tps_grid(torch.zeros(1, 15, 2), (1, 1, 4, 4))
+
+
+# --- no value checks off the CPU: they would synchronise with the device on every call ---------------
+#
+# A meta tensor has a device but no values: bool(), .item() or .all() on it raise. So warp, sample and the
+# grid functions running on meta tensors proves they read no values back, as on CUDA they must not.
+
+
+def test_a_value_check_on_a_meta_tensor_would_raise() -> None:
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        bool(torch.isfinite(torch.zeros(2, device="meta")).all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("transform", stnkit.list_transforms())
+def test_warp_reads_no_values_off_the_cpu(transform: str, backend: str) -> None:
+    spec = stnkit.get_transform(transform)
+    image = torch.rand(2, 3, *([6] * spec.spatial_dims), device="meta", requires_grad=True)
+    params = stnkit.identity_params(transform, 2).to("meta").requires_grad_(True)
+    for mode in ["bilinear", "nearest"]:
+        out = stnkit.warp(image, params, transform=transform, out_size=5, mode=mode, backend=backend)
+        assert out.shape == (2, 3, *([5] * spec.spatial_dims)) and out.device.type == "meta"
+        grads = torch.autograd.grad(out.sum(), (image, params))
+        assert grads[1].shape == params.shape
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sample_and_grids_read_no_values_off_the_cpu(backend: str) -> None:
+    image = torch.rand(2, 1, 6, 6, device="meta")
+    theta = torch.rand(2, 2, 3, device="meta")
+    grid = stnkit.affine_grid(theta, (2, 1, 4, 4))
+    assert stnkit.sample(image, grid, backend=backend).shape == (2, 1, 4, 4)
+    assert stnkit.projective_grid(torch.rand(2, 3, 3, device="meta"), (2, 1, 4, 4)).device.type == "meta"
+    control_points = torch.rand(2, 16, 2, device="meta")
+    assert stnkit.tps_grid(control_points, (2, 1, 4, 4)).device.type == "meta"
+    points = torch.rand(2, 5, 2, device="meta")
+    assert tps_transform_points(control_points, points).shape == (2, 5, 2)

@@ -113,3 +113,14 @@ def test_learns_to_undo_a_translation() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-10:]) / 10 < 0.2 * sum(losses[:10]) / 10
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS_2D)
+def test_forward_and_backward_read_no_values_off_the_cpu(transform: str) -> None:
+    # Meta tensors have no values: any finiteness check (a host-device sync on CUDA) would raise.
+    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=1), transform=transform).to("meta")
+    x = torch.rand(2, 1, 28, 28, device="meta", requires_grad=True)
+    out = stn(x)
+    assert out.shape == x.shape and out.device.type == "meta"
+    out.sum().backward()
+    assert stn.head.bias.grad is not None and stn.head.bias.grad.device.type == "meta"

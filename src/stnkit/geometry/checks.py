@@ -2,6 +2,7 @@
 
 Every public function validates its tensors here, so that a wrong shape, dtype or value fails early with a
 message that names the argument, what was expected and what came, instead of deep inside torch.
+Values (finiteness) are checked on CPU tensors only: see :func:`check_finite`.
 """
 
 from __future__ import annotations
@@ -74,8 +75,13 @@ def check_shape(value: Tensor, name: str, expected: Sequence[int | None], descri
 
 
 def check_finite(value: Tensor, name: str) -> None:
-    """Raise :class:`NonFiniteError` if ``value`` holds NaN or infinity (skipped while tracing)."""
-    if is_tracing() or value.numel() == 0:
+    """Raise :class:`NonFiniteError` if a CPU tensor ``value`` holds NaN or infinity.
+
+    Only CPU tensors are checked. On any other device (CUDA, MPS, meta) reading the answer back would
+    synchronise the host with the device on every call, so values there are not checked: a diverged run
+    is for the training engine to notice (it watches the loss). Skipped while tracing too.
+    """
+    if value.device.type != "cpu" or is_tracing() or value.numel() == 0:
         return
     if not bool(torch.isfinite(value).all()):
         bad = int((~torch.isfinite(value)).sum())
