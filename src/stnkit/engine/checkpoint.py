@@ -3,18 +3,19 @@
 A checkpoint is one ``torch.save`` file holding only tensors and plain Python values, so
 ``torch.load(..., weights_only=True)`` reads it. It is first written to a temporary file in the same
 folder, flushed to disk and then renamed over the old one, so a crash at any moment leaves either
-the old or the new checkpoint, never a torn one.
+the old or the new checkpoint, never a torn one; it gets the mode ``torch.save`` would give it
+(``0o666 & ~umask``).
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from stnkit.engine.durable import write_durably
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -31,7 +32,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
 
     ``format`` and ``version`` are added. The previous file at ``path`` stays intact if anything
-    fails before the final rename.
+    fails before the final rename. The file's mode is ``0o666 & ~umask``, as from ``torch.save``.
 
     Args:
         state: tensors and plain Python values only (what ``weights_only`` loading accepts).
@@ -40,21 +41,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return write_durably(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -90,17 +78,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path} lacks the entries {missing}")
     return state
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Persist the rename itself; not every platform lets a folder be opened.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stnkit.engine.durable import write_text_durably
+
 __all__ = ["TrainConfig", "config_from_dict", "paper_config"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -83,8 +85,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        """Write the config as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Write the config as indented JSON, atomically (a crash leaves the old file whole)."""
+        write_text_durably(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

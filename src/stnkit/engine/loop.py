@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig
 from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, check_in_sync
+from stnkit.engine.durable import write_text_durably
 from stnkit.engine.metrics import append_jsonl, truncate_jsonl
 from stnkit.geometry import NonFiniteError
 
@@ -341,8 +342,7 @@ def fit(
         if ctx.is_main:
             history = truncate_jsonl(metrics_path, max_epoch=start_epoch)
     elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("")
+        write_text_durably(metrics_path, "")
     barrier(ctx)
 
     train_model: nn.Module = model

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from stnkit.engine.durable import write_text_durably
+
 __all__ = ["append_jsonl", "read_jsonl", "truncate_jsonl"]
 
 
@@ -35,9 +37,12 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def truncate_jsonl(path: str | Path, *, max_epoch: int) -> list[dict[str, Any]]:
-    """Keep only records with ``epoch <= max_epoch`` (on resume, drop epochs that were lost)."""
+    """Keep only records with ``epoch <= max_epoch`` (on resume, drop epochs that were lost).
+
+    The file is replaced atomically: a crash while truncating leaves the old file whole.
+    """
     kept = [r for r in read_jsonl(path) if int(r.get("epoch", 0)) <= max_epoch]
-    Path(path).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    write_text_durably(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     return kept
 
 
