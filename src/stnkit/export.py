@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MIN_OPSET", "MissingDependencyError", "export_onnx", "onnx_max_abs_diff"]
+__all__ = ["MIN_OPSET", "MissingDependencyError", "export_onnx", "onnx_max_abs_diff", "require_onnx"]
 
 MIN_OPSET = 16  # GridSample entered the standard in opset 16
 INSTALL_HINT = "pip install 'stnkit[onnx]'"
@@ -29,6 +29,15 @@ INSTALL_HINT = "pip install 'stnkit[onnx]'"
 
 class MissingDependencyError(ImportError):
     """An optional package that a feature needs is not installed; the message says what to install."""
+
+
+def require_onnx(*, runtime: bool = True) -> None:
+    """Check that the ``onnx`` extra is installed (``runtime``: onnxruntime too, for the check).
+
+    Raises:
+        MissingDependencyError: the message names the missing packages and the install command.
+    """
+    _require("onnx", "onnxscript", *(("onnxruntime",) if runtime else ()))
 
 
 def _require(*modules: str) -> None:
@@ -76,7 +85,7 @@ def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: i
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder of the ONNX file does not exist: {path.parent}")
-    _require("onnx", "onnxscript")
+    require_onnx(runtime=False)
     wrapper = _Logits(model).eval()
     with warnings.catch_warnings():
         # The transformer keeps `last_params` for regularisers; export warns that it is not a

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from stnkit import data
 from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
+from stnkit.export import MissingDependencyError
 from stnkit.models import create_model
 
 __all__ = [
@@ -35,18 +36,26 @@ class CliError(Exception):
 
 
 # Failures a user can fix, reported as one line; anything else is a bug and keeps its traceback.
+# OSError covers every failure to read or write a path (missing, not a folder, no permission,
+# disk full), not only FileNotFoundError.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     CliError,
     CheckpointError,
-    FileNotFoundError,
+    MissingDependencyError,
+    OSError,
     ValueError,
     KeyError,
 )
 
 
 def one_line(err: BaseException) -> str:
-    """The message of ``err`` on one line (KeyError's quotes dropped)."""
-    message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    """The message of ``err`` on one line: ``PATH: reason`` for an OS error on a path."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        message: object = f"{err.filename}: {err.strerror}"
+    elif isinstance(err, KeyError) and err.args:
+        message = err.args[0]  # str(KeyError) would add quotes
+    else:
+        message = err
     return " ".join(str(message).split())
 
 
@@ -78,9 +87,10 @@ def nonneg_float(text: str) -> float:
 
 
 def add_data_root_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
-    """``--data-root`` (the data folder) into ``args.data_root``."""
+    """``--data-root`` (the data folder), also spelled ``--data-dir``, into ``args.data_root``."""
     parser.add_argument(
         "--data-root",
+        "--data-dir",
         dest="data_root",
         metavar="DIR",
         help="data folder (default: $STNKIT_DATA, ../shared/data beside the checkout, the user cache)",
@@ -103,12 +113,32 @@ def dataset_model_kwargs(dataset: str, extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_run(checkpoint: str) -> tuple[nn.Module, dict[str, Any], TrainConfig]:
-    """Rebuild the model of a checkpoint with its weights, in eval mode."""
+    """Rebuild the model of a checkpoint with its weights, in eval mode.
+
+    Raises:
+        CheckpointError: the file cannot be read, or its model fields cannot rebuild a model
+            (the message names the file and the field).
+    """
     state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
-    model = create_model(state["model_name"], **state["model_kwargs"])
+    name, kwargs, weights = state["model_name"], state["model_kwargs"], state["model"]
+    if not isinstance(name, str):
+        raise CheckpointError(f"{checkpoint}: field 'model_name' should be a model name, got {name!r}")
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise CheckpointError(
+            f"{checkpoint}: field 'model_kwargs' should map argument names to values, got {kwargs!r}"
+        )
+    if not isinstance(weights, dict):
+        raise CheckpointError(
+            f"{checkpoint}: field 'model' should hold the weights (a state dict), "
+            f"got {type(weights).__name__}"
+        )
     try:
-        model.load_state_dict(state["model"])
+        config = config_from_dict(state["config"])
+        model = create_model(name, **kwargs)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{checkpoint}: {one_line(err)}") from err
+    try:
+        model.load_state_dict(weights)
     except RuntimeError as err:
         raise CheckpointError(f"{checkpoint}: weights do not fit the model: {err}") from err
     model.eval()

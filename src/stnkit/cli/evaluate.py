@@ -37,9 +37,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     expected = state["model_kwargs"]
     actual = dataset_model_kwargs(dataset, {})
     for key in ("in_channels", "num_classes", "image_size"):
-        if list(np.atleast_1d(expected[key])) != list(np.atleast_1d(actual[key])):
+        if key not in expected:  # built with the builder's default: nothing recorded to compare
+            continue
+        built_for = expected[key]
+        if list(np.atleast_1d(built_for)) != list(np.atleast_1d(actual[key])):
             raise CliError(
-                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {expected[key]}"
+                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_for}"
             )
     loader = data.make_loader(
         dataset,

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from stnkit.cli.common import CliError, load_run
-from stnkit.export import MIN_OPSET, export_onnx, onnx_max_abs_diff
+from stnkit.export import MIN_OPSET, export_onnx, onnx_max_abs_diff, require_onnx
 
 __all__ = ["add_parser", "cmd_export"]
 
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``stnkit export``."""
+    require_onnx(runtime=not args.no_check)  # before the export, which takes seconds
     model, state, _ = load_run(args.checkpoint)
     kwargs = state["model_kwargs"]
     h, w = kwargs["image_size"]

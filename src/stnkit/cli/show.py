@@ -38,9 +38,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if getattr(model, "stn", None) is None:
         raise CliError(f"model {state['model_name']!r} has no input spatial transformer to show")
     dataset = args.dataset or config.dataset
-    images = first_images(dataset, args.num, root=args.data_root or config.data_root)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
+    images = first_images(dataset, args.num, root=args.data_root or config.data_root)
     title = f"{state['model_name']} on {dataset}, epoch {state['epoch']}"
     path = plot_transformer(
         images, transformer_views(model, images), out / PICTURES["transformer"], title=title

@@ -217,6 +217,9 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     out = Path(config.out)
+    if ctx.is_main:
+        # Before the data is read, so an unwritable --out fails at once.
+        out.mkdir(parents=True, exist_ok=True)
     train_loader = data.make_loader(
         config.dataset,
         split="train",
@@ -241,7 +244,6 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
     title = f"{config.model} on {config.dataset}"
     snapshot = None
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
         _print_config(config, model, ctx)
         if getattr(model, "stn", None) is not None:

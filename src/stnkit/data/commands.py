@@ -42,7 +42,7 @@ def _download_command(args: argparse.Namespace) -> int:
         )
     except _USER_ERRORS as err:
         return _fail(err)
-    print(f"{args.name} is in {folder}; use it with --data-dir {Path(to)} or {ENV_VAR}={Path(to)}")
+    print(f"{args.name} is in {folder}; use it with --data-root {Path(to)} or {ENV_VAR}={Path(to)}")
     return 0
 
 
@@ -101,7 +101,7 @@ def add_data_subcommands(subparsers: Any) -> argparse.ArgumentParser:
     download.add_argument("name", help=f"one of {sorted(DOWNLOADABLE)}")
     download.add_argument("--to", metavar="DIR", help=f"data root (default: ${ENV_VAR} or cache)")
     download.add_argument(
-        "--data-dir", "--data-root", dest="data_dir", default=argparse.SUPPRESS, help="as --to"
+        "--data-root", "--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="as --to"
     )
     download.add_argument("--base-url", help="use this mirror instead of the official URLs")
     download.add_argument("--retries", type=int, default=3, help="resumed retries per file")
@@ -123,7 +123,7 @@ def add_data_subcommands(subparsers: Any) -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0)
     show.add_argument("--epoch", type=int, default=0, help="training epoch to show")
     show.add_argument(
-        "--data-dir", "--data-root", dest="data_dir", default=argparse.SUPPRESS, help="data root"
+        "--data-root", "--data-dir", dest="data_dir", default=argparse.SUPPRESS, help="data root"
     )
     show.set_defaults(func=_show_command)
     return data

@@ -334,6 +334,6 @@ def load_gtsrb(
     raise DataNotFoundError(
         f"GTSRB {split} not found: no gtsrb/gtsrb32_{split}.npz and no original layout "
         f"(GTSRB/Final_Training, GTSRB/Final_Test) under {base}; {describe_root(root)}. "
-        "Get it with `stnkit data download gtsrb --to DIR` and pass --data-dir DIR or set "
+        "Get it with `stnkit data download gtsrb --to DIR` and pass --data-root DIR or set "
         "$STNKIT_DATA=DIR."
     )

@@ -226,7 +226,7 @@ def load_mnist(
         raise DataNotFoundError(
             f"MNIST {split} files {missing} (.gz or raw) not found in {folder}; "
             f"{describe_root(root)}. Get them with `stnkit data download mnist --to DIR` and "
-            "pass --data-dir DIR or set $STNKIT_DATA=DIR."
+            "pass --data-root DIR or set $STNKIT_DATA=DIR."
         )
     image_path, label_path = (p for p in paths if p is not None)
     key = (str(image_path.resolve()), str(label_path.resolve()), verify)

@@ -1,6 +1,6 @@
 """Where the data lives: one place decides, every reader asks it.
 
-Order: an explicit ``root`` (``--data-dir``), else ``$STNKIT_DATA``, else a ``shared/data`` folder
+Order: an explicit ``root`` (``--data-root``), else ``$STNKIT_DATA``, else a ``shared/data`` folder
 beside the repository checkout (``../shared/data`` seen from the repository root or the current
 directory) when it exists, else the user cache folder (``$XDG_CACHE_HOME/stnkit`` or
 ``~/.cache/stnkit``).
@@ -43,7 +43,7 @@ def resolve_data_root(root: str | os.PathLike[str] | None = None) -> Path:
     :class:`DataNotFoundError` naming the root when files are missing.
 
     Args:
-        root: explicit folder, e.g. from ``--data-dir``; ``None`` or ``""`` means "not given".
+        root: explicit folder, e.g. from ``--data-root``; ``None`` or ``""`` means "not given".
 
     Returns:
         Absolute path of the data root.
@@ -67,7 +67,7 @@ def describe_root(root: str | os.PathLike[str] | None) -> str:
     """Say which root was chosen and why, for error messages."""
     resolved = resolve_data_root(root)
     if root is not None and str(root) != "":
-        how = "given explicitly (root= / --data-dir)"
+        how = "given explicitly (root= / --data-root)"
     elif os.environ.get(ENV_VAR):
         how = f"from ${ENV_VAR}"
     elif resolved == user_cache_dir():

@@ -7,10 +7,17 @@ Every model takes ``in_channels``, ``num_classes`` and ``image_size`` and expose
 
 from stnkit.models import gtsrb, mnist  # noqa: F401  (registers the builders)
 from stnkit.models.parts import Classifier, ParallelSpatialTransformer, count_parameters
-from stnkit.models.registry import create_model, list_models, model_entrypoint, register_model
+from stnkit.models.registry import (
+    ModelArgumentError,
+    create_model,
+    list_models,
+    model_entrypoint,
+    register_model,
+)
 
 __all__ = [
     "Classifier",
+    "ModelArgumentError",
     "ParallelSpatialTransformer",
     "count_parameters",
     "create_model",

@@ -7,12 +7,16 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["create_model", "list_models", "model_entrypoint", "register_model"]
+__all__ = ["ModelArgumentError", "create_model", "list_models", "model_entrypoint", "register_model"]
 
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
 
 _REGISTRY: dict[str, Builder] = {}
+
+
+class ModelArgumentError(ValueError):
+    """A builder was given arguments it does not take, or values it cannot build from."""
 
 
 def register_model(name: str) -> Callable[[B], B]:
@@ -46,7 +50,10 @@ def model_entrypoint(name: str) -> Builder:
 
     Raises:
         KeyError: no such model; the message lists the known names.
+        ModelArgumentError: ``name`` is not a string.
     """
+    if not isinstance(name, str):
+        raise ModelArgumentError(f"a model name is a string, got {type(name).__name__} {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -60,5 +67,16 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         name: a name from :func:`list_models`.
         **kwargs: builder arguments; every builder takes ``in_channels``, ``num_classes`` and
             ``image_size`` (H, W) so a model fits any dataset of the data module.
+
+    Raises:
+        KeyError: no such model.
+        ModelArgumentError: an argument the builder does not take, or a value it cannot use
+            (e.g. ``hidden="abc"``); the message names the model and the arguments.
     """
-    return model_entrypoint(name)(**kwargs)
+    builder = model_entrypoint(name)
+    try:
+        return builder(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        # Builders pass their arguments on to layers, whose errors do not name the model.
+        given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
+        raise ModelArgumentError(f"cannot build model {name!r} from ({given}): {err}") from err

@@ -1,0 +1,142 @@
+"""Bad input to the command line: one line on stderr and exit status 1, never a traceback.
+
+None of these needs the real data: each fails before any image is read.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stnkit import cli
+from stnkit.engine import TrainConfig, save_checkpoint
+from stnkit.models import create_model
+
+NO_DATA = "no-data-here"  # a data root that does not exist: a test that reads data fails loudly
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Exit status and stderr of ``stnkit argv``; stderr must be one line without a traceback."""
+    status = cli.main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return status, err
+
+
+def _checkpoint(path: Path, **override: Any) -> Path:
+    """A valid checkpoint of a small ST-FCN (no training), with fields replaced by ``override``."""
+    kwargs = {"in_channels": 1, "num_classes": 10, "image_size": [28, 28], "hidden": [8]}
+    model = create_model("st-fcn-affine", **kwargs)
+    state = {
+        "model_name": "st-fcn-affine",
+        "model_kwargs": kwargs,
+        "model": model.state_dict(),
+        "epoch": 1,
+        "config": TrainConfig(dataset="mnist", model="st-fcn-affine").to_dict(),
+    }
+    return save_checkpoint({**state, **override}, path)
+
+
+@pytest.mark.parametrize(
+    "model_kwargs, message",
+    [('{"foo": 1}', "foo"), ('{"hidden": "abc"}', "hidden")],
+    ids=["unknown-argument", "wrong-type"],
+)
+def test_train_refuses_model_kwargs_the_builder_cannot_take(
+    model_kwargs: str, message: str, tmp_path: Path, capsys
+) -> None:
+    argv = ["train", "--model", "st-cnn-affine", "--model-kwargs", model_kwargs, "--no-progress"]
+    status, err = _run([*argv, "--out", str(tmp_path / "r"), "--data-root", NO_DATA], capsys)
+    assert status == cli.EXIT_ERROR
+    assert message in err and "st-cnn-affine" in err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"model_kwargs": [1, 2]}, "model_kwargs"),
+        ({"model_kwargs": {"foo": 1}}, "foo"),
+        ({"model_kwargs": {"hidden": "abc"}}, "hidden"),
+        ({"model_name": 7}, "model_name"),
+        ({"model_name": "no-such-model"}, "unknown model"),
+        ({"model": "not weights"}, "weights"),
+    ],
+    ids=["kwargs-list", "kwargs-unknown", "kwargs-type", "name-int", "name-unknown", "weights-str"],
+)
+@pytest.mark.parametrize("command", ["eval", "show", "export"])
+def test_malformed_checkpoint_fields(
+    command: str, override: dict[str, Any], message: str, tmp_path: Path, capsys
+) -> None:
+    ckpt = str(_checkpoint(tmp_path / "bad.pt", **override))
+    extra = {"eval": ["--data-root", NO_DATA], "show": ["--data-root", NO_DATA]}
+    extra["export"] = ["--onnx", str(tmp_path / "m.onnx")]
+    status, err = _run([command, ckpt, *extra[command]], capsys)
+    assert status == cli.EXIT_ERROR
+    assert message in err and "bad.pt" in err
+
+
+def test_train_into_a_path_below_a_file(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "FILE"
+    blocker.write_text("a file, not a folder")
+    out = blocker / "sub"
+    argv = ["train", "--model", "st-fcn-affine", "--no-progress", "--data-root", NO_DATA]
+    status, err = _run([*argv, "--out", str(out)], capsys)
+    assert status == cli.EXIT_ERROR
+    assert str(out) in err and "Not a directory" in err
+
+
+def test_show_into_a_path_below_a_file(tmp_path: Path, capsys) -> None:
+    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+    blocker = tmp_path / "FILE"
+    blocker.write_text("a file, not a folder")
+    status, err = _run(["show", ckpt, "--out", str(blocker / "pics"), "--data-root", NO_DATA], capsys)
+    assert status == cli.EXIT_ERROR
+    assert str(blocker / "pics") in err and "Not a directory" in err
+
+
+def test_any_os_error_is_one_line_naming_the_path(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Not only FileNotFoundError: e.g. a full disk while writing the ONNX file."""
+    import stnkit.cli.export as export_command
+
+    def disk_full(*args: Any, **kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device", str(tmp_path / "m.onnx"))
+
+    monkeypatch.setattr(export_command, "export_onnx", disk_full)
+    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+    status, err = _run(["export", ckpt, "--onnx", str(tmp_path / "m.onnx")], capsys)
+    assert status == cli.EXIT_ERROR
+    assert "m.onnx" in err and "No space left on device" in err
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxscript", "onnxruntime"])
+def test_export_without_the_onnx_extra_says_what_to_install(
+    module: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+    status, err = _run(["export", ckpt, "--onnx", str(tmp_path / "m.onnx")], capsys)
+    assert status == cli.EXIT_ERROR
+    assert "pip install 'stnkit[onnx]'" in err and module in err
+
+
+@pytest.mark.parametrize("spelling", ["--data-root", "--data-dir"])
+@pytest.mark.parametrize(
+    "argv",
+    [["train"], ["eval", "x.pt"], ["show", "x.pt"], ["data", "show", "rts", "--out", "x.png"]],
+    ids=["train", "eval", "show", "data-show"],
+)
+def test_every_command_that_reads_data_takes_both_spellings(argv: list[str], spelling: str) -> None:
+    args = cli.build_parser().parse_args([*argv, spelling, "DIR"])
+    assert "DIR" in (getattr(args, "data_root", None), getattr(args, "data_dir", None))
+
+
+def test_missing_data_message_names_the_flag_that_exists(tmp_path: Path, capsys) -> None:
+    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+    status, err = _run(["eval", ckpt, "--data-root", str(tmp_path / "empty")], capsys)
+    assert status == cli.EXIT_ERROR
+    assert "--data-root" in err and "--data-dir" not in err
