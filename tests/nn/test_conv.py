@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from stnkit.nn import InputGradConv2d
-from stnkit.nn.conv import conv2d_input_gradient
+from stnkit.nn.conv import _ConvWithInputGradient, conv2d_input_gradient
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,43 @@ def test_plain_route_when_the_input_needs_no_gradient() -> None:
     assert not conv._takes_fast_route(torch.randn(2, 1, 8, 8))
     with torch.no_grad():
         assert not conv._takes_fast_route(torch.randn(2, 1, 8, 8, requires_grad=True))
+
+
+@pytest.mark.parametrize(("bias", "padding"), [(True, (1, 1)), (False, (0, 2))])
+def test_gradcheck_and_gradgradcheck_for_input_weight_and_bias(bias: bool, padding: tuple[int, int]) -> None:
+    image = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias_tensor = torch.randn(3, dtype=torch.float64, requires_grad=True) if bias else None
+
+    def fn(image: torch.Tensor, weight: torch.Tensor, *bias: torch.Tensor) -> torch.Tensor:
+        return _ConvWithInputGradient.apply(image, weight, bias[0] if bias else None, padding)
+
+    inputs = (image, weight) if bias_tensor is None else (image, weight, bias_tensor)
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_double_backward_equals_conv2d() -> None:
+    # A gradient penalty on the input gradient, as in WGAN-GP or input-gradient regularisation.
+    torch.manual_seed(2)
+    ours = InputGradConv2d(1, 4, 3, padding=1).double()
+    plain = nn.Conv2d(1, 4, 3, padding=1).double()
+    plain.load_state_dict(ours.state_dict())
+    image = torch.randn(3, 1, 7, 8, dtype=torch.float64, requires_grad=True)
+    assert ours._takes_fast_route(image)
+    results = []
+    for conv in (ours, plain):
+        out = conv(image)
+        (grad_image,) = torch.autograd.grad(out.square().sum(), image, create_graph=True)
+        penalty = grad_image.square().sum()
+        results.append(torch.autograd.grad(penalty, (image, *conv.parameters())))
+    for got, want in zip(*results, strict=True):
+        assert want.abs().max() > 0
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_first_order_backward_builds_no_graph() -> None:
+    conv = InputGradConv2d(1, 4, 3).double()
+    image = torch.randn(2, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+    (grad_image,) = torch.autograd.grad(conv(image).sum(), image)
+    assert not grad_image.requires_grad

@@ -14,6 +14,10 @@ additions (col2im by hand, 0.8-1.4 ms):
 when it applies (stride 1, dilation 1, one group, zeros padding, at most ``MAX_CHANNELS`` input
 channels, a CPU input that needs its gradient, not under tracing) and is a plain ``nn.Conv2d``
 otherwise. The forward pass and the weight and bias gradients are torch's in every case.
+
+Double backward (gradient penalties, meta-learning: ``create_graph=True``) is supported: the backward
+pass then computes all gradients with torch's differentiable ``convolution_backward``, so second
+derivatives are exactly ``nn.Conv2d``'s; the fast route serves the first-order case.
 """
 
 from __future__ import annotations
@@ -78,30 +82,47 @@ class _ConvWithInputGradient(torch.autograd.Function):
         return F.conv2d(input, weight, bias, padding=padding)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         input, weight = ctx.saved_tensors
-        grad_output = grad_output.contiguous()
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
-        grad_weight = grad_bias = None
-        if need_weight or need_bias:
-            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad_output,
-                input,
-                weight,
-                ctx.bias_size,
-                [1, 1],
-                list(ctx.padding),
-                [1, 1],
-                False,
-                [0, 0],
-                1,
-                [False, need_weight, need_bias and ctx.bias_size is not None],
-            )
+        need_bias = need_bias and ctx.bias_size is not None
+        if torch.is_grad_enabled():
+            # create_graph=True: torch's differentiable backward, so these gradients have gradients too.
+            return (*_torch_conv_backward(ctx, grad_output, [need_input, need_weight, need_bias]), None)
+        grad_output = grad_output.contiguous()
+        _, grad_weight, grad_bias = _torch_conv_backward(ctx, grad_output, [False, need_weight, need_bias])
         grad_input = None
         if need_input:
             grad_input = conv2d_input_gradient(grad_output, weight, input.shape[2:], ctx.padding)
         return grad_input, grad_weight, grad_bias, None
+
+
+def _torch_conv_backward(
+    ctx: Any, grad_output: Tensor, output_mask: list[bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """(grad_input, grad_weight, grad_bias) of the saved convolution by torch, where ``output_mask`` asks."""
+    if not any(output_mask):
+        return None, None, None
+    input, weight = ctx.saved_tensors
+    grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+        grad_output,
+        input,
+        weight,
+        ctx.bias_size,
+        [1, 1],  # stride
+        list(ctx.padding),
+        [1, 1],  # dilation
+        False,  # transposed
+        [0, 0],  # output padding
+        1,  # groups
+        output_mask,
+    )
+    need_input, need_weight, need_bias = output_mask
+    return (
+        grad_input if need_input else None,
+        grad_weight if need_weight else None,
+        grad_bias if need_bias else None,
+    )
 
 
 class InputGradConv2d(nn.Conv2d):
