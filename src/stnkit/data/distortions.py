@@ -7,6 +7,15 @@ Every variant is two steps, so that randomness and pixels are separate:
   an image's distortion does not depend on batch size, workers or ranks);
 * ``apply_*(digits, params, ...)`` makes the images with one batched :func:`stnkit.warp`.
 
+Every pixel is computed so that it comes out bit-identical on every machine (x86-64 or ARM, any torch
+CPU code path, with or without the fused kernel): the canonical test sets are the yardstick that test
+errors measured anywhere are compared on. Random numbers come from integer generators or float64
+draws; positions are computed in float64 and sampled by :func:`stnkit.geometry.sample_fixed_point`,
+which rounds them to 1/256 px and interpolates the uint8 digits in exact integer arithmetic; TC places
+digits and clutter with integer indexing and saturating integer sums. So the images are uint8 values
+(returned as float32 multiples of 1/255), and a different last bit in a float64 position changes a
+pixel only if the position lies within ~1e-14 px of a 1/256 px boundary (see docs/data.md).
+
 Geometry is written in pixels and converted to stnkit's normalised convention
 (``align_corners=False``: a W-pixel image spans [-1, 1], so one pixel is 2 / W; parameters map
 output positions to input positions). For a digit of side ``W_in`` drawn into a canvas of side
@@ -43,7 +52,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stnkit.geometry import affine_grid, sample, tps_lattice, warp
+from stnkit.geometry import affine_grid, projective_grid, tps_lattice
+from stnkit.geometry.fixed_point import sample_fixed_point
 from stnkit.geometry.grids import _tps_grid_map
 
 __all__ = [
@@ -95,6 +105,17 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Ten
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
+def _normal(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """float32 N(0, 1) draws, the same bits on every CPU.
+
+    torch's float32 ``randn`` takes a vectorised Box-Muller path on AVX2 CPUs and a scalar one elsewhere,
+    which differ in the last bits; its float64 draws take the scalar path on every CPU. Rounding those to
+    float32 absorbs any last-bit difference of the C library's log and cos, so the parameters (and their
+    hash) come out identical on every machine.
+    """
+    return torch.randn(shape, generator=generator, dtype=torch.float64).float()
+
+
 def similarity_theta(
     angle: Tensor, scale: Tensor, shift_px: Tensor, *, in_size: int, out_size: int
 ) -> Tensor:
@@ -125,22 +146,31 @@ def similarity_theta(
     return torch.cat((linear, offset), dim=2)
 
 
-def _to_float(digits: Tensor) -> Tensor:
-    """uint8 (B, [C,] H, W) or float -> float32 (B, C, H, W) in [0, 1]."""
+def _to_uint8(digits: Tensor) -> Tensor:
+    """uint8 (B, [C,] H, W), or float in [0, 1] (rounded to 1/255 steps) -> uint8 (B, C, H, W)."""
     if digits.dim() == 3:
         digits = digits[:, None]
     if digits.dtype == torch.uint8:
-        return digits.float().div_(255.0)
-    return digits.float()
+        return digits
+    if not digits.is_floating_point():
+        raise TypeError(f"digits must be uint8, or floating point in [0, 1], got {digits.dtype}")
+    return (digits.double() * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
+
+
+def _to_unit_float(images: Tensor) -> Tensor:
+    """uint8 -> float32 in [0, 1] (exactly the multiples of 1/255 the loaders give for plain MNIST)."""
+    return images.float().div_(255.0)
+
+
+def _sample(digits: Tensor, grid: Tensor) -> Tensor:
+    """Digits (B, [C,] 28, 28) at the float64 positions of ``grid`` (B, H, W, 2) -> float32 (B, C, H, W)."""
+    return _to_unit_float(sample_fixed_point(_to_uint8(digits), grid))
 
 
 def _affine(digits: Tensor, theta: Tensor, out_size: int) -> Tensor:
-    # An explicit grid and torch's sampler, not warp(): warp may take the fused C++ kernel, whose last
-    # bits differ from torch's and which is absent where there is no compiler, and the canonical test
-    # sets are pinned by SHA-256 (tests/data), so they must come out the same on every machine.
-    images = _to_float(digits)
-    grid = affine_grid(theta, (images.shape[0], images.shape[1], out_size, out_size))
-    return sample(images, grid).clamp_(0.0, 1.0)
+    """Digits through float64 output-to-input matrices ``theta`` (B, 2, 3) into an ``out_size`` square."""
+    size = (theta.shape[0], 1, out_size, out_size)
+    return _sample(digits, affine_grid(theta.double(), size))
 
 
 # --- R -------------------------------------------------------------------------------------
@@ -155,7 +185,10 @@ def sample_rotation_params(n: int, generator: torch.Generator) -> Params:
 def apply_rotation(digits: Tensor, params: Params) -> Tensor:
     """R: digits (B, [1,] 28, 28) -> Tensor[B, 1, 28, 28] rotated about the centre."""
     n = digits.shape[0]
-    theta = similarity_theta(params["angle"], torch.ones(n), torch.zeros(n, 2), in_size=DIGIT, out_size=DIGIT)
+    angle = params["angle"].double()  # float64 from here on: see the module docstring
+    theta = similarity_theta(
+        angle, torch.ones_like(angle), angle.new_zeros(n, 2), in_size=DIGIT, out_size=DIGIT
+    )
     return _affine(digits, theta, DIGIT)
 
 
@@ -177,9 +210,8 @@ def sample_rts_params(n: int, generator: torch.Generator, *, canvas: int = RTS_C
 
 def apply_rts(digits: Tensor, params: Params, *, canvas: int = RTS_CANVAS) -> Tensor:
     """RTS: digits (B, [1,] 28, 28) -> Tensor[B, 1, canvas, canvas]."""
-    theta = similarity_theta(
-        params["angle"], params["scale"], params["shift"], in_size=DIGIT, out_size=canvas
-    )
+    angle, scale, shift = (params[key].double() for key in ("angle", "scale", "shift"))
+    theta = similarity_theta(angle, scale, shift, in_size=DIGIT, out_size=canvas)
     return _affine(digits, theta, canvas)
 
 
@@ -216,13 +248,14 @@ def _min_w(corners: Tensor) -> Tensor:
     w is affine in (x, y), so its minimum over the square canvas is at one of its corners; w > 0
     everywhere means no canvas point maps through infinity (which would show a mirrored digit).
     """
-    input_from_output = homography_from_points(corners, _CORNERS.expand_as(corners))
+    corners = corners.double()
+    input_from_output = homography_from_points(corners, _CORNERS.double().expand_as(corners))
     return input_from_output[:, 2, :2].abs().sum(-1).neg() + input_from_output[:, 2, 2]
 
 
 def _draw_corners(n: int, generator: torch.Generator) -> Tensor:
     scale = _uniform(n, *P_SCALE, generator)
-    noise = torch.randn(n, 4, 2, generator=generator).clamp_(-P_TRUNCATE, P_TRUNCATE) * P_SIGMA
+    noise = _normal((n, 4, 2), generator).clamp_(-P_TRUNCATE, P_TRUNCATE) * P_SIGMA
     return _CORNERS * scale[:, None, None] + noise
 
 
@@ -244,11 +277,10 @@ def sample_projective_params(n: int, generator: torch.Generator) -> Params:
 
 def apply_projective(digits: Tensor, params: Params) -> Tensor:
     """P: digits (B, [1,] 28, 28) -> Tensor[B, 1, 28, 28] through the corner homography."""
-    corners = params["corners"]
+    corners = params["corners"].double()
     # Sampling runs output -> input: the moved corners must map back to the frame's corners.
-    input_from_output = homography_from_points(corners, _CORNERS.expand_as(corners))
-    images = warp(_to_float(digits), input_from_output, transform="projective")
-    return images.clamp_(0.0, 1.0)
+    input_from_output = homography_from_points(corners, _CORNERS.double().expand_as(corners))
+    return _sample(digits, projective_grid(input_from_output, (corners.shape[0], 1, DIGIT, DIGIT)))
 
 
 # --- E -------------------------------------------------------------------------------------
@@ -257,19 +289,16 @@ def apply_projective(digits: Tensor, params: Params) -> Tensor:
 def sample_elastic_params(n: int, generator: torch.Generator) -> Params:
     """E: ``displacement`` Tensor[n, 16, 2], normalised, N(0, (1.5 px)^2) per coordinate."""
     sigma = E_SIGMA_PX * 2.0 / DIGIT  # pixels -> normalised units (align_corners=False)
-    return {"displacement": torch.randn(n, E_NUM_POINTS, 2, generator=generator) * sigma}
+    return {"displacement": _normal((n, E_NUM_POINTS, 2), generator) * sigma}
 
 
 def apply_elastic(digits: Tensor, params: Params) -> Tensor:
     """E: digits (B, [1,] 28, 28) -> Tensor[B, 1, 28, 28] through a random thin-plate spline."""
-    lattice = tps_lattice(E_NUM_POINTS)  # (16, 2), x fastest, spans [-1, 1]
-    control_points = lattice + params["displacement"]  # (B, 16, 2) input positions
-    images = _to_float(digits)
-    # The grid as first defined, (HW, K) @ (N, K, 2), not through warp(): warp's faster grid product
-    # rounds differently in the last bit, and the canonical test sets are pinned by SHA-256 (see _affine).
-    grid_map = _tps_grid_map(E_NUM_POINTS, (DIGIT, DIGIT), False).to(images.dtype)
+    lattice = tps_lattice(E_NUM_POINTS, dtype=torch.float64)  # (16, 2), x fastest, spans [-1, 1]
+    control_points = lattice + params["displacement"].double()  # (B, 16, 2) input positions
+    grid_map = _tps_grid_map(E_NUM_POINTS, (DIGIT, DIGIT), False)  # (HW, 16) float64
     grid = torch.matmul(grid_map, control_points).view(-1, DIGIT, DIGIT, 2)
-    return sample(images, grid).clamp_(0.0, 1.0)
+    return _sample(digits, grid)
 
 
 # --- TC ------------------------------------------------------------------------------------
@@ -289,43 +318,43 @@ def sample_translated_cluttered_params(n: int, generator: torch.Generator, *, nu
     }
 
 
-def _clutter(sources: Tensor, params: Params) -> Tensor:
-    """Tensor[B, 1, 60, 60]: the clutter patches added together and clipped to [0, 1]."""
-    source, crop, place = params["source"], params["crop"], params["place"]
-    b, k = source.shape
-    size = TC_CLUTTER_SIZE
+def _patch_index(corner: Tensor, size: int, stride: int) -> Tensor:
+    """Flat indices (..., size * size) of the ``size`` x ``size`` patches whose top-left (x, y) is ``corner``."""
     steps = torch.arange(size)
-    # Gather the (B, K, size, size) crops from the source digits.
-    rows = crop[..., 1, None, None] + steps[:, None]  # (B, K, size, 1)
-    cols = crop[..., 0, None, None] + steps[None, :]  # (B, K, 1, size)
-    patches = _to_float(sources[source[..., None, None], rows, cols].reshape(b * k, size, size))
-    # Scatter-add them into the flat canvas at their places.
-    out_rows = place[..., 1, None, None] + steps[:, None]
-    out_cols = place[..., 0, None, None] + steps[None, :]
-    flat_index = (out_rows * TC_CANVAS + out_cols).reshape(b, k * size * size)
-    canvas = torch.zeros(b, TC_CANVAS * TC_CANVAS)
-    canvas.scatter_add_(1, flat_index, patches.reshape(b, k * size * size))
-    return canvas.view(b, 1, TC_CANVAS, TC_CANVAS).clamp_(0.0, 1.0)
+    rows = corner[..., 1, None, None] + steps[:, None]  # (..., size, 1)
+    cols = corner[..., 0, None, None] + steps[None, :]  # (..., 1, size)
+    return (rows * stride + cols).flatten(-2)
+
+
+def _clutter(sources: Tensor, params: Params) -> Tensor:
+    """int32 Tensor[B, 60 * 60]: the clutter patches added together and clipped to 255."""
+    source, crop, place = params["source"], params["crop"], params["place"]
+    b = source.shape[0]
+    # Gather the (B, K, size * size) crops from the source digits, then add them into the flat canvas.
+    flat_sources = _to_uint8(sources).flatten(1)  # (N, 28 * 28)
+    patches = flat_sources[source[..., None], _patch_index(crop, TC_CLUTTER_SIZE, DIGIT)].int()
+    canvas = torch.zeros(b, TC_CANVAS * TC_CANVAS, dtype=torch.int32)
+    canvas.scatter_add_(1, _patch_index(place, TC_CLUTTER_SIZE, TC_CANVAS).flatten(1), patches.flatten(1))
+    return canvas.clamp_(max=255)
 
 
 def apply_translated_cluttered(digits: Tensor, params: Params, sources: Tensor) -> Tensor:
     """TC: digits (B, [1,] 28, 28) -> Tensor[B, 1, 60, 60], digit over MNIST clutter.
+
+    Integer shifts move whole pixels, so the digit is copied, not resampled, and added to the clutter
+    in integers (saturating at 255).
 
     Args:
         digits: the digits to place.
         params: from :func:`sample_translated_cluttered_params`.
         sources: uint8 Tensor[N, 28, 28], the split's digits the clutter is cropped from.
     """
-    n = digits.shape[0]
-    theta = similarity_theta(
-        torch.zeros(n),
-        torch.ones(n),
-        params["shift"].float(),
-        in_size=DIGIT,
-        out_size=TC_CANVAS,
-    )
-    placed = _affine(digits, theta, TC_CANVAS)
-    return (_clutter(sources, params) + placed).clamp_(0.0, 1.0)
+    flat_digits = _to_uint8(digits).flatten(1).int()  # (B, 28 * 28)
+    top_left = params["shift"] + (TC_CANVAS - DIGIT) // 2  # (B, 2) (x, y): the shift moves the centre
+    canvas = _clutter(sources, params)
+    canvas.scatter_add_(1, _patch_index(top_left, DIGIT, TC_CANVAS), flat_digits)
+    images = canvas.clamp_(max=255).to(torch.uint8)
+    return _to_unit_float(images.view(-1, 1, TC_CANVAS, TC_CANVAS))
 
 
 # --- MNIST addition ------------------------------------------------------------------------

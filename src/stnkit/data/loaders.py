@@ -36,6 +36,7 @@ __all__ = [
     "BatchDataset",
     "DatasetInfo",
     "DistortedLoader",
+    "canonical_digest",
     "dataset_info",
     "list_datasets",
     "load_source",
@@ -399,3 +400,31 @@ def make_loader(
         drop_last=False if drop_last is None else drop_last,
     )
     return DistortedLoader(dataset, num_workers=num_workers, pin_memory=pin_memory)
+
+
+def canonical_digest(
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 1000,
+) -> str:
+    """SHA-256 of a dataset's canonical test set: its 8-bit pixels, then its int64 labels.
+
+    The canonical test sets come out bit-identical on every machine (see
+    :mod:`stnkit.data.distortions`), so this digest is the same everywhere: compare it with the
+    published values (docs/data.md) to check a machine.
+
+    Args:
+        name: a name from :func:`list_datasets`.
+        root: data root; see :func:`stnkit.data.resolve_data_root`.
+        limit: digest only the first ``limit`` test images.
+        batch_size: images made at a time (the digest does not depend on it).
+    """
+    loader = make_loader(name, split="test", batch_size=batch_size, root=root, limit=limit, seed=TEST_SEED)
+    pixels, labels = hashlib.sha256(), hashlib.sha256()
+    for images, batch_labels in loader:
+        # Every image is a multiple of 1/255 in float32, so this recovers its uint8 values exactly.
+        pixels.update((images * 255.0).round_().to(torch.uint8).numpy().tobytes())
+        labels.update(batch_labels.numpy().tobytes())
+    return hashlib.sha256(pixels.digest() + labels.digest()).hexdigest()

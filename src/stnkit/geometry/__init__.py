@@ -12,6 +12,7 @@ See ``docs/convention.md`` for pictures and the pixel-space (OpenCV) corresponde
 """
 
 from stnkit.geometry.checks import NonFiniteError
+from stnkit.geometry.fixed_point import sample_fixed_point
 from stnkit.geometry.grids import (
     affine_grid,
     normalized_coordinates,
@@ -69,6 +70,7 @@ __all__ = [
     "pixel_to_normalized",
     "projective_grid",
     "sample",
+    "sample_fixed_point",
     "sample_reference",
     "to_homogeneous",
     "tps_grid",
