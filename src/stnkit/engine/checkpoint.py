@@ -9,7 +9,9 @@ the old or the new checkpoint, never a torn one; it gets the mode ``torch.save``
 
 from __future__ import annotations
 
+import math
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,27 +50,27 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`, never executing code.
 
+    The file is read with ``torch.load(..., weights_only=True)``, and the fields a caller uses are
+    checked: ``model_name`` a non-empty str, ``model_kwargs`` and ``config`` dicts with str keys,
+    ``model`` a dict of tensors, ``epoch`` an int >= 0; ``optimizer``, ``scheduler`` and
+    ``metrics`` dicts, ``elapsed_s`` a number >= 0 and ``world_size`` an int >= 1 where present.
+
     Raises:
-        CheckpointError: the file is missing, truncated or corrupt, holds pickled code, or is not an
-            stnkit checkpoint of a version this code reads.
+        CheckpointError: the file is missing, empty, truncated or corrupt, is not a torch zip
+            archive, holds pickled code, is not an stnkit checkpoint of a version this code reads,
+            or has a field of the wrong type (the message names it). Always one line.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file (pass its checkpoint.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} cannot be loaded with weights_only=True: it is corrupt, or it holds pickled "
-            f"code or custom classes (stnkit checkpoints hold neither; a foreign or tampered "
-            f"file): {err}"
-        ) from err
-    except Exception as err:  # torch raises many types for torn zips and garbage
-        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read: {err}") from err
+    _check_zip_archive(path)
+    state = _load_weights_only(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not an stnkit checkpoint (no format={FORMAT!r} marker); "
-            "pass a checkpoint.pt written by `stnkit train`"
+            f"{path} is not an stnkit checkpoint (a torch file without the format={FORMAT!r} "
+            "marker); pass a checkpoint.pt written by `stnkit train`"
         )
     if state.get("version") != VERSION:
         raise CheckpointError(
@@ -77,4 +79,105 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path} lacks the entries {missing}")
+    _check_fields(state, path)
     return state
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
+
+
+def _check_zip_archive(path: Path) -> None:
+    """Refuse, with a message saying what the file is, anything but a whole zip archive."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if not head:
+        raise CheckpointError(f"{path} is an empty file, not an stnkit checkpoint")
+    if not head.startswith(ZIP_MAGIC):
+        raise CheckpointError(
+            f"{path} is not an stnkit checkpoint (not a torch zip archive: it starts with "
+            f"{head!r}); pass a checkpoint.pt written by `stnkit train`"
+        )
+    if not zipfile.is_zipfile(path):  # the central directory sits at the end of the file
+        raise CheckpointError(
+            f"{path} is truncated or damaged: it starts like a torch zip archive but its end "
+            f"(the zip's central directory) is missing or broken ({path.stat().st_size} bytes); "
+            "an interrupted copy?"
+        )
+
+
+def _load_weights_only(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} cannot be loaded with weights_only=True ({_unpickler_reason(err)}): it holds "
+            "pickled code or custom classes, which stnkit checkpoints never do (a foreign or "
+            "tampered file)"
+        ) from err
+    except Exception as err:  # torch raises many types for damaged archives
+        raise CheckpointError(
+            f"{path} is a zip archive but cannot be read as a torch checkpoint (corrupt, or "
+            f"not written by torch.save): {_first_line(err)}"
+        ) from err
+
+
+def _unpickler_reason(err: Exception) -> str:
+    # torch's message spans many lines; the reason follows "WeightsUnpickler error:".
+    text = str(err)
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    reason = _first_line(rest if marker else text)
+    return reason.split(". Please use")[0].rstrip(".")
+
+
+def _first_line(err: object) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _check_fields(state: dict[str, Any], path: Path) -> None:
+    """Raise CheckpointError naming the first field whose type or value is not what callers use."""
+    checks: list[tuple[str, bool, str]] = [
+        ("model_name", _is_nonempty_str(state["model_name"]), "a non-empty str"),
+        ("model_kwargs", _is_str_keyed_dict(state["model_kwargs"]), "a dict with str keys"),
+        ("model", _is_tensor_dict(state["model"]), "a dict of str -> tensor (a state_dict)"),
+        ("epoch", _is_int(state["epoch"]) and state["epoch"] >= 0, "an int >= 0"),
+        ("config", _is_str_keyed_dict(state["config"]), "a dict with str keys"),
+    ]
+    optional: dict[str, tuple[Any, str]] = {
+        "optimizer": (_is_str_keyed_dict, "a dict with str keys (an optimizer state_dict)"),
+        "scheduler": (_is_str_keyed_dict, "a dict with str keys (a scheduler state_dict)"),
+        "metrics": (_is_str_keyed_dict, "a dict with str keys"),
+        "elapsed_s": (_is_seconds, "a finite number >= 0"),
+        "world_size": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    }
+    for name, (is_valid, expected) in optional.items():
+        if name in state:
+            checks.append((name, bool(is_valid(state[name])), expected))
+    for name, valid, expected in checks:
+        if not valid:
+            raise CheckpointError(f"{path}: field {name!r} must be {expected}, got {_describe(state[name])}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_nonempty_str(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_str_keyed_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+
+
+def _is_tensor_dict(value: Any) -> bool:
+    return _is_str_keyed_dict(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _is_seconds(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value) and value >= 0
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
