@@ -111,3 +111,54 @@ def test_no_gtsrb_at_root(tmp_path: Path) -> None:
         load_gtsrb(tmp_path, split="train")
     with pytest.raises(ValueError, match="valid"):
         load_gtsrb(tmp_path, split="val")
+
+
+def _tiny_npz(path: Path, n: int = 3, **override: np.ndarray) -> Path:
+    """A well-formed gtsrb32-style npz of ``n`` images, with arrays replaced by ``override``."""
+    arrays = {
+        "images": np.zeros((n, 32, 32, 3), np.uint8),
+        "labels": np.arange(n, dtype=np.int64),
+        "filenames": np.array([f"{i:05d}.ppm" for i in range(n)]),
+        "orig_size_roi": np.tile(np.array([40, 40, 5, 5, 35, 35], np.int64), (n, 1)),
+        **override,
+    }
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_well_formed_tiny_file_loads(tmp_path: Path) -> None:
+    data = load_gtsrb_npz(_tiny_npz(tmp_path / "ok.npz"), crop_roi=True)
+    assert data.images.shape == (3, 3, 32, 32) and data.labels.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"orig_size_roi": np.tile(np.array([40, 40, 5, 5, 35, 35]), (2, 1))}, "orig_size_roi"),
+        ({"orig_size_roi": np.zeros((3, 4), np.int64)}, "orig_size_roi"),
+        ({"filenames": np.array(["a.ppm"])}, "filenames"),
+        ({"track_ids": np.zeros(5, np.int64)}, "track_ids"),
+        ({"images": np.full((3, 32, 32, 3), 0.5, np.float32)}, "uint8"),
+        ({"labels": np.array([0.0, 1.7, 2.0])}, "integer"),
+        ({"labels": np.array([0, 1, 43])}, "0..42"),
+        ({"labels": np.array([0, -1, 2])}, "0..42"),
+    ],
+    ids=[
+        "roi-rows",
+        "roi-columns",
+        "filenames",
+        "track-ids",
+        "float-images",
+        "float-labels",
+        "label-43",
+        "label-neg",
+    ],
+)
+@pytest.mark.parametrize("crop_roi", [False, True])
+def test_npz_refuses_mismatched_arrays(
+    tmp_path: Path, override: dict[str, np.ndarray], match: str, crop_roi: bool
+) -> None:
+    path = _tiny_npz(tmp_path / "bad.npz", **override)
+    with pytest.raises(GtsrbError, match=match) as info:
+        load_gtsrb_npz(path, crop_roi=crop_roi)
+    assert "bad.npz" in str(info.value) and "\n" not in str(info.value)

@@ -134,3 +134,25 @@ def test_corrupt_copy_of_original_fails_checksum(shared_data: Path, tmp_path: Pa
     (folder / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))
     with pytest.raises(IdxError, match="SHA-256"):
         load_mnist(tmp_path, split="test")
+
+
+@pytest.mark.parametrize(
+    "which, array, type_code, match",
+    [
+        # int32 pixel 300 would wrap to 44 in uint8
+        ("images", np.full((10, 28, 28), 300, dtype=">i4"), 0x0C, "uint8"),
+        ("images", np.full((10, 28, 28), 0.5, dtype=">f4"), 0x0D, "uint8"),
+        ("labels", np.arange(10, dtype=">i4"), 0x0C, "uint8"),
+        ("labels", np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 200], dtype=np.uint8), 0x08, "0-9"),
+    ],
+    ids=["int32-pixels", "float-pixels", "int32-labels", "label-200"],
+)
+def test_unverified_files_must_still_be_mnist_like(
+    tmp_path: Path, which: str, array: np.ndarray, type_code: int, match: str
+) -> None:
+    _fake_mnist(tmp_path)
+    name = f"t10k-{which}-idx{3 if which == 'images' else 1}-ubyte"
+    (tmp_path / name).write_bytes(idx_bytes(array, type_code=type_code))
+    with pytest.raises(IdxError, match=match) as info:
+        load_mnist(tmp_path, split="test", verify=False)
+    assert name in str(info.value) and "\n" not in str(info.value)

@@ -129,7 +129,8 @@ def load_gtsrb_npz(
 
     Raises:
         DataNotFoundError: no such file.
-        GtsrbError: missing arrays or inconsistent lengths.
+        GtsrbError: missing arrays; images not uint8 (N, H, W, 3); labels not integers in
+            0..42; ``orig_size_roi``, ``filenames`` or ``track_ids`` not one row per label.
     """
     path = Path(path)
     if not path.is_file():
@@ -161,12 +162,9 @@ def _load_npz_uncached(path: Path, *, crop_roi: bool, size: int | Sequence[int] 
         raise GtsrbError(f"{path}: missing arrays {sorted(missing)}")
     images, labels = arrays["images"], arrays["labels"]
     n = len(labels)
-    if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
-        raise GtsrbError(f"{path}: images {images.shape} do not match {n} labels of RGB")
-    if labels.size and (labels.min() < 0 or labels.max() >= GTSRB_NUM_CLASSES):
-        raise GtsrbError(f"{path}: labels outside 0..{GTSRB_NUM_CLASSES - 1}")
     size_roi = arrays["orig_size_roi"]
     track_ids = arrays.get("track_ids", np.full(n, -1, dtype=np.int64))
+    _check_npz_arrays(path, images, labels, arrays["filenames"], size_roi, track_ids)
     if crop_roi or size is not None:
         out_hw = _as_hw(size if size is not None else images.shape[1:3])
         stored_wh = (images.shape[2], images.shape[1])
@@ -177,6 +175,33 @@ def _load_npz_uncached(path: Path, *, crop_roi: bool, size: int | Sequence[int] 
             ]
         )
     return _finish(images, labels, arrays["filenames"], size_roi, track_ids)
+
+
+def _check_npz_arrays(
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    filenames: np.ndarray,
+    size_roi: np.ndarray,
+    track_ids: np.ndarray,
+) -> None:
+    """Refuse arrays that do not fit together, rather than cast or truncate them silently."""
+    n = len(labels)
+    if images.dtype != np.uint8:
+        raise GtsrbError(f"{path}: images must be uint8, got {images.dtype}")
+    if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
+        raise GtsrbError(f"{path}: images {images.shape} do not match {n} labels of RGB")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        # A float label such as 1.7 would otherwise become class 1.
+        raise GtsrbError(f"{path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= GTSRB_NUM_CLASSES):
+        raise GtsrbError(f"{path}: labels outside 0..{GTSRB_NUM_CLASSES - 1}")
+    # One row per image: (width, height, x1, y1, x2, y2) of the original picture.
+    if size_roi.shape != (n, 6):
+        raise GtsrbError(f"{path}: orig_size_roi has shape {size_roi.shape}, expected ({n}, 6)")
+    for name, array in (("filenames", filenames), ("track_ids", track_ids)):
+        if array.shape != (n,):
+            raise GtsrbError(f"{path}: {name} has shape {array.shape}, expected ({n},) for {n} labels")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

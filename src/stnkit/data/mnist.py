@@ -168,6 +168,22 @@ def _check_original(path: Path, stem: str, array: np.ndarray) -> None:
         )
 
 
+def _check_mnist_like(image_path: Path, images: np.ndarray, label_path: Path, labels: np.ndarray) -> None:
+    """Refuse what would be cast silently (int32 pixel 300 -> 44) or is not a digit label.
+
+    Holds with ``verify=False`` too, so other IDX datasets are read only when they fit.
+    """
+    for path, array in ((image_path, images), (label_path, labels)):
+        if array.dtype != np.uint8:
+            raise IdxError(f"{path}: IDX data type is {array.dtype}, MNIST files are uint8")
+    if labels.size and labels.max() > 9:
+        raise IdxError(f"{label_path}: label {int(labels.max())} outside 0-9")
+    if images.shape[0] != labels.shape[0]:
+        raise IdxError(
+            f"{image_path} has {images.shape[0]} images but {label_path} has {labels.shape[0]} labels"
+        )
+
+
 @dataclass(frozen=True)
 class MnistArrays:
     """One MNIST split.
@@ -208,7 +224,8 @@ def load_mnist(
     Raises:
         ValueError: unknown split.
         DataNotFoundError: the files are missing; the message names the root and the fix.
-        IdxError: a file is malformed, truncated or not the original.
+        IdxError: a file is malformed, truncated or not the original; with ``verify=False`` too:
+            data that is not uint8, a label outside 0-9, or images and labels of different counts.
 
     Example:
         >>> test = load_mnist(split="test")  # doctest: +SKIP
@@ -237,12 +254,9 @@ def load_mnist(
     if verify:
         _check_original(image_path, stems[0], images)
         _check_original(label_path, stems[1], labels)
-    if images.shape[0] != labels.shape[0]:
-        raise IdxError(
-            f"{image_path} has {images.shape[0]} images but {label_path} has {labels.shape[0]} labels"
-        )
+    _check_mnist_like(image_path, images, label_path, labels)
     result = MnistArrays(
-        images=torch.from_numpy(images.astype(np.uint8, copy=False)),
+        images=torch.from_numpy(images),
         labels=torch.from_numpy(labels.astype(np.int64)),
     )
     _CACHE[key] = result
