@@ -69,3 +69,16 @@ def test_a_baseline_run_gets_curves_and_a_report_only(tmp_path: Path) -> None:
     assert (tmp_path / PICTURES["curves"]).is_file()
     assert not (tmp_path / PICTURES["transformer"]).exists()
     assert f"]({PICTURES['transformer']})" not in report.read_text()
+
+
+def test_epoch_frames_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    model = create_model("st-fcn-affine", image_size=(28, 28), hidden=(8,)).eval()
+    old = os.umask(0o022)
+    try:
+        path = save_epoch_frame(model, torch.rand(2, 1, 28, 28), tmp_path, epoch=0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

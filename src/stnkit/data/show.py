@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from stnkit.files import atomic_write
 
 __all__ = ["image_grid", "save_grid"]
 
@@ -52,16 +53,9 @@ def save_grid(
     ncols: int = 8,
     scale: int = 2,
 ) -> Path:
-    """Write :func:`image_grid` of ``images`` to a PNG, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write :func:`image_grid` of ``images`` to a PNG, atomically (temp file, then rename).
+
+    The file gets the mode a plain ``open()`` would give (``0o666 & ~umask``).
+    """
     picture = Image.fromarray(image_grid(images, ncols=ncols, scale=scale))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            picture.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: picture.save(handle, format="PNG"))
