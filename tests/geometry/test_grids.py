@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import stnkit
-from stnkit.geometry import normalized_coordinates, tps_transform_points
+from stnkit.geometry import grids, normalized_coordinates, tps_transform_points
+from stnkit.geometry.cache import ByteBoundedCache, byte_bounded_cache, tensor_bytes
 
 ALIGN = [False, True]
 
@@ -118,3 +119,66 @@ def test_tps_grid_is_smooth_between_control_points() -> None:
     far = displacement[28, 28]
     assert near > 0.2
     assert far < 0.1 * near
+
+
+# --- per-size caches are bounded in bytes ------------------------------------------------------------
+
+
+def test_byte_bounded_cache_evicts_least_recently_used_past_its_budget() -> None:
+    calls: list[int] = []
+
+    @byte_bounded_cache(max_bytes=100)
+    def zeros(n: int) -> torch.Tensor:  # n float64 values: 8 n bytes
+        calls.append(n)
+        return torch.zeros(n, dtype=torch.float64)
+
+    first = zeros(5)  # 40 bytes
+    assert zeros(5) is first and calls == [5]
+    zeros(4)  # 32 bytes: 72 in all
+    zeros(5)  # 5 is now the most recently used
+    zeros(3)  # 24 bytes: 96 in all
+    zeros(2)  # 16 bytes: past 100, so 4, the least recently used, goes
+    assert zeros.cached_bytes == 80 and len(zeros) == 3
+    zeros(4)
+    assert calls == [5, 4, 3, 2, 4]
+    big = zeros(20)  # 160 bytes: larger than the budget, returned but not kept
+    assert big.shape == (20,) and zeros.cached_bytes <= 100
+    zeros.cache_clear()
+    assert zeros.cached_bytes == 0 and len(zeros) == 0
+
+
+def test_tensor_bytes_counts_tensors_in_tuples() -> None:
+    pair = (3, torch.zeros(4, dtype=torch.float32), [torch.zeros(2, 2, dtype=torch.float64)])
+    assert tensor_bytes(pair) == 16 + 32
+    assert tensor_bytes("not a tensor") == 0
+
+
+# Fill each cache with entries that sum to several times a 200 kB budget.
+FILLERS = {
+    "_tps_grid_map": lambda step: grids._tps_grid_map(16, (4 * step, 4 * step), False),
+    "_tps_grid_map_t": lambda step: stnkit.tps_grid(stnkit.tps_lattice(16)[None], (1, 1, 4 * step, 8)),
+    "_tps_solution_map": lambda step: grids._tps_solution_map(step * step),
+}
+
+
+@pytest.mark.parametrize("cache_name", list(FILLERS))
+def test_tps_caches_are_bounded_in_bytes(cache_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = getattr(grids, cache_name)
+    assert isinstance(cache, ByteBoundedCache)
+    assert cache.max_bytes <= 256 * 2**20
+    cache.cache_clear()
+    monkeypatch.setattr(cache, "max_bytes", 200_000)
+    for step in range(2, 16):
+        FILLERS[cache_name](step)
+        assert 0 < cache.cached_bytes <= 200_000
+    assert len(cache) < 13  # some were evicted
+    cache.cache_clear()
+
+
+def test_tps_grid_is_the_same_from_the_cache_and_without() -> None:
+    control_points = stnkit.tps_lattice(16, dtype=torch.float64)[None] + 0.1
+    grids._tps_grid_map_t.cache_clear()
+    fresh = stnkit.tps_grid(control_points, (1, 1, 5, 7))
+    cached = stnkit.tps_grid(control_points, (1, 1, 5, 7))
+    assert len(grids._tps_grid_map_t) == 1
+    torch.testing.assert_close(cached, fresh, rtol=0, atol=0)

@@ -12,13 +12,13 @@ Convention (the one used everywhere in stnkit, see ``docs/convention.md``):
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from stnkit.geometry.cache import byte_bounded_cache
 from stnkit.geometry.checks import (
     check_finite,
     check_floating,
@@ -36,6 +36,9 @@ __all__ = [
     "tps_lattice",
     "tps_transform_points",
 ]
+
+# Bytes each per-size cache below may hold: a 16-point spline's map for 224 x 224 takes 6.4 MB in float64.
+_CACHE_BYTES = 64 * 2**20
 
 # |w| below this is treated as this (with w's sign) in the projective division, so that a point mapped
 # to infinity becomes a point far outside the image instead of inf/NaN in the grid.
@@ -253,7 +256,7 @@ def _tps_features(points: Tensor, lattice: Tensor) -> Tensor:
     return torch.cat((_tps_kernel(squared), ones, points), dim=1)
 
 
-@functools.lru_cache(maxsize=16)
+@byte_bounded_cache(max_bytes=_CACHE_BYTES)
 def _tps_solution_map(num_points: int) -> Tensor:
     """The (K + 3, K) float64 matrix taking control points (K, 2) to the spline's coefficients.
 
@@ -268,9 +271,14 @@ def _tps_solution_map(num_points: int) -> Tensor:
     return torch.linalg.inv(system)[:, :k]
 
 
-@functools.lru_cache(maxsize=32)
+@byte_bounded_cache(max_bytes=_CACHE_BYTES)
 def _tps_grid_map(num_points: int, spatial: tuple[int, int], align_corners: bool) -> Tensor:
     """The (H * W, K) float64 matrix taking control points to the sampling grid (linear in them)."""
+    return _compute_tps_grid_map(num_points, spatial, align_corners)
+
+
+def _compute_tps_grid_map(num_points: int, spatial: tuple[int, int], align_corners: bool) -> Tensor:
+    """:func:`_tps_grid_map` without the cache."""
     height, width = spatial
     xs = normalized_coordinates(width, align_corners=align_corners, dtype=torch.float64)
     ys = normalized_coordinates(height, align_corners=align_corners, dtype=torch.float64)
@@ -314,12 +322,13 @@ def tps_grid(control_points: Tensor, size: tuple[int, ...], *, align_corners: bo
     return _tps_grid_unchecked(control_points, spatial, align_corners)
 
 
-@functools.lru_cache(maxsize=32)
+@byte_bounded_cache(max_bytes=_CACHE_BYTES)
 def _tps_grid_map_t(
     num_points: int, spatial: tuple[int, int], align_corners: bool, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
     """:func:`_tps_grid_map` transposed, (K, H * W), in the dtype and on the device it is used with."""
-    grid_map = _tps_grid_map(num_points, spatial, align_corners)
+    # Computed afresh, not through the float64 cache: that would hold a second copy of every map.
+    grid_map = _compute_tps_grid_map(num_points, spatial, align_corners)
     return grid_map.t().to(dtype=dtype, device=device).contiguous()
 
 
