@@ -76,7 +76,8 @@ def sample(
         mode: ``"bilinear"`` (trilinear in 3-D), ``"nearest"`` or ``"bicubic"`` (4-D only).
         padding_mode: value outside the image: ``"zeros"``, ``"border"`` (clamp) or ``"reflection"``.
         align_corners: torch's meaning; see the convention in :mod:`stnkit.geometry.grids`.
-        backend: ``"native"`` (torch's kernel) or ``"reference"`` (from-scratch, double differentiable).
+        backend: ``"native"`` (torch's kernel) or ``"reference"`` (from scratch, slow, exact). Both
+            are twice differentiable w.r.t. input and grid.
 
     Returns:
         Tensor[N, C, H_out, W_out] or Tensor[N, C, D_out, H_out, W_out].

@@ -55,7 +55,8 @@ def warp(
         backend: ``"native"`` or ``"reference"``, as in :func:`stnkit.sample`.
 
     Returns:
-        Tensor[N, C, *out_size].
+        Tensor[N, C, *out_size], twice differentiable w.r.t. ``input`` and ``params`` (gradient
+        penalties and meta-learning work as with ``F.affine_grid`` + ``F.grid_sample``).
 
     Example:
         >>> image = torch.rand(2, 1, 28, 28)
