@@ -12,7 +12,10 @@ from torch import Tensor
 from stnkit.engine import (
     CHECKPOINT_NAME,
     METRICS_NAME,
+    CheckpointError,
+    DistContext,
     DivergenceError,
+    ResumeMismatchError,
     TrainConfig,
     build_optimizer,
     build_scheduler,
@@ -21,6 +24,7 @@ from stnkit.engine import (
     load_checkpoint,
     localization_parameters,
     read_jsonl,
+    save_checkpoint,
 )
 from stnkit.models import create_model
 
@@ -195,3 +199,67 @@ def test_config_roundtrip_and_presets(tmp_path: Path) -> None:
         config_from_dict({**config.to_dict(), "learning_rate": 1.0})
     paper = paper_config(epochs=5)
     assert (paper.optimizer, paper.lr, paper.schedule, paper.epochs) == ("sgd", 0.01, "step", 5)
+
+
+def _rewrite_checkpoint(path: Path, *, drop: tuple[str, ...] = (), **changes) -> None:
+    """Edit a checkpoint: replace the entries in ``changes``, remove those in ``drop``."""
+    state = {**load_checkpoint(path), **changes}
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version", *drop)}, path)
+
+
+def test_checkpoint_records_world_size(tmp_path: Path) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["world_size"] == 1
+
+
+@pytest.mark.parametrize(("saved", "now"), [(2, 1), (1, 2), (4, 2)])
+def test_resume_under_another_world_size_is_refused(tmp_path: Path, saved: int, now: int) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, world_size=saved)
+    # Refused before any collective, so a rank-0 context of a larger world needs no process group.
+    with pytest.raises(ResumeMismatchError) as info:
+        fit(
+            _model(),
+            TinyLoader(),
+            None,
+            _config(tmp_path),
+            model_name=MODEL,
+            model_kwargs=MODEL_KWARGS,
+            out_dir=tmp_path,
+            resume=True,
+            ctx=DistContext(rank=0, world_size=now),
+        )
+    message = str(info.value)
+    assert isinstance(info.value, CheckpointError) and "\n" not in message
+    assert f"trained with {saved} process" in message and f"this run has {now} process" in message
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 1  # left as it was
+
+
+def test_resume_without_recorded_world_size_is_accepted(tmp_path: Path) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    # A checkpoint written before the world size was recorded.
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, drop=("world_size",))
+    _, result = _fit(tmp_path, TinyLoader(), resume=True, epochs=2)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_resume_another_model_or_shape_is_refused(tmp_path: Path) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    with pytest.raises(ResumeMismatchError, match="holds model 'st-fcn-affine', not 'fcn'"):
+        fit(
+            _model(), TinyLoader(), None, _config(tmp_path), model_name="fcn",
+            model_kwargs=MODEL_KWARGS, out_dir=tmp_path, resume=True,
+        )  # fmt: skip
+    weights = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]
+    first = next(iter(weights))
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, model={**weights, first: torch.zeros(1)})
+    with pytest.raises(ResumeMismatchError, match=f"weights do not fit the model: .*{first}") as info:
+        _fit(tmp_path, TinyLoader(), resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_resume_without_optimizer_state_is_refused(tmp_path: Path) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, drop=("optimizer",))
+    with pytest.raises(CheckpointError, match="has no optimizer state, so it cannot be resumed"):
+        _fit(tmp_path, TinyLoader(), resume=True)

@@ -33,6 +33,7 @@ __all__ = [
     "DivergenceError",
     "FitResult",
     "Loader",
+    "ResumeMismatchError",
     "build_optimizer",
     "build_scheduler",
     "evaluate",
@@ -53,6 +54,10 @@ class Loader(Protocol):
     def __iter__(self) -> Any: ...  # yields (images (B, C, H, W), labels (B,))
 
     def __len__(self) -> int: ...
+
+
+class ResumeMismatchError(CheckpointError):
+    """The checkpoint is readable but cannot continue this run (another model or world size)."""
 
 
 class DivergenceError(RuntimeError):
@@ -298,6 +303,7 @@ def fit(
     resume: bool = False,
     ctx: DistContext | None = None,
     on_epoch_end: EpochCallback | None = None,
+    val_loader: Loader | None = None,
 ) -> FitResult:
     """Train ``model`` for ``config.epochs`` epochs, checkpointing after every epoch.
 
@@ -318,10 +324,16 @@ def fit(
         resume: continue from ``out_dir/checkpoint.pt``.
         ctx: rank and world size.
         on_epoch_end: called on rank 0 after each checkpoint with the unwrapped model.
+        val_loader: a validation split, evaluated whenever the test split is (``val_*`` metrics):
+            recipes are chosen on it, never on the test split.
 
     Raises:
         DivergenceError: a non-finite loss, gradient or parameter; the last good checkpoint stays.
-        CheckpointError: ``resume`` without a readable checkpoint, or one from another model.
+        CheckpointError: ``resume`` without a readable checkpoint.
+        ResumeMismatchError: ``resume`` from a checkpoint of another model, or one trained with
+            another number of processes (``world_size``; it decides the data sharding and the
+            steps per epoch, hence the schedule). A checkpoint that predates recording the world
+            size is taken as it is.
     """
     ctx = ctx or DistContext()
     out = Path(out_dir)
@@ -332,9 +344,12 @@ def fit(
     start_epoch, elapsed_before, history = 0, 0.0, []
     if resume:
         state = load_checkpoint(ckpt_path)
-        if state["model_name"] != model_name:
-            raise CheckpointError(f"{ckpt_path} holds model {state['model_name']!r}, not {model_name!r}")
-        model.load_state_dict(state["model"])
+        _check_resumable(state, ckpt_path, model_name=model_name, ctx=ctx)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:  # torch lists every missing/unexpected/mis-shaped tensor
+            detail = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+            raise ResumeMismatchError(f"{ckpt_path}: the weights do not fit the model: {detail}") from err
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
@@ -385,9 +400,11 @@ def fit(
             "lr": optimizer.param_groups[0]["lr"],
             "epoch_time_s": train_time,
         }
-        if test_loader is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
-            test = evaluate(model, test_loader, channels_last=config.channels_last)
-            record.update(test_loss=test["loss"], test_accuracy=test["accuracy"], test_error=test["error"])
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            for split, loader in (("val", val_loader), ("test", test_loader)):
+                if loader is not None:
+                    scores = evaluate(model, loader, channels_last=config.channels_last)
+                    record.update({f"{split}_{key}": scores[key] for key in ("loss", "accuracy", "error")})
         record["elapsed_s"] = elapsed_before + time.perf_counter() - run_start
         if ctx.is_main:
             append_jsonl(metrics_path, record)
@@ -399,6 +416,7 @@ def fit(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "epoch": epoch,
+                    "world_size": ctx.world_size,  # resuming under another one is refused
                     "elapsed_s": record["elapsed_s"],
                     "config": config.to_dict(),
                     "metrics": record,
@@ -412,6 +430,26 @@ def fit(
         barrier(ctx)
     check_in_sync(model, ctx)
     return FitResult(history=history, checkpoint=ckpt_path, final=record)
+
+
+def _check_resumable(state: dict[str, Any], path: Path, *, model_name: str, ctx: DistContext) -> None:
+    """Refuse (on every rank alike: they read the same file) a checkpoint this run cannot continue."""
+    if state["model_name"] != model_name:
+        raise ResumeMismatchError(f"{path} holds model {state['model_name']!r}, not {model_name!r}")
+    missing = [key for key in ("optimizer", "scheduler") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} has no {' or '.join(missing)} state, so it cannot be resumed")
+    saved = state.get("world_size")
+    if saved is not None and saved != ctx.world_size:
+        raise ResumeMismatchError(
+            f"{path} was trained with {_processes(saved)} and this run has {_processes(ctx.world_size)}: "
+            f"resuming would change the data sharding and the learning-rate schedule; resume with "
+            f"{'torchrun --nproc_per_node=' + str(saved) if saved > 1 else 'a single process (no torchrun)'}"
+        )
+
+
+def _processes(world_size: int) -> str:
+    return f"{world_size} process{'es' if world_size != 1 else ''} (world size {world_size})"
 
 
 def _print_epoch(record: dict[str, Any], epochs: int) -> None:
