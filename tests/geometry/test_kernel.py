@@ -259,3 +259,171 @@ def test_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch, fresh_load
         assert not kernel.kernel_available()
     image, theta = torch.rand(2, 1, 5, 5), torch.eye(2, 3).expand(2, 2, 3)
     assert not fast._fused_kernel_applies(image, theta, "bilinear")
+
+
+# ---- Extreme parameters: no undefined behaviour, torch's values ----------------------------------
+
+# Theta patterns whose sampling points are huge, infinite or NaN. The warp's public boundary refuses
+# non-finite parameters, but the kernel must still be safe with them (affine_warp_2d is called directly),
+# and huge finite ones pass that check. In float32, 1e38 overflows to inf once unnormalised.
+EXTREME_THETAS = {
+    "huge_scale": lambda big: [[big, 0.0, 0.0], [0.0, big, 0.0]],
+    "huge_shear": lambda big: [[1.0, big, 0.0], [-big, 1.0, 0.0]],
+    "huge_translation": lambda big: [[1.0, 0.0, big], [0.0, 1.0, -big]],
+    "huge_everywhere": lambda big: [[big, -big, big], [big, big, -big]],
+    "one_row_huge": lambda big: [[big, 0.0, 0.3], [0.1, 0.9, 0.05]],
+    "inf": lambda big: [[float("inf"), 0.0, 0.0], [0.0, 1.0, 0.0]],
+    "minus_inf_translation": lambda big: [[1.0, 0.0, -float("inf")], [0.0, 1.0, 0.0]],
+    "nan": lambda big: [[1.0, 0.0, float("nan")], [0.0, 1.0, 0.0]],
+    "nan_everywhere": lambda big: [[float("nan")] * 3, [float("nan")] * 3],
+}
+HUGE = {torch.float32: 1e38, torch.float64: 1e300}
+
+
+def unnormalized(grid: torch.Tensor, size: int, align_corners: bool) -> torch.Tensor:
+    """torch's pixel coordinates for a grid's normalised ones (its CPU kernel's formula)."""
+    if align_corners:
+        return (grid + 1) * ((size - 1) / 2)
+    return (grid + 1) * (size / 2) - 0.5
+
+
+def torch_backward_is_safe(grid: torch.Tensor, image: torch.Tensor, padding_mode: str, ac: bool) -> bool:
+    """torch 2.13's CPU grid sampler backward reads out of bounds (crashes) with NaN pixel coordinates
+    under border or reflection padding, and with infinite ones under reflection."""
+    xs = unnormalized(grid[..., 0], image.shape[3], ac)
+    ys = unnormalized(grid[..., 1], image.shape[2], ac)
+    coords = torch.stack((xs, ys))
+    if padding_mode == "border":
+        return not bool(coords.isnan().any())
+    if padding_mode == "reflection":
+        return bool(coords.isfinite().all())
+    return True
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", list(EXTREME_THETAS))
+@pytest.mark.parametrize(
+    ("padding_mode", "align_corners"), list(itertools.product(PADDING_MODES, [False, True]))
+)
+def test_kernel_matches_torch_for_huge_infinite_and_nan_theta(
+    dtype: torch.dtype, kind: str, padding_mode: str, align_corners: bool
+) -> None:
+    torch.manual_seed(4)
+    image = torch.randn(2, 3, 9, 13, dtype=dtype, requires_grad=True)
+    row = EXTREME_THETAS[kind](HUGE[dtype])
+    theta = torch.tensor([row, row], dtype=dtype)
+    theta[1] = theta[1] + 0.1 * torch.randn(2, 3, dtype=dtype)  # the second sample a little off
+    theta.requires_grad_()
+    assert fast._fused_kernel_applies(image, theta, "bilinear")
+    ours = fast.affine_warp_2d(image, theta, 7, 11, "bilinear", padding_mode, align_corners)
+    # The plain path with stnkit's grid, whose normalised coordinates are the kernel's: at 1e38 a point
+    # at x = 0 stays at the centre or lands far outside depending on x's last bit, and F.affine_grid's
+    # coordinates differ from those in the last bits.
+    grid = fast.affine_grid_2d(theta, 7, 11, align_corners)
+    theirs = F.grid_sample(image, grid, padding_mode=padding_mode, align_corners=align_corners)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=tolerance, equal_nan=True)
+    upstream = torch.randn_like(ours)
+    grad_image, grad_theta = torch.autograd.grad(ours, (image, theta), upstream)
+    if torch_backward_is_safe(grid.detach(), image, padding_mode, align_corners):
+        expected_image, expected_theta = torch.autograd.grad(theirs, (image, theta), upstream)
+        torch.testing.assert_close(grad_image, expected_image, rtol=0, atol=tolerance, equal_nan=True)
+        torch.testing.assert_close(
+            grad_theta, expected_theta, rtol=1e-4, atol=100 * tolerance, equal_nan=True
+        )
+        return
+    # Where torch cannot say, the kernel's gradients are still finite, and every sample point (clipped
+    # into the image) spreads its upstream gradient over taps whose weights sum to one.
+    assert bool(grad_image.isfinite().all()) and bool(grad_theta.isfinite().all())
+    torch.testing.assert_close(grad_image.sum(dim=(2, 3)), upstream.sum(dim=(2, 3)), rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("padding_mode", "align_corners"), list(itertools.product(PADDING_MODES, [False, True]))
+)
+def test_kernel_matches_torch_with_nan_and_inf_in_the_input(padding_mode: str, align_corners: bool) -> None:
+    torch.manual_seed(5)
+    image = torch.randn(2, 2, 6, 7, dtype=torch.float64)
+    image[0, 0, 2, 3], image[0, 1, 0, 0], image[1, 0, 5, 6] = float("nan"), float("inf"), -float("inf")
+    image.requires_grad_()
+    theta = (
+        torch.eye(2, 3, dtype=torch.float64) + 0.4 * torch.randn(2, 2, 3, dtype=torch.float64)
+    ).requires_grad_()
+    ours = stnkit.warp(image, theta, padding_mode=padding_mode, align_corners=align_corners)
+    theirs = torch_warp(image, theta, (6, 7), padding_mode, align_corners)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12, equal_nan=True)
+    upstream = torch.randn_like(ours)
+    for got, expected in zip(
+        torch.autograd.grad(ours, (image, theta), upstream),
+        torch.autograd.grad(theirs, (image, theta), upstream),
+    ):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def test_tap_offsets_fit_int32_for_every_input_the_kernel_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tap rows and columns are clamped to [-2, size + 1], so offsets reach (H + 3) * W + 2. The guard
+    # used to bound (H + 2) * (W + 2), which a 1 x 600,000,000 input passes with offsets past 2^31.
+    monkeypatch.setattr(kernel, "kernel_available", lambda: True)
+    theta = torch.eye(2, 3)[None]
+    for in_h, in_w in [(1, 600_000_000), (46_000, 46_000), (2**15, 2**16 - 10), (3, 5)]:
+        image = torch.zeros(1).expand(1, 1, in_h, in_w)  # no memory behind it: only the shape matters
+        if fast._fused_kernel_applies(image, theta, "bilinear"):
+            assert (in_h + 3) * in_w + 2 < 2**31, (in_h, in_w)
+    assert not fast._fused_kernel_applies(torch.zeros(1).expand(1, 1, 1, 600_000_000), theta, "bilinear")
+    assert fast._fused_kernel_applies(torch.zeros(1).expand(1, 1, 3, 5), theta, "bilinear")
+
+
+# ---- Determinism: every -march gives the same bits ------------------------------------------------
+
+IS_X86_64 = os.uname().machine in ("x86_64", "AMD64") if hasattr(os, "uname") else False
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    """The kernel built for the x86-64 baseline (SSE2) and for this CPU (-march=native)."""
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    if compiler is None or not IS_X86_64 or sys.platform != "linux":
+        pytest.skip("needs Linux on x86-64 and a C++ compiler")
+    folder = tmp_path_factory.mktemp("builds")
+    libraries = []
+    for march in ("x86-64", "native"):
+        target = folder / f"affine_bilinear-{march}.so"
+        kernel.build_library(compiler, target, march=march)
+        libraries.append(kernel.load_library(target))
+    return libraries[0], libraries[1]
+
+
+def run_kernel(library: object, dtype: torch.dtype, padding: int, align_corners: bool) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    image = torch.randn(5, 3, 23, 29, generator=generator, dtype=dtype)
+    theta = torch.eye(2, 3, dtype=dtype) + 0.3 * torch.randn(5, 2, 3, generator=generator, dtype=dtype)
+    theta[0] = torch.eye(2, 3, dtype=dtype)  # the identity: exact points
+    theta[1, :, 2] += 3.0  # far outside
+    output = kernel.affine_bilinear_forward(image, theta, 31, 27, padding, align_corners, library=library)  # type: ignore[arg-type]
+    upstream = torch.randn(output.shape, generator=generator, dtype=dtype)
+    grads = kernel.affine_bilinear_backward(
+        upstream, image, theta, padding, align_corners, True, True, library=library
+    )  # type: ignore[arg-type]
+    return [output, *[g for g in grads if g is not None]]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_values_are_bit_identical_for_every_march_and_thread_count(
+    two_builds: tuple[object, object], threads: int
+) -> None:
+    baseline, native = two_builds
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dtype, padding, align_corners in itertools.product(
+            [torch.float32, torch.float64], [0, 1, 2], [False, True]
+        ):
+            for ours, theirs in zip(
+                run_kernel(baseline, dtype, padding, align_corners),
+                run_kernel(native, dtype, padding, align_corners),
+            ):
+                assert torch.equal(ours, theirs), (dtype, padding, align_corners)
+    finally:
+        torch.set_num_threads(previous)

@@ -13,22 +13,23 @@ Two implementations sit behind it, chosen per call:
     d theta[n, c, 1] = sum_h y_h sum_w g[n, h, w, c]
     d theta[n, c, 2] = sum_h sum_w g[n, h, w, c]
 
-Both support first derivatives only (as does torch's own grid sampler); for double backward use
-``backend="reference"``. :func:`stnkit.warp` takes this path automatically where it applies, and the
+Both compute first derivatives themselves. Where the gradient must itself be differentiable
+(``create_graph=True``: gradient penalties, meta-learning, double backward), the backward instead
+differentiates the plain differentiable path (:func:`affine_grid_2d` + ``F.grid_sample``), so second
+derivatives are torch's own. :func:`stnkit.warp` takes this path automatically where it applies, and the
 tests hold both implementations to the plain path, to torch and to the reference sampler.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from stnkit.geometry import kernel
 from stnkit.geometry.grids import affine_grid_2d, normalized_coordinates
-from stnkit.geometry.kernel import PlaneCoordinates
 
 __all__ = ["affine_grid_2d", "affine_warp_2d"]
 
@@ -50,48 +51,79 @@ class _AffineWarp2d(torch.autograd.Function):
         padding_mode: str,
         align_corners: bool,
     ) -> Tensor:
-        mode_code, padding_code = _MODE_CODES[mode], _PADDING_CODES[padding_mode]
-        ctx.codes = (mode_code, padding_code, align_corners)
+        ctx.options = (height, width, mode, padding_mode, align_corners)
         ctx.fused = _fused_kernel_applies(input, theta, mode)
+        padding_code = _PADDING_CODES[padding_mode]
         if ctx.fused:
-            input, theta = input.contiguous(), theta.contiguous()
-            ctx.plane = _plane_coordinates(height, width, align_corners, input.dtype)
+            # The tensors as given (not contiguous copies): a differentiable backward must reach them.
             ctx.save_for_backward(input, theta)
-            return kernel.affine_bilinear_forward(input, theta, ctx.plane, padding_code, align_corners)
+            return kernel.affine_bilinear_forward(
+                input.contiguous(), theta.contiguous(), height, width, padding_code, align_corners
+            )
         grid = affine_grid_2d(theta, height, width, align_corners)
-        ctx.save_for_backward(input, grid)
-        return torch.ops.aten.grid_sampler_2d(input, grid, mode_code, padding_code, align_corners)
+        ctx.save_for_backward(input, theta, grid)
+        return torch.ops.aten.grid_sampler_2d(input, grid, _MODE_CODES[mode], padding_code, align_corners)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        mode_code, padding_code, align_corners = ctx.codes
+        input, theta = ctx.saved_tensors[:2]
+        height, width, mode, padding_mode, align_corners = ctx.options
         need_input, need_theta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if ctx.fused:
-            input, theta = ctx.saved_tensors
-            grad_input, grad_theta = kernel.affine_bilinear_backward(
-                grad_output.contiguous(),
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable too
+            grads = _differentiable_gradients(
+                grad_output,
                 input,
                 theta,
-                ctx.plane,
+                (height, width, mode, padding_mode, align_corners),
+                need_input,
+                need_theta,
+            )
+            return (*grads, None, None, None, None, None)
+        padding_code = _PADDING_CODES[padding_mode]
+        if ctx.fused:
+            grad_input, grad_theta = kernel.affine_bilinear_backward(
+                grad_output.contiguous(),
+                input.contiguous(),
+                theta.contiguous(),
                 padding_code,
                 align_corners,
                 need_input,
                 need_theta,
             )
             return (grad_input, grad_theta, None, None, None, None, None)
-        input, grid = ctx.saved_tensors
         grad_input, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
             grad_output.contiguous(),
             input,
-            grid,
-            mode_code,
+            ctx.saved_tensors[2],
+            _MODE_CODES[mode],
             padding_code,
             align_corners,
             [need_input, need_theta],
         )
         grad_theta = _theta_gradient(grad_grid, align_corners) if need_theta else None
         return (grad_input if need_input else None, grad_theta, None, None, None, None, None)
+
+
+def _differentiable_gradients(
+    grad_output: Tensor,
+    input: Tensor,
+    theta: Tensor,
+    options: tuple[int, int, str, str, bool],
+    need_input: bool,
+    need_theta: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """(d input, d theta) with a graph: autograd through the plain path, recomputed here.
+
+    The kernel's gradients are not themselves differentiable; torch's grid sampler has a double
+    backward, so differentiating ``F.grid_sample(input, affine_grid_2d(theta))`` gives gradients whose own
+    gradients are torch's, values included.
+    """
+    height, width, mode, padding_mode, align_corners = options
+    wanted = [t for t, need in ((input, need_input), (theta, need_theta)) if need]
+    grid = affine_grid_2d(theta, height, width, align_corners)
+    output = F.grid_sample(input, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    grads = iter(torch.autograd.grad(output, wanted, grad_output, create_graph=True))
+    return (next(grads) if need_input else None, next(grads) if need_theta else None)
 
 
 def _fused_kernel_applies(input: Tensor, theta: Tensor, mode: str) -> bool:
@@ -102,7 +134,8 @@ def _fused_kernel_applies(input: Tensor, theta: Tensor, mode: str) -> bool:
         and input.device.type == "cpu"
         and input.dtype in (torch.float32, torch.float64)
         and theta.dtype == input.dtype
-        and (in_h + 2) * (in_w + 2) < 2**31  # tap offsets are int32
+        # int32 tap offsets: rows and columns of taps are clamped to [-2, size + 1].
+        and (in_h + 4) * (in_w + 4) < 2**31
         and kernel.kernel_available()
     )
 
@@ -114,23 +147,6 @@ def _pixel_centres(
     xs = normalized_coordinates(width, align_corners=align_corners, dtype=dtype, device=device)
     ys = normalized_coordinates(height, align_corners=align_corners, dtype=dtype, device=device)
     return xs, ys
-
-
-@functools.lru_cache(maxsize=32)
-def _plane_coordinates(height: int, width: int, align_corners: bool, dtype: torch.dtype) -> PlaneCoordinates:
-    """The output pixels' coordinates as the kernel reads them; cached per size (they never change)."""
-    xs, ys = _pixel_centres(height, width, align_corners, dtype, torch.device("cpu"))
-    offset = 0.0 if align_corners else 0.5
-    us = torch.arange(width, dtype=dtype) + offset
-    vs = torch.arange(height, dtype=dtype) + offset
-    return PlaneCoordinates(
-        height,
-        width,
-        x=xs.repeat(height),
-        y=ys.repeat_interleave(width),
-        u=us.repeat(height),
-        v=vs.repeat_interleave(width),
-    )
 
 
 def _theta_gradient(grad_grid: Tensor, align_corners: bool) -> Tensor:

@@ -1,7 +1,8 @@
 """The fused CPU kernel for 2-D affine bilinear warps: build on first use, load, call.
 
-``kernels/affine_bilinear.cpp`` computes each sampling point from ``theta`` on the fly (no grid in
-memory) and returns ``d loss / d theta`` without writing ``d loss / d grid``. It is plain C++ with a C
+``kernels/affine_bilinear.cpp`` computes each sampling point from ``theta`` on the fly (no grid, nor
+any other array the size of the output, in memory) and returns ``d loss / d theta`` without writing
+``d loss / d grid``. It is plain C++ with a C
 interface, so it compiles in a few seconds with the system compiler (``$CXX``, else ``c++``) and needs
 no PyTorch headers; parallel loops run on torch's own OpenMP thread pool. The shared library is cached
 under ``$STNKIT_CACHE_DIR/kernels`` (default ``~/.cache/stnkit/kernels``), keyed by the source, the
@@ -25,23 +26,29 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["PlaneCoordinates", "affine_bilinear_backward", "affine_bilinear_forward", "kernel_available"]
+__all__ = [
+    "affine_bilinear_backward",
+    "affine_bilinear_forward",
+    "build_library",
+    "kernel_available",
+    "load_library",
+]
 
 _SOURCE = Path(__file__).parent / "kernels" / "affine_bilinear.cpp"
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 # -march=native lets the compiler turn the tap reads into SIMD gathers (the cache key includes the CPU's
 # features, so a home directory shared between machines gets one build per kind of CPU). -fopenmp: the
 # library then shares torch's own OpenMP runtime (already loaded, same soname) and so its thread pool
-# and torch.set_num_threads(). No -ffast-math, and -ffp-contract=off (no fused multiply-adds): the
-# warp's values then follow from IEEE rules alone, the same on every CPU.
+# and torch.set_num_threads(). No -ffast-math, -ffp-contract=off (no fused multiply-adds) and no
+# OpenMP reductions in the source: the warp's values then follow from IEEE rules alone, bit for bit the
+# same for every -march (tests/geometry/test_kernel.py builds two and compares).
+_MARCH = "native"
 _FLAGS = (
     "-O3",
-    "-march=native",
     "-ffp-contract=off",
     "-fopenmp",
     "-fno-math-errno",
@@ -59,8 +66,8 @@ _load_attempted = False
 _POINTER = ctypes.c_void_p
 _INT64 = ctypes.c_int64
 _INT = ctypes.c_int
-_FORWARD_ARGS = [_POINTER] * 5 + [_INT64] * 6 + [_INT, _INT]
-_BACKWARD_ARGS = [_POINTER] * 9 + [_INT64] * 6 + [_INT, _INT]
+_FORWARD_ARGS = [_POINTER] * 3 + [_INT64] * 6 + [_INT, _INT]
+_BACKWARD_ARGS = [_POINTER] * 5 + [_INT64] * 6 + [_INT, _INT]
 
 
 def _cache_dir() -> Path:
@@ -89,21 +96,29 @@ def _cpu_identity() -> str:
     return platform.machine() + platform.processor()
 
 
+def _flags(march: str) -> tuple[str, ...]:
+    return (f"-march={march}", *_FLAGS)
+
+
 def _library_path(compiler: str) -> Path:
     """Where the library built from this source, compiler, flags and CPU lives in the cache."""
-    identity = (_SOURCE.read_bytes(), _compiler_identity(compiler).encode(), " ".join(_FLAGS).encode())
+    flags = " ".join(_flags(_MARCH)).encode()
+    identity = (_SOURCE.read_bytes(), _compiler_identity(compiler).encode(), flags)
     key = hashlib.sha256(b"\0".join((*identity, _cpu_identity().encode()))).hexdigest()[:16]
     return _cache_dir() / f"affine_bilinear-{key}.so"
 
 
-def _compile(compiler: str, target: Path) -> None:
-    """Compile the kernel to ``target``, atomically: a reader never sees a half-written library."""
+def build_library(compiler: str, target: Path, *, march: str = _MARCH) -> None:
+    """Compile the kernel for ``-march={march}`` to ``target``, atomically (no half-written library).
+
+    :func:`kernel_available` builds the library it uses itself; this is for comparing builds.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
         result = subprocess.run(
-            [compiler, *_FLAGS, str(_SOURCE), "-o", partial],
+            [compiler, *_flags(march), str(_SOURCE), "-o", partial],
             capture_output=True,
             text=True,
             timeout=_COMPILE_TIMEOUT_S,
@@ -121,16 +136,24 @@ def _open_library(compiler: str) -> ctypes.CDLL:
     """Load the cached library, building it first where it is missing, rebuilding it where it is unusable."""
     target = _library_path(compiler)
     if not target.exists():
-        _compile(compiler, target)
+        build_library(compiler, target)
     try:
-        library = ctypes.CDLL(str(target))
+        return load_library(target)
     except OSError:
         # A damaged cache entry (a disk filled up, a file copied from elsewhere): build it afresh once.
         target.unlink(missing_ok=True)
-        _compile(compiler, target)
-        library = ctypes.CDLL(str(target))
+        build_library(compiler, target)
+        return load_library(target)
+
+
+def load_library(path: Path) -> ctypes.CDLL:
+    """Load a built kernel library and declare its functions' arguments."""
+    library = ctypes.CDLL(str(path))
     if library.stnkit_affine_bilinear_abi() != _ABI_VERSION:
-        raise RuntimeError(f"{target} has an unexpected ABI version")
+        raise RuntimeError(f"{path} has an unexpected ABI version")
+    for suffix in ("f32", "f64"):
+        getattr(library, f"stnkit_affine_bilinear_forward_{suffix}").argtypes = _FORWARD_ARGS
+        getattr(library, f"stnkit_affine_bilinear_backward_{suffix}").argtypes = _BACKWARD_ARGS
     return library
 
 
@@ -162,31 +185,12 @@ def _try_to_open() -> ctypes.CDLL | None:
             stacklevel=4,
         )
         return None
-    for suffix in ("f32", "f64"):
-        getattr(library, f"stnkit_affine_bilinear_forward_{suffix}").argtypes = _FORWARD_ARGS
-        getattr(library, f"stnkit_affine_bilinear_backward_{suffix}").argtypes = _BACKWARD_ARGS
     return library
 
 
 def kernel_available() -> bool:
     """Whether the fused kernel is built and loaded (building it on the first call)."""
     return _load() is not None
-
-
-class PlaneCoordinates(NamedTuple):
-    """The output pixels of a warp, each as a flat Tensor[H * W] (row by row, CPU, the warp's dtype).
-
-    ``x``, ``y``: normalised coordinates of the pixel centres (the numbers the grid path uses), for the
-    gradient. ``u``, ``v``: pixel positions ``w + 1/2``, ``h + 1/2`` (``w``, ``h`` with align_corners),
-    from which the kernel computes sampling points.
-    """
-
-    height: int
-    width: int
-    x: Tensor
-    y: Tensor
-    u: Tensor
-    v: Tensor
 
 
 def _pointer(tensor: Tensor | None) -> int | None:
@@ -200,24 +204,24 @@ def _suffix(dtype: torch.dtype) -> str:
 def affine_bilinear_forward(
     input: Tensor,
     theta: Tensor,
-    plane: PlaneCoordinates,
+    height: int,
+    width: int,
     padding_code: int,
     align_corners: bool,
+    library: ctypes.CDLL | None = None,
 ) -> Tensor:
-    """Output (N, C, H, W) of warping ``input`` (N, C, H_in, W_in) with ``theta`` (N, 2, 3).
+    """Output (N, C, height, width) of warping ``input`` (N, C, H_in, W_in) with ``theta`` (N, 2, 3).
 
-    ``plane`` describes the output's pixels (see :class:`PlaneCoordinates`). All tensors contiguous, on
-    the CPU, of one dtype (float32 or float64), and :func:`kernel_available` true.
+    Both tensors contiguous, on the CPU, of one dtype (float32 or float64). ``library``: a library from
+    :func:`load_library`, else the one :func:`kernel_available` loaded.
     """
-    library = _load()
+    library = library or _load()
     assert library is not None
     batch, channels, in_h, in_w = input.shape
-    output = torch.empty((batch, channels, plane.height, plane.width), dtype=input.dtype)
+    output = torch.empty((batch, channels, height, width), dtype=input.dtype)
     function = getattr(library, f"stnkit_affine_bilinear_forward_{_suffix(input.dtype)}")
-    pointers = [_pointer(t) for t in (input, theta, plane.u, plane.v, output)]
-    function(
-        *pointers, batch, channels, in_h, in_w, plane.height, plane.width, padding_code, int(align_corners)
-    )
+    pointers = [_pointer(t) for t in (input, theta, output)]
+    function(*pointers, batch, channels, in_h, in_w, height, width, padding_code, int(align_corners))
     return output
 
 
@@ -225,31 +229,32 @@ def affine_bilinear_backward(
     grad_output: Tensor,
     input: Tensor,
     theta: Tensor,
-    plane: PlaneCoordinates,
     padding_code: int,
     align_corners: bool,
     need_input: bool,
     need_theta: bool,
+    library: ctypes.CDLL | None = None,
 ) -> tuple[Tensor | None, Tensor | None]:
     """Gradients ``(d input, d theta)`` of :func:`affine_bilinear_forward`; None where not needed.
 
     ``grad_output`` (N, C, H, W) contiguous; the other arguments as given to the forward.
     """
-    library = _load()
+    library = library or _load()
     assert library is not None
     batch, channels, in_h, in_w = input.shape
+    height, width = grad_output.shape[2:]
     grad_input = torch.empty_like(input) if need_input else None  # zero-filled by the kernel
     grad_theta = torch.empty_like(theta) if need_theta else None
     function = getattr(library, f"stnkit_affine_bilinear_backward_{_suffix(input.dtype)}")
-    tensors = (grad_output, input, theta, plane.x, plane.y, plane.u, plane.v, grad_input, grad_theta)
+    tensors = (grad_output, input, theta, grad_input, grad_theta)
     function(
         *[_pointer(t) for t in tensors],
         batch,
         channels,
         in_h,
         in_w,
-        plane.height,
-        plane.width,
+        height,
+        width,
         padding_code,
         int(align_corners),
     )
