@@ -159,3 +159,31 @@ def test_dataset_pickles_for_spawned_workers(shared_data: Path) -> None:
     loader = make_loader("tc", split="test", batch_size=8, limit=8)
     clone = pickle.loads(pickle.dumps(loader.dataset))
     torch.testing.assert_close(clone[0][0], loader.dataset[0][0], atol=0, rtol=0)
+
+
+def test_validation_split_is_the_held_out_end_of_train(shared_data: Path) -> None:
+    train = make_loader("mnist", split="train", batch_size=100, val_size=10_000, shuffle=False)
+    val = make_loader("mnist", split="val", batch_size=100, val_size=10_000)
+    assert train.num_samples == 50_000 and val.num_samples == 10_000
+    full = make_loader("mnist", split="train", batch_size=100, shuffle=False)
+    assert torch.equal(full.dataset.images[50_000:], val.dataset.images)
+    assert torch.equal(full.dataset.images[:50_000], train.dataset.images)
+    # Distorted validation images are fixed (the same every epoch and every call) and differ from test's.
+    rts_val = make_loader("rts", split="val", batch_size=64, val_size=1000, limit=64)
+    first, _ = next(iter(rts_val))
+    rts_val.set_epoch(5)
+    assert torch.equal(next(iter(rts_val))[0], first)
+
+
+@pytest.mark.parametrize(
+    ("name", "split", "val_size", "match"),
+    [
+        ("mnist", "val", 0, "split 'val' needs val_size > 0"),
+        ("mnist", "train", -1, "val_size must be >= 0"),
+        ("mnist", "train", 60_000, "val_size must be below the 60000 training images"),
+        ("gtsrb", "train", 100, "GTSRB needs a split by whole tracks"),
+    ],
+)
+def test_bad_validation_sizes(shared_data: Path, name: str, split: str, val_size: int, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_loader(name, split=split, batch_size=8, val_size=val_size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ COMMAND_MODULES = (
     "stnkit.cli.show",
     "stnkit.cli.export",
     "stnkit.cli.models",
+    "stnkit.cli.reproduce",
 )
 
 
@@ -54,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`stnkit models | head -1`): not an error worth a message. Point
+        # stdout at devnull so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except DivergenceError as err:
         print(f"stnkit: training diverged: {err}", file=sys.stderr)
         return EXIT_DIVERGED

@@ -45,7 +45,7 @@ __all__ = ["add_parser", "cmd_train"]
 _TRAIN_FIELDS = (
     "dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
     "loc_lr_mult", "schedule", "warmup_fraction", "grad_clip", "label_smoothing", "data_root",
-    "limit", "test_limit", "num_workers", "seed", "threads", "eval_every", "snapshot_images",
+    "limit", "test_limit", "val_size", "num_workers", "seed", "threads", "eval_every", "snapshot_images",
 )  # fmt: skip
 
 
@@ -91,6 +91,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_root_argument(p)
     p.add_argument("--limit", type=positive_int, help="use only this many training images")
     p.add_argument("--test-limit", type=positive_int, help="evaluate on this many test images")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        help="hold out the last N training images as a validation split, evaluated with the test split",
+    )
     p.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
@@ -230,7 +235,19 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         limit=config.limit,
         rank=ctx.rank,
         world_size=ctx.world_size,
+        val_size=config.val_size,
     )
+    val_loader = None
+    if config.val_size:
+        val_loader = data.make_loader(
+            config.dataset,
+            split="val",
+            batch_size=max(256, config.batch_size),
+            root=config.data_root,
+            seed=data.TEST_SEED,  # one fixed validation set for every run, like the test set
+            num_workers=config.num_workers,
+            val_size=config.val_size,
+        )
     # Every rank evaluates the whole test split: exact numbers, no padding of shards.
     test_loader = data.make_loader(
         config.dataset,
@@ -270,6 +287,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
             resume=resume,
             ctx=ctx,
             on_epoch_end=on_epoch_end,
+            val_loader=val_loader,
         )
     except DivergenceError as err:
         ckpt = out / CHECKPOINT_NAME

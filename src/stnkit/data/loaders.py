@@ -43,7 +43,7 @@ __all__ = [
     "make_loader",
 ]
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 
 # The seed of the canonical test sets. Training runs evaluate on these whatever their own seed, so
 # test errors of different runs and machines are comparable.
@@ -122,13 +122,36 @@ def load_source(name: str, split: str, root: str | os.PathLike[str] | None = Non
         labels int64 Tensor[N] (digit labels for ``mnist-add``; the loader sums the pairs).
     """
     key = _check_name(name)
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown source split {split!r}; valid: ['train', 'test']")
     if key == "gtsrb":
         gtsrb = load_gtsrb(root, split=split)
         return gtsrb.images, gtsrb.labels
     mnist = load_mnist(root, split=split)
     return mnist.images, mnist.labels
+
+
+def _split_source(
+    name: str, split: str, root: str | os.PathLike[str] | None, val_size: int
+) -> tuple[Tensor, Tensor]:
+    """The source images and labels of ``split``, carving ``"val"`` off the end of the training source."""
+    if val_size < 0:
+        raise ValueError(f"val_size must be >= 0, got {val_size}")
+    if split == "test":
+        return load_source(name, "test", root)
+    if split == "val" and val_size == 0:
+        raise ValueError("split 'val' needs val_size > 0 (the number of training images to hold out)")
+    if val_size and name == "gtsrb":
+        # GTSRB's training images come in tracks of 30 pictures of one sign: a split that cuts tracks
+        # leaks near-duplicates into validation.
+        raise ValueError("val_size is for the MNIST-based datasets; GTSRB needs a split by whole tracks")
+    images, labels = load_source(name, "train", root)
+    if val_size >= images.shape[0]:
+        raise ValueError(f"val_size must be below the {images.shape[0]} training images, got {val_size}")
+    keep = images.shape[0] - val_size
+    if split == "val":
+        return images[keep:], labels[keep:]
+    return images[:keep], labels[:keep]
 
 
 def _derive_seed(*parts: object) -> int:
@@ -141,7 +164,7 @@ def _generator(*parts: object) -> torch.Generator:
     return torch.Generator().manual_seed(_derive_seed(*parts))
 
 
-_TEST_EPOCH = -1  # the pseudo-epoch that fixes the test split
+_TEST_EPOCH = -1  # the pseudo-epoch that fixes the test (and validation) split
 
 
 class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -153,7 +176,7 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
         name: a name from :func:`list_datasets`.
         images: uint8 source images, Tensor[N, 28, 28] or Tensor[N, C, H, W].
         labels: int64 Tensor[N].
-        split: ``"train"`` (fresh distortions and order each epoch) or ``"test"`` (fixed).
+        split: ``"train"`` (fresh distortions and order each epoch), ``"val"`` or ``"test"`` (fixed).
         batch_size: images per batch.
         seed: base seed of all randomness.
         limit: use only the first ``limit`` source images (clutter and partners still come
@@ -343,12 +366,13 @@ def make_loader(
     shuffle: bool | None = None,
     drop_last: bool | None = None,
     pin_memory: bool = False,
+    val_size: int = 0,
 ) -> DistortedLoader:
     """A loader of ``(images, labels)`` batches for a dataset of :func:`list_datasets`.
 
     Args:
         name: ``mnist``, ``r``, ``rts``, ``p``, ``e``, ``tc``, ``mnist-add`` or ``gtsrb``.
-        split: ``"train"`` (distorted afresh each epoch) or ``"test"`` (fixed by ``seed``).
+        split: ``"train"`` (distorted afresh each epoch), ``"val"`` or ``"test"`` (fixed by ``seed``).
         batch_size: images per batch.
         root: data root; see :func:`stnkit.data.resolve_data_root`.
         seed: base seed; with the epoch it fixes order and distortions.
@@ -359,6 +383,9 @@ def make_loader(
         shuffle: permute each epoch; default True for train, False for test.
         drop_last: drop the last smaller batch; default False.
         pin_memory: pass to ``DataLoader``.
+        val_size: hold out the last ``val_size`` images of the training source as a validation
+            split: ``"train"`` then uses only the others, ``"val"`` those (distorted once, fixed,
+            clutter and partners from the held-out images only). ``"val"`` needs ``val_size > 0``.
 
     Returns:
         :class:`DistortedLoader`: iterate for images float32 (B, C, H, W) in [0, 1] and labels
@@ -385,7 +412,7 @@ def make_loader(
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    images, labels = load_source(key, split, root)
+    images, labels = _split_source(key, split, root, val_size)
     dataset = BatchDataset(
         name=key,
         images=images,

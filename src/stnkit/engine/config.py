@@ -45,6 +45,7 @@ class TrainConfig:
     data_root: str | None = None  # None: the data module's resolution order
     limit: int | None = None  # use only this many training images (quick runs, tests)
     test_limit: int | None = None  # evaluate on only this many test images
+    val_size: int = 0  # hold out this many training images as a validation split (0: none)
     num_workers: int = 0
     # reproducibility and speed
     seed: int = 0
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 (or None), got {self.grad_clip}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.val_size < 0:
+            raise ValueError(f"val_size must be >= 0, got {self.val_size}")
         for name in ("limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -1,0 +1,359 @@
+"""``stnkit reproduce``: the paper's experiments as a resumable grid of ``stnkit train`` runs.
+
+Each cell is one dataset, one model and one seed, trained by one ``stnkit train`` process with a named
+recipe. Finished cells leave one small JSON file under ``--out`` (committed to the repository as the grid
+fills in); a killed cell resumes from its last epoch (its run folder under ``--runs``). ``--report``
+renders docs/paper-results.md from those files only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from stnkit.cli.common import CliError, add_data_root_argument
+from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
+from stnkit.files import atomic_write
+
+__all__ = ["GRIDS", "Cell", "Recipe", "add_parser", "cells_of", "cmd_reproduce", "render_report"]
+
+RESULT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of ``stnkit train`` flags shared by many cells."""
+
+    name: str
+    flags: tuple[str, ...]
+    description: str
+
+
+# The library's default recipe (TrainConfig: Adam, one-cycle, 20 epochs, batch 128) with MNIST's last
+# 10,000 training images held out for validation. It was tuned on RTS before validation existed (those
+# runs looked at the test set, docs/results.md), which the report states; nothing in this grid is chosen
+# on the test set.
+DEFAULT_RECIPE = Recipe(
+    "adam20-val10k",
+    ("--epochs", "20", "--val-size", "10000"),
+    "Adam, one-cycle to lr 4e-3, 20 epochs, batch 128, grad clip 5; 50k train / 10k validation",
+)
+RECIPES = {recipe.name: recipe for recipe in (DEFAULT_RECIPE,)}
+
+# Deviations from the paper's architectures and training that every row shares (docs/training.md).
+SHARED_DEVIATIONS = (
+    "5x5 convolutions (paper: 9x9, 7x7); ST output cropped to 28x28 on 42x42 and 60x60 inputs; "
+    "Adam + one-cycle for 20 epochs (paper: SGD 0.01, /10 every 50k of 150k iterations, batch 256)"
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One dataset x model entry of a grid, with the paper's test error where it reports one."""
+
+    grid: str
+    dataset: str
+    model: str
+    paper_error: float | None  # percent
+    recipe: Recipe = DEFAULT_RECIPE
+    model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.model}"
+
+    def run_name(self, seed: int) -> str:
+        return f"{self.name}-s{seed}"
+
+
+# Jaderberg et al. 2015, table 1 (left) and section 4.1: test error in percent.
+_TABLE1 = {
+    "fcn": {"r": 2.1, "rts": 5.2, "p": 3.1, "e": 3.2},
+    "cnn": {"r": 1.2, "rts": 0.8, "p": 1.5, "e": 1.4},
+    "st-fcn-affine": {"r": 1.2, "rts": 0.8, "p": 1.5, "e": 2.7},
+    "st-fcn-projective": {"r": 1.3, "rts": 0.9, "p": 1.4, "e": 2.6},
+    "st-fcn-tps": {"r": 1.1, "rts": 0.8, "p": 1.4, "e": 2.4},
+    "st-cnn-affine": {"r": 0.7, "rts": 0.5, "p": 0.8, "e": 1.2},
+    "st-cnn-projective": {"r": 0.8, "rts": 0.6, "p": 0.8, "e": 1.3},
+    "st-cnn-tps": {"r": 0.7, "rts": 0.5, "p": 0.8, "e": 1.1},
+}
+_TC = {"fcn": 13.2, "cnn": 3.5, "st-fcn-affine": 2.0, "st-cnn-affine": 1.7}
+_ADDITION = {"fcn": 47.7, "cnn": 14.7, "st-fcn-affine": 18.5, "2xst-fcn-affine": 5.8}
+_HEADLINE = ("cnn", "st-cnn-affine")
+
+
+def _table1() -> list[Cell]:
+    # Headline cells (CNN vs ST-CNN affine on each dataset) first, then the rest.
+    datasets = ("rts", "r", "p", "e")
+    headline = [Cell("table1", d, m, _TABLE1[m][d]) for d in datasets for m in _HEADLINE]
+    others = [m for m in _TABLE1 if m not in _HEADLINE]
+    return headline + [Cell("table1", d, m, _TABLE1[m][d]) for m in others for d in datasets]
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    def write(handle: BinaryIO) -> None:
+        handle.write(text.encode())
+
+    atomic_write(path, write)
+
+
+GRIDS: dict[str, list[Cell]] = {
+    "table1": _table1(),
+    "tc": [Cell("tc", "tc", m, e) for m, e in _TC.items()],
+    "addition": [Cell("addition", "mnist-add", m, e) for m, e in _ADDITION.items()],
+}
+
+
+def cells_of(grid: str, pattern: str | None = None) -> list[Cell]:
+    """The cells of ``grid`` (or of every grid for ``"all"``) whose name matches the glob ``pattern``."""
+    names = list(GRIDS) if grid == "all" else [grid]
+    cells = [cell for name in names for cell in GRIDS[name]]
+    if pattern:
+        cells = [cell for cell in cells if fnmatch.fnmatch(cell.name, pattern)]
+    return cells
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
+_TRAIN = [sys.executable, "-m", "stnkit", "train"]
+
+
+def _train_command(cell: Cell, seed: int, run_dir: Path, args: argparse.Namespace) -> list[str]:
+    """The cell's ``stnkit train`` command (the part after ``stnkit`` is what the result records)."""
+    command = [
+        *_TRAIN,
+        "--dataset", cell.dataset,
+        "--model", cell.model,
+        "--seed", str(seed),
+        "--threads", str(args.threads),
+        "--out", str(run_dir),
+        "--no-progress",
+        *cell.recipe.flags,
+    ]  # fmt: skip
+    if cell.model_kwargs:
+        command += ["--model-kwargs", json.dumps(cell.model_kwargs)]
+    if args.data_root:
+        command += ["--data-root", args.data_root]
+    return command
+
+
+def cell_result(cell: Cell, seed: int, records: list[dict[str, Any]], command: list[str]) -> dict[str, Any]:
+    """The JSON-ready summary of a finished cell from its per-epoch metrics."""
+    last = records[-1]
+    evaluated = [r for r in records if "test_error" in r]
+    return {
+        "version": RESULT_VERSION,
+        "grid": cell.grid,
+        "cell": cell.name,
+        "dataset": cell.dataset,
+        "model": cell.model,
+        "seed": seed,
+        "recipe": cell.recipe.name,
+        "paper_error_percent": cell.paper_error,
+        "final_test_error": last["test_error"],
+        "final_val_error": last.get("val_error"),
+        "epochs": last["epoch"],
+        "curves": {
+            "epoch": [r["epoch"] for r in evaluated],
+            "val_error": [r.get("val_error") for r in evaluated],
+            "test_error": [r["test_error"] for r in evaluated],
+            "train_error": [r["train_error"] for r in evaluated],
+        },
+        "wall_time_s": last["elapsed_s"],
+        "images_per_s": statistics.fmean(r["images_per_s"] for r in records),
+        "machine": _machine(),
+        "git_commit": _git_commit(),
+        "command": shlex.join(["stnkit", *command[3:]]),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _run_cell(cell: Cell, seed: int, args: argparse.Namespace) -> Path:
+    result_path = Path(args.out) / cell.grid / f"{cell.run_name(seed)}.json"
+    if result_path.is_file():
+        return result_path
+    run_dir = Path(args.runs) / cell.grid / cell.run_name(seed)
+    command = _train_command(cell, seed, run_dir, args)
+    # A killed cell continues from its last finished epoch.
+    resume = (run_dir / CHECKPOINT_NAME).is_file()
+    run = [*_TRAIN, "--resume", "--out", str(run_dir), "--no-progress"] if resume else command
+    print(f"stnkit reproduce: {cell.run_name(seed)}: {shlex.join(run[3:])}", flush=True)
+    if args.dry_run:
+        return result_path
+    status = subprocess.run(run, check=False).returncode
+    if status != 0:
+        raise CliError(
+            f"cell {cell.run_name(seed)} failed (stnkit train exited with {status}); rerun to resume"
+        )
+    result = cell_result(cell, seed, read_jsonl(run_dir / METRICS_NAME), command)
+    text = json.dumps(result, indent=1) + "\n"
+    _write_text(result_path, text)
+    return result_path
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def _load_results(folder: Path) -> list[dict[str, Any]]:
+    results = []
+    for path in sorted(folder.glob("*/*.json")):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CliError(f"{path}: not a readable result file ({err})") from err
+        if isinstance(result, dict) and result.get("version") == RESULT_VERSION and "cell" in result:
+            results.append(result)
+    return results
+
+
+def _mean_std(values: list[float]) -> str:
+    percent = [100 * v for v in values]
+    if len(percent) == 1:
+        return f"{percent[0]:.2f}"
+    return f"{statistics.fmean(percent):.2f} ± {statistics.stdev(percent):.2f}"
+
+
+def render_report(results: list[dict[str, Any]]) -> str:
+    """docs/paper-results.md from the result files: our mean ± sd over seeds beside the paper's number."""
+    lines = [
+        "# The paper's experiments, reproduced",
+        "",
+        "Rendered by `stnkit reproduce --report` from the result files under `results/` (one per cell and",
+        "seed, written by `stnkit reproduce`); edit those runs, not this page. Test error in percent on the",
+        "canonical test sets (bit-identical on every machine, docs/data.md), of the **final** epoch; mean ±",
+        "standard deviation over the seeds listed. Nothing was selected on the test set: the recipe is the",
+        "library's default, fixed before these runs, with a validation split of MNIST's last 10,000",
+        "training images (its error is in the result files). The default recipe itself was tuned on RTS",
+        "in earlier exploratory runs that looked at the test error (docs/results.md), so the RTS rows are",
+        "not strictly free of test-set selection.",
+        "",
+        f"Shared deviations from the paper: {SHARED_DEVIATIONS}.",
+        "",
+    ]
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in results:
+        by_cell.setdefault((result["grid"], result["cell"]), []).append(result)
+    for grid, cells in GRIDS.items():
+        lines += [f"## {grid}", ""]
+        lines += [
+            "| dataset | model | paper | ours | seeds | minutes per run | machine |",
+            "|---|---|---:|---:|---|---:|---|",
+        ]
+        for cell in cells:
+            runs = sorted(by_cell.get((grid, cell.name), []), key=lambda r: r["seed"])
+            paper = "" if cell.paper_error is None else f"{cell.paper_error:.1f}"
+            if not runs:
+                lines.append(f"| {cell.dataset} | {cell.model} | {paper} | not run yet | | | |")
+                continue
+            ours = _mean_std([r["final_test_error"] for r in runs])
+            seeds = ", ".join(str(r["seed"]) for r in runs)
+            minutes = statistics.fmean(r["wall_time_s"] for r in runs) / 60
+            machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" for r in runs})
+            lines.append(
+                f"| {cell.dataset} | {cell.model} | {paper} | {ours} | {seeds} | {minutes:.1f} | "
+                f"{'; '.join(machines)} |"
+            )
+        lines.append("")
+    lines += [
+        "Each row's exact command, per-epoch validation and test curves, images/s, torch version and git",
+        "commit are in its result files. Wall time includes evaluating the validation and test sets after",
+        "every epoch, on a machine that was at times shared with other work (so times are upper bounds).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``stnkit reproduce``."""
+    p = sub.add_parser(
+        "reproduce",
+        help="run the paper's experiments as a resumable grid; --report renders docs/paper-results.md",
+        description=(
+            "Train every cell of a grid (table1: FCN/CNN/ST-FCN/ST-CNN on R, RTS, P, E; tc; addition) for "
+            "each seed, one `stnkit train` run per cell. Finished cells are skipped, a killed one resumes."
+        ),
+    )
+    p.add_argument("grid", nargs="?", choices=[*GRIDS, "all"], help="which grid to run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--cells", help="only cells whose name (DATASET-MODEL) matches this glob, e.g. 'rts-*'")
+    p.add_argument("--out", default="results", help="folder of the result files (default results/)")
+    p.add_argument(
+        "--runs", default="runs/reproduce", help="folder of the run folders (default runs/reproduce)"
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch threads per run (default 2)")
+    add_data_root_argument(p)
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument(
+        "--report",
+        nargs="?",
+        const="docs/paper-results.md",
+        help="render the report from the result files (default path docs/paper-results.md) and stop",
+    )
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``stnkit reproduce``."""
+    if args.report:
+        report = render_report(_load_results(Path(args.out)))
+        _write_text(args.report, report)
+        print(f"stnkit reproduce: wrote {args.report}")
+        return 0
+    if args.grid is None:
+        raise CliError("name a grid (table1, tc, addition or all), or pass --report")
+    cells = cells_of(args.grid, args.cells)
+    if not cells:
+        raise CliError(f"no cell of {args.grid!r} matches --cells {args.cells!r}")
+    # The headline cells (CNN vs ST-CNN affine) with every seed first; within each group seed-major,
+    # every cell once before any cell twice, so a partial grid covers the most cells.
+    for group in (True, False):
+        for seed in args.seeds:
+            for cell in cells:
+                if (cell.model in _HEADLINE) == group:
+                    _run_cell(cell, seed, args)
+    return 0

@@ -1,0 +1,99 @@
+"""``stnkit reproduce``: the grid, its order, a tiny real cell end to end, resuming, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stnkit import cli
+from stnkit.cli import reproduce
+from stnkit.engine import read_jsonl
+
+TINY = reproduce.Recipe(
+    "tiny",
+    ("--epochs", "2", "--limit", "96", "--test-limit", "64", "--val-size", "64", "--batch-size", "32"),
+    "two epochs on 96 images",
+)
+
+
+def test_table1_has_every_paper_cell_headline_first() -> None:
+    cells = reproduce.cells_of("table1")
+    assert len(cells) == 4 * 8 and len({cell.name for cell in cells}) == 32
+    assert [cell.model for cell in cells[:8]] == ["cnn", "st-cnn-affine"] * 4
+    rts = {cell.model: cell.paper_error for cell in cells if cell.dataset == "rts"}
+    assert rts["st-cnn-affine"] == 0.5 and rts["cnn"] == 0.8 and rts["fcn"] == 5.2
+    assert [cell.name for cell in reproduce.cells_of("all", "tc-*")] == [
+        "tc-fcn", "tc-cnn", "tc-st-fcn-affine", "tc-st-cnn-affine"
+    ]  # fmt: skip
+
+
+def test_dry_run_lists_headline_cells_with_all_seeds_first(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["reproduce", "table1", "--cells", "rts-*", "--seeds", "0", "1", "--dry-run"]) == 0
+    runs = [line.split(": ")[1] for line in capsys.readouterr().out.splitlines()]
+    assert runs[:4] == ["rts-cnn-s0", "rts-st-cnn-affine-s0", "rts-cnn-s1", "rts-st-cnn-affine-s1"]
+    assert len(runs) == 16
+
+
+def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["reproduce", "table1", "--cells", "nothing-*", "--dry-run"]) == 1
+    assert "no cell of 'table1' matches --cells 'nothing-*'" in capsys.readouterr().err
+    assert cli.main(["reproduce"]) == 1
+    assert cli.main(["reproduce", "table9"]) == 2
+
+
+def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell = reproduce.Cell("table1", "rts", "st-cnn-affine", 0.5, recipe=TINY)
+    monkeypatch.setitem(reproduce.GRIDS, "table1", [cell])
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    common = ["--seeds", "3", "--out", str(out), "--runs", str(runs), "--data-root", str(shared_data)]
+    assert cli.main(["reproduce", "table1", *common]) == 0
+    result = json.loads((out / "table1" / "rts-st-cnn-affine-s3.json").read_text())
+    records = read_jsonl(runs / "table1" / "rts-st-cnn-affine-s3" / "metrics.jsonl")
+    assert result["final_test_error"] == records[-1]["test_error"]
+    assert result["final_val_error"] == records[-1]["val_error"]
+    assert result["curves"]["epoch"] == [1, 2] and len(result["curves"]["val_error"]) == 2
+    assert result["seed"] == 3 and result["paper_error_percent"] == 0.5
+    assert result["command"].startswith("stnkit train --dataset rts --model st-cnn-affine --seed 3")
+    assert result["machine"]["cores"] and result["machine"]["torch"]
+    # A second call skips the finished cell; the report quotes its number.
+    capsys.readouterr()
+    assert cli.main(["reproduce", "table1", *common]) == 0
+    assert capsys.readouterr().out == ""
+    report = tmp_path / "paper-results.md"
+    assert cli.main(["reproduce", "--out", str(out), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert f"| rts | st-cnn-affine | 0.5 | {100 * result['final_test_error']:.2f} | 3 |" in text
+
+
+def test_a_killed_cell_resumes_from_its_last_epoch(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell = reproduce.Cell("tc", "mnist", "cnn", None, recipe=TINY)
+    monkeypatch.setitem(reproduce.GRIDS, "tc", [cell])
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    command = reproduce._train_command(
+        cell, 0, runs / "tc" / "mnist-cnn-s0", cli.build_parser().parse_args(
+            ["reproduce", "tc", "--data-root", str(shared_data)]
+        ),
+    )  # fmt: skip
+
+    def killed(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt  # as if the process were stopped right after epoch 1's checkpoint
+
+    with monkeypatch.context() as patch:
+        patch.setattr("stnkit.viz.plot_curves", killed)
+        with pytest.raises(KeyboardInterrupt):
+            cli.main(command[3:])
+    first = read_jsonl(runs / "tc" / "mnist-cnn-s0" / "metrics.jsonl")
+    assert [r["epoch"] for r in first] == [1]
+    common = ["--seeds", "0", "--out", str(out), "--runs", str(runs), "--data-root", str(shared_data)]
+    assert cli.main(["reproduce", "tc", *common]) == 0
+    assert "train --resume --out" in capsys.readouterr().out
+    records = read_jsonl(runs / "tc" / "mnist-cnn-s0" / "metrics.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2] and records[0] == first[0]  # epoch 1 not redone
+    result = json.loads((out / "tc" / "mnist-cnn-s0.json").read_text())
+    assert result["epochs"] == 2 and result["command"] == "stnkit " + " ".join(command[3:])
