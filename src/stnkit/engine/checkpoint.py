@@ -94,8 +94,9 @@ def _check_zip_archive(path: Path) -> None:
         raise CheckpointError(f"{path} is an empty file, not an stnkit checkpoint")
     if not head.startswith(ZIP_MAGIC):
         raise CheckpointError(
-            f"{path} is not an stnkit checkpoint (not a torch zip archive: it starts with "
-            f"{head!r}); pass a checkpoint.pt written by `stnkit train`"
+            f"{path} is not an stnkit checkpoint (not a torch zip archive: another kind of file, "
+            f"or a corrupt one; it starts with {head!r}); pass a checkpoint.pt written by "
+            "`stnkit train`"
         )
     if not zipfile.is_zipfile(path):  # the central directory sits at the end of the file
         raise CheckpointError(
