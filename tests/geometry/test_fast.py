@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import stnkit
-from stnkit.geometry import MODES, PADDING_MODES
+from stnkit.geometry import MODES, PADDING_MODES, fast
 from stnkit.geometry.fast import affine_grid_2d, affine_warp_2d
 from stnkit.geometry.warp import _takes_fast_path
 
@@ -116,3 +116,110 @@ def test_functorch_transforms_use_the_plain_path() -> None:
         lambda t: stnkit.warp(image, t, backend="reference").sum(), theta
     )
     torch.testing.assert_close(jacobian, expected)
+
+
+# ---- Double backward ------------------------------------------------------------------------------
+
+AFFINE_FAMILY = ["translation", "attention", "similarity", "affine"]
+
+
+@pytest.mark.parametrize("transform", AFFINE_FAMILY)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+@pytest.mark.parametrize(("align_corners", "at_identity"), [(False, False), (True, False), (False, True)])
+def test_warp_default_path_passes_gradgradcheck(
+    transform: str, padding_mode: str, align_corners: bool, at_identity: bool
+) -> None:
+    # Output 3x4 from a 4x5 input: even the identity's points fall between pixels, off bilinear
+    # sampling's kinks, where finite differences are meaningful. Not with align_corners=True, which maps
+    # corners to corners: there the identity sits on kinks (its values are checked against torch below).
+    spec = stnkit.get_transform(transform)
+    image = torch.randn(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    params = spec.identity(dtype=torch.float64).repeat(2, 1)
+    if not at_identity:
+        params = params + 0.2 * torch.randn_like(params)
+    params.requires_grad_()
+    assert _takes_fast_path(spec, "native")
+
+    def warp(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return stnkit.warp(
+            x, p, transform=transform, out_size=(3, 4), padding_mode=padding_mode, align_corners=align_corners
+        )
+
+    assert torch.autograd.gradgradcheck(warp, (image, params))
+
+
+def second_derivatives(
+    warp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    theta: torch.Tensor,
+    seed: int,
+) -> tuple[torch.Tensor, ...]:
+    """Gradients of <v, (d out / d image, d out / d theta)> w.r.t. image, theta and the upstream gradient."""
+    generator = torch.Generator().manual_seed(seed)
+    out = warp(image, theta)
+    upstream = torch.randn(out.shape, generator=generator, dtype=out.dtype).requires_grad_()
+    grad_image, grad_theta = torch.autograd.grad(out, (image, theta), upstream, create_graph=True)
+    weights = [torch.randn(g.shape, generator=generator, dtype=g.dtype) for g in (grad_image, grad_theta)]
+    penalty = (grad_image * weights[0]).sum() + (grad_theta * weights[1]).sum() + grad_theta.square().sum()
+    return (
+        grad_image,
+        grad_theta,
+        *torch.autograd.grad(penalty, (image, theta, upstream), allow_unused=True),
+    )
+
+
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES)
+@pytest.mark.parametrize("kernels", [True, False])
+@pytest.mark.parametrize("at_identity", [False, True])
+def test_double_backward_values_equal_torchs(
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    kernels: bool,
+    at_identity: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both of the fast path's implementations (the kernel for bilinear, torch ops otherwise or without
+    # the kernel), against F.affine_grid + F.grid_sample; the identity with equal sizes included.
+    if not kernels:
+        monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
+    image = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
+    if not at_identity:
+        theta = theta + 0.3 * torch.randn_like(theta)
+    theta.requires_grad_()
+    kwargs = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
+
+    def ours(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return stnkit.warp(x, t, transform="affine", **kwargs)  # type: ignore[arg-type]
+
+    def torchs(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(t, list(x.shape), align_corners=align_corners)
+        return F.grid_sample(x, grid, **kwargs)  # type: ignore[arg-type]
+
+    for got, expected in zip(
+        second_derivatives(ours, image, theta, 1), second_derivatives(torchs, image, theta, 1)
+    ):
+        if expected is None:
+            assert got is None or not bool(got.any())
+            continue
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
+# ---- Memory ---------------------------------------------------------------------------------------
+
+
+def test_fast_path_keeps_nothing_the_size_of_an_output() -> None:
+    # Warps to ten sizes near 1000 x 1000 used to leave four H*W coordinate arrays per size in a cache
+    # (308 MB in float64 after ten sizes). Nothing of that size may outlive a warp now.
+    import gc
+
+    image = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    theta = (
+        torch.eye(2, 3, dtype=torch.float64) + 0.1 * torch.randn(1, 2, 3, dtype=torch.float64)
+    ).requires_grad_()
+    for side in range(995, 1005):
+        stnkit.warp(image, theta, out_size=(side, side + 1)).sum().backward()
+    gc.collect()
+    big = [obj for obj in gc.get_objects() if isinstance(obj, torch.Tensor) and obj.numel() >= 995 * 995]
+    assert sum(t.numel() * t.element_size() for t in big) == 0

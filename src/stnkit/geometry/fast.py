@@ -15,8 +15,10 @@ Two implementations sit behind it, chosen per call:
 
 Both compute first derivatives themselves. Where the gradient must itself be differentiable
 (``create_graph=True``: gradient penalties, meta-learning, double backward), the backward instead
-differentiates the plain differentiable path (:func:`affine_grid_2d` + ``F.grid_sample``), so second
-derivatives are torch's own. :func:`stnkit.warp` takes this path automatically where it applies, and the
+differentiates the plain path (``F.affine_grid`` + ``F.grid_sample``), so second derivatives are
+torch's own, values included. At points that sit exactly on a pixel (the identity's), where bilinear
+sampling has only one-sided derivatives, these first derivatives may then take the other side than
+the kernel's (which sees exact points: docs/convention.md). :func:`stnkit.warp` takes this path automatically where it applies, and the
 tests hold both implementations to the plain path, to torch and to the reference sampler.
 """
 
@@ -115,12 +117,15 @@ def _differentiable_gradients(
     """(d input, d theta) with a graph: autograd through the plain path, recomputed here.
 
     The kernel's gradients are not themselves differentiable; torch's grid sampler has a double
-    backward, so differentiating ``F.grid_sample(input, affine_grid_2d(theta))`` gives gradients whose own
-    gradients are torch's, values included.
+    backward, so differentiating ``F.grid_sample(input, F.affine_grid(theta))`` gives gradients whose
+    own gradients are torch's, values included. (torch's own grid, not :func:`affine_grid_2d`: the two
+    differ in the last bit here and there, which decides the side of a kink where a point sits exactly on
+    a pixel, the identity's points for one.)
     """
     height, width, mode, padding_mode, align_corners = options
     wanted = [t for t, need in ((input, need_input), (theta, need_theta)) if need]
-    grid = affine_grid_2d(theta, height, width, align_corners)
+    size = [input.shape[0], input.shape[1], height, width]
+    grid = F.affine_grid(theta, size, align_corners=align_corners)
     output = F.grid_sample(input, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
     grads = iter(torch.autograd.grad(output, wanted, grad_output, create_graph=True))
     return (next(grads) if need_input else None, next(grads) if need_theta else None)
