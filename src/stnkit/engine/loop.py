@@ -181,8 +181,8 @@ def _diverged_ranks(local_reason: str | None, ctx: DistContext) -> int:
 def _divergence_message(local_reason: str | None, diverged: int, ctx: DistContext, where: str) -> str:
     if not ctx.enabled:
         return f"{local_reason} {where}"
-    here = f"this rank (rank {ctx.rank}): {local_reason}" if local_reason else "not on this rank"
-    return f"non-finite step on {diverged} of {ctx.world_size} ranks ({here}) {where}"
+    here = f"on rank {ctx.rank}: {local_reason}" if local_reason else f"rank {ctx.rank} was finite"
+    return f"non-finite step on {diverged} of {ctx.world_size} ranks {where}; {here}"
 
 
 def train_one_epoch(
