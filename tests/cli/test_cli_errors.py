@@ -140,3 +140,28 @@ def test_missing_data_message_names_the_flag_that_exists(tmp_path: Path, capsys)
     status, err = _run(["eval", ckpt, "--data-root", str(tmp_path / "empty")], capsys)
     assert status == cli.EXIT_ERROR
     assert "--data-root" in err and "--data-dir" not in err
+
+
+def test_a_closed_pipe_is_quiet(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`stnkit models | head -1`: the reader leaves; no 'Broken pipe' message."""
+
+    class ClosedPipe:
+        def __init__(self) -> None:
+            self.file = open(tmp_path / "stdout", "w")  # noqa: SIM115  (a real fd for dup2)
+
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            return self.file.fileno()
+
+    pipe = ClosedPipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    try:
+        assert cli.main(["models"]) == cli.EXIT_ERROR
+    finally:
+        pipe.file.close()
+    assert capsys.readouterr().err == ""

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "stnkit.cli.export",
     "stnkit.cli.models",
     "stnkit.cli.reproduce",
+    "stnkit.cli.robustness",
 )
 
 
