@@ -3,6 +3,7 @@
 - :func:`plot_transformer`: inputs with the sampling grid drawn over them, beside the outputs.
 - :func:`transformer_frame` / :func:`save_gif`: the transformer's output on a fixed batch per epoch.
 - :func:`plot_curves`: loss and error per epoch.
+- :func:`plot_robustness`: test error against rotation, scale and shift of the test digits.
 - :func:`write_report`: ``report.md`` + self-contained ``report.html`` for a run folder.
 - :func:`save_epoch_frame` / :func:`finish_run`: a training run's frames, pictures and report.
 """
@@ -10,6 +11,7 @@
 from stnkit.viz.curves import plot_curves
 from stnkit.viz.gif import montage, save_gif, transformer_frame
 from stnkit.viz.report import write_report
+from stnkit.viz.robustness import plot_robustness
 from stnkit.viz.run import FRAMES_DIR, PICTURES, finish_run, machine_description, save_epoch_frame
 from stnkit.viz.transformer import (
     View,
@@ -28,6 +30,7 @@ __all__ = [
     "machine_description",
     "montage",
     "plot_curves",
+    "plot_robustness",
     "plot_transformer",
     "save_epoch_frame",
     "save_gif",

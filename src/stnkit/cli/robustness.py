@@ -1,0 +1,201 @@
+"""``stnkit robustness``: test error of checkpoints against rotation, scale and shift of the test digits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+from torch import nn
+
+from stnkit import data
+from stnkit.cli.common import CliError, add_data_root_argument, dataset_model_kwargs, load_run, positive_int
+from stnkit.files import atomic_write
+from stnkit.robustness import (
+    DEFAULT_SWEEPS,
+    SWEEP_UNITS,
+    format_table,
+    mnist_canvas,
+    pose_errors,
+    sweep_poses,
+)
+
+__all__ = ["RESULT_NAME", "add_parser", "cmd_robustness"]
+
+RESULT_NAME, PLOT_NAME, TABLE_NAME = "robustness.json", "robustness.png", "robustness.md"
+RESULT_VERSION = 1
+
+
+@dataclass
+class _Run:
+    """A loaded checkpoint and what the outputs say about it."""
+
+    checkpoint: str
+    model: nn.Module
+    model_name: str
+    dataset: str
+    seed: int
+    epoch: int
+    canvas: int
+    data_root: str | None
+    label: str = ""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``stnkit robustness``."""
+    p = sub.add_parser(
+        "robustness",
+        help="test error of checkpoints as the MNIST test digits are rotated, scaled and shifted",
+        description=(
+            "Rotate (0-180 degrees), scale and shift the MNIST test digits over a fixed grid and measure "
+            f"each checkpoint's error at every value; write {RESULT_NAME}, {TABLE_NAME} and {PLOT_NAME} "
+            "into --out. Digits are drawn into the canvas each model takes (28 or 42 px)."
+        ),
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint.pt files of MNIST classifiers")
+    p.add_argument("--out", required=True, help="folder for the JSON, the table and the plot")
+    p.add_argument("--limit", type=positive_int, help="the first N test digits (default: all 10,000)")
+    for axis, flag in (("angle", "--angles"), ("scale", "--scales"), ("shift", "--shifts")):
+        default = " ".join(f"{v:g}" for v in DEFAULT_SWEEPS[axis])
+        p.add_argument(
+            flag,
+            dest=axis,
+            type=float,
+            nargs="+",
+            default=list(DEFAULT_SWEEPS[axis]),
+            help=f"{axis} values, {SWEEP_UNITS[axis]} (default {default})",
+        )
+    p.add_argument("--batch-size", type=positive_int, default=500, help="(default 500)")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    add_data_root_argument(p)
+    p.set_defaults(func=cmd_robustness)
+
+
+def _load(checkpoint: str) -> _Run:
+    model, state, config = load_run(checkpoint)
+    try:
+        size = dataset_model_kwargs(config.dataset, state["model_kwargs"])
+        canvas = mnist_canvas(
+            in_channels=int(size["in_channels"]),
+            num_classes=int(size["num_classes"]),
+            image_size=list(size["image_size"]),
+        )
+    except (TypeError, ValueError) as err:
+        raise CliError(f"{checkpoint}: {err}") from err
+    return _Run(
+        checkpoint,
+        model,
+        model_name=state["model_name"],
+        dataset=config.dataset,
+        seed=config.seed,
+        epoch=state["epoch"],
+        canvas=canvas,
+        data_root=config.data_root,
+    )
+
+
+def _label(runs: Sequence[_Run]) -> None:
+    """Legend labels "MODEL on DATASET", with the seed, then the position, where that is ambiguous."""
+    for run in runs:
+        run.label = f"{run.model_name} on {run.dataset}"
+    for extra in (lambda r, _: f" (seed {r.seed})", lambda _, k: f" #{k + 1}"):
+        seen: dict[str, int] = {}
+        for run in runs:
+            seen[run.label] = seen.get(run.label, 0) + 1
+        for k, run in enumerate(runs):
+            if seen[run.label] > 1:
+                run.label += extra(run, k)
+
+
+def _write_text(path: Path, text: str) -> None:
+    def write(handle: BinaryIO) -> None:
+        handle.write(text.encode())
+
+    atomic_write(path, write)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """``stnkit robustness``."""
+    sweeps = {axis: [float(v) for v in getattr(args, axis)] for axis in DEFAULT_SWEEPS}
+    poses = {axis: sweep_poses(axis, values) for axis, values in sweeps.items()}  # bad values fail here
+    runs = [_load(path) for path in args.checkpoints]
+    _label(runs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
+    digits, labels = data.load_source("mnist", "test", args.data_root or runs[0].data_root)
+    if args.limit:
+        digits, labels = digits[: args.limit], labels[: args.limit]
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        errors = _sweep(runs, digits, labels, poses, batch_size=args.batch_size)
+    finally:
+        torch.set_num_threads(threads)
+    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]))
+    return 0
+
+
+def _sweep(
+    runs: Sequence[_Run],
+    digits: torch.Tensor,
+    labels: torch.Tensor,
+    poses: dict[str, list[Any]],
+    *,
+    batch_size: int,
+) -> dict[str, dict[str, list[float]]]:
+    """label -> sweep -> errors; runs of one canvas share the posed images."""
+    errors: dict[str, dict[str, list[float]]] = {run.label: {} for run in runs}
+    for canvas in sorted({run.canvas for run in runs}):
+        group = [run for run in runs if run.canvas == canvas]
+        for axis, axis_poses in poses.items():
+            table = pose_errors(
+                [run.model for run in group], digits, labels, axis_poses, canvas=canvas, batch_size=batch_size
+            )  # (len(group), len(axis_poses))
+            for run, row in zip(group, table.tolist(), strict=True):
+                errors[run.label][axis] = row
+    return errors
+
+
+def _write_outputs(
+    out: Path,
+    runs: Sequence[_Run],
+    sweeps: dict[str, list[float]],
+    errors: dict[str, dict[str, list[float]]],
+    *,
+    count: int,
+) -> None:
+    from stnkit.viz import plot_robustness
+
+    result = {
+        "version": RESULT_VERSION,
+        "digits": {"dataset": "mnist", "split": "test", "count": count},
+        "sweeps": {axis: {"unit": SWEEP_UNITS[axis], "values": values} for axis, values in sweeps.items()},
+        "runs": [
+            {
+                "label": run.label,
+                "checkpoint": run.checkpoint,
+                "model": run.model_name,
+                "dataset": run.dataset,
+                "seed": run.seed,
+                "epoch": run.epoch,
+                "canvas": run.canvas,
+                "errors": errors[run.label],
+            }
+            for run in runs
+        ],
+    }
+    _write_text(out / RESULT_NAME, json.dumps(result, indent=1) + "\n")
+    tables = [
+        format_table(axis, values, {label: errors[label][axis] for label in errors})
+        for axis, values in sweeps.items()
+    ]
+    header = f"Test error (%) on the first {count} MNIST test digits, posed without randomness.\n\n"
+    _write_text(out / TABLE_NAME, header + "\n\n".join(tables) + "\n")
+    title = f"MNIST test digits ({count}): error against pose"
+    plot_robustness(sweeps, errors, out / PLOT_NAME, units=SWEEP_UNITS, title=title)
+    print(f"wrote {out / RESULT_NAME}, {out / TABLE_NAME} and {out / PLOT_NAME}")

@@ -1,0 +1,211 @@
+"""How a classifier's test error grows as the MNIST test digits are rotated, scaled or moved.
+
+The paper argues that pooling gives a CNN only small, local invariance, and that a spatial transformer
+gives it invariance to large distortions. A sweep measures that: every :class:`Pose` of a fixed grid is
+applied to the same test digits (no randomness anywhere) and each model's error is recorded per pose.
+
+The posed digits are made by :func:`stnkit.data.distortions.apply_rts`, the machinery of the RTS
+variant (:func:`~stnkit.data.distortions.similarity_theta` and the fixed-point sampler), so they are
+bit-identical on every machine, like the canonical test sets. Each digit (28x28) is rotated and scaled
+about its centre and drawn with its centre ``shift_px`` from the centre of a canvas of the side the
+model takes: 28 for models of plain MNIST, R, P and E, 42 for RTS models. At angle 0, scale 1 and no
+shift a 28 canvas gives back the digits exactly and a 42 canvas pads them by 7 zero pixels per side.
+
+Example:
+    >>> digits = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    >>> place_digits(digits, Pose(angle_degrees=30.0), canvas=42).shape
+    torch.Size([2, 1, 42, 42])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from stnkit.data.distortions import DIGIT, apply_rts
+
+__all__ = [
+    "DEFAULT_SWEEPS",
+    "SWEEP_UNITS",
+    "Pose",
+    "format_table",
+    "mnist_canvas",
+    "place_digits",
+    "pose_errors",
+    "sweep_poses",
+]
+
+# The fixed grid of each sweep (seed-free). Angles cover the whole half turn: a 180-degree turn makes
+# a 6 of a 9, so errors there measure invariance beyond what the digits themselves allow. Scales span
+# RTS's training range [0.7, 1.2] and beyond; shifts move the digit to the right by whole pixels, up to
+# half a digit (14 px), where a 28x28 canvas has cut off half of it.
+DEFAULT_SWEEPS: dict[str, tuple[float, ...]] = {
+    "angle": tuple(float(a) for a in range(0, 181, 15)),
+    "scale": (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5),
+    "shift": tuple(float(t) for t in range(0, 15, 2)),
+}
+SWEEP_UNITS = {"angle": "degrees", "scale": "x digit size", "shift": "px to the right"}
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where a test digit is drawn: turned, resized and moved about the canvas centre.
+
+    Attributes:
+        angle_degrees: rotation, positive clockwise on screen (the distortions' convention: from +x
+            towards +y, y pointing down); 90 is ``torch.rot90(digit, -1, (-2, -1))``.
+        scale: size of the drawn digit relative to its 28 pixels, > 0.
+        shift_px: (x, y) offset of the digit's centre from the canvas centre, in pixels.
+    """
+
+    angle_degrees: float = 0.0
+    scale: float = 1.0
+    shift_px: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        # Validated once, here: every sweep is built from Poses.
+        if not math.isfinite(self.angle_degrees):
+            raise ValueError(f"a pose's angle must be a finite number of degrees, got {self.angle_degrees}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"a pose's scale must be a finite number > 0, got {self.scale}")
+        if len(self.shift_px) != 2 or not all(math.isfinite(t) for t in self.shift_px):
+            raise ValueError(
+                f"a pose's shift must be two finite numbers of pixels (x, y), got {self.shift_px}"
+            )
+
+
+def sweep_poses(axis: str, values: Sequence[float]) -> list[Pose]:
+    """The poses of one sweep: ``values`` of ``axis`` (``angle``, ``scale`` or ``shift``), the rest neutral.
+
+    Raises:
+        ValueError: unknown axis, no values, or a value a pose cannot take (the message names it).
+
+    Example:
+        >>> sweep_poses("shift", [0, 4])[1]
+        Pose(angle_degrees=0.0, scale=1.0, shift_px=(4.0, 0.0))
+    """
+    if axis not in DEFAULT_SWEEPS:
+        raise ValueError(f"unknown sweep {axis!r}; valid: {list(DEFAULT_SWEEPS)}")
+    if len(values) == 0:
+        raise ValueError(f"the {axis} sweep needs at least one value")
+    if axis == "angle":
+        return [Pose(angle_degrees=float(v)) for v in values]
+    if axis == "scale":
+        return [Pose(scale=float(v)) for v in values]
+    return [Pose(shift_px=(float(v), 0.0)) for v in values]
+
+
+def mnist_canvas(*, in_channels: int, num_classes: int, image_size: Sequence[int]) -> int:
+    """The canvas side for a model built for these inputs, if it classifies single MNIST digits.
+
+    Raises:
+        ValueError: not 1 channel, 10 classes and a square image of at least 28 px.
+    """
+    size = [int(s) for s in image_size]
+    if in_channels != 1 or num_classes != 10 or len(size) != 2 or size[0] != size[1] or size[0] < DIGIT:
+        raise ValueError(
+            "robustness sweeps single MNIST digits: it needs a model of 1 channel, 10 classes and a "
+            f"square image of at least {DIGIT} px, got {in_channels} channel(s), {num_classes} classes, "
+            f"image size {size}"
+        )
+    return size[0]
+
+
+def place_digits(digits: Tensor, pose: Pose, *, canvas: int) -> Tensor:
+    """Draw ``digits`` in ``pose`` into a ``canvas`` square, bit-identically on every machine.
+
+    Args:
+        digits: uint8 Tensor[N, 28, 28] (or float in [0, 1], multiples of 1/255).
+        pose: the rotation, scale and shift.
+        canvas: side of the output in pixels.
+
+    Returns:
+        float32 Tensor[N, 1, canvas, canvas] in [0, 1], multiples of 1/255.
+    """
+    n = digits.shape[0]
+    # float64 parameters computed once in Python floats: the same bits everywhere (apply_rts keeps float64).
+    params = {
+        "angle": torch.full((n,), math.radians(pose.angle_degrees), dtype=torch.float64),
+        "scale": torch.full((n,), pose.scale, dtype=torch.float64),
+        "shift": torch.tensor(pose.shift_px, dtype=torch.float64).expand(n, 2),
+    }
+    return apply_rts(digits, params, canvas=canvas)
+
+
+def _check_digits(digits: Tensor, labels: Tensor) -> None:
+    if digits.dim() != 3 or tuple(digits.shape[1:]) != (DIGIT, DIGIT):
+        raise ValueError(f"digits must be (N, {DIGIT}, {DIGIT}), got {tuple(digits.shape)}")
+    if labels.shape != (digits.shape[0],):
+        raise ValueError(f"labels must be ({digits.shape[0]},), one per digit, got {tuple(labels.shape)}")
+    if digits.shape[0] == 0:
+        raise ValueError("no digits to sweep (N = 0)")
+
+
+@torch.no_grad()
+def pose_errors(
+    models: Sequence[nn.Module],
+    digits: Tensor,
+    labels: Tensor,
+    poses: Sequence[Pose],
+    *,
+    canvas: int,
+    batch_size: int = 500,
+) -> Tensor:
+    """Test error of every model at every pose of the same digits.
+
+    The posed images are made once per batch and pose and shared by all ``models`` (which must all
+    take ``canvas``-sized inputs): making them costs about as much as classifying them.
+
+    Args:
+        models: classifiers of (N, 1, canvas, canvas) images to (N, 10) logits; put in eval mode here.
+        digits: uint8 Tensor[N, 28, 28], the test digits.
+        labels: int64 Tensor[N].
+        poses: where to draw the digits.
+        canvas: side of the images the models take.
+        batch_size: digits per forward pass.
+
+    Returns:
+        float64 Tensor[len(models), len(poses)]: the fraction of digits each model gets wrong.
+    """
+    _check_digits(digits, labels)
+    if canvas < DIGIT:
+        raise ValueError(f"canvas must be at least {DIGIT} px, got {canvas}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    modes = [model.training for model in models]
+    for model in models:
+        model.eval()
+    wrong = torch.zeros(len(models), len(poses), dtype=torch.int64)
+    for start in range(0, digits.shape[0], batch_size):
+        batch, batch_labels = digits[start : start + batch_size], labels[start : start + batch_size]
+        for j, pose in enumerate(poses):
+            images = place_digits(batch, pose, canvas=canvas)  # (B, 1, canvas, canvas)
+            for i, model in enumerate(models):
+                wrong[i, j] += int((model(images).argmax(dim=1) != batch_labels).sum())
+    for model, mode in zip(models, modes, strict=True):
+        model.train(mode)
+    return wrong.double() / digits.shape[0]
+
+
+def format_table(axis: str, values: Sequence[float], errors: dict[str, Sequence[float]]) -> str:
+    """A Markdown table of one sweep: a row per value, a column per model, error in percent.
+
+    Example:
+        >>> print(format_table("scale", [1.0], {"cnn on mnist": [0.012]}))
+        | scale (x digit size) | cnn on mnist |
+        |---:|---:|
+        | 1 | 1.20 |
+    """
+    names = list(errors)
+    lines = [
+        f"| {axis} ({SWEEP_UNITS.get(axis, '')}) | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for k, value in enumerate(values):
+        cells = " | ".join(f"{100 * errors[name][k]:.2f}" for name in names)
+        lines.append(f"| {value:g} | {cells} |")
+    return "\n".join(lines)
