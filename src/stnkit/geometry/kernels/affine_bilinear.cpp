@@ -262,8 +262,9 @@ void chunk_taps(int64_t count, int64_t in_h, int64_t in_w, Chunk<T>& k) {
 #pragma omp simd
   for (int64_t p = 0; p < count; ++p) {
     const T fx = std::floor(k.ix[p]), fy = std::floor(k.iy[p]);
-    const int32_t x0 = static_cast<int32_t>(fx > T(-2) ? (fx < far_w ? fx : far_w) : T(-2));
-    const int32_t y0 = static_cast<int32_t>(fy > T(-2) ? (fy < far_h ? fy : far_h) : T(-2));
+    const T cfx = fx > T(-2) ? fx : T(-2), cfy = fy > T(-2) ? fy : T(-2);
+    const int32_t x0 = static_cast<int32_t>(cfx < far_w ? cfx : far_w);
+    const int32_t y0 = static_cast<int32_t>(cfy < far_h ? cfy : far_h);
     // As in torch, inf or NaN coordinates make NaN offsets and so NaN weights (zeros padding only:
     // the other paddings have clipped them).
     const T dx = k.ix[p] - fx, dy = k.iy[p] - fy;
