@@ -9,7 +9,8 @@ import pytest
 
 from stnkit import cli
 from stnkit.cli import reproduce
-from stnkit.engine import read_jsonl
+from stnkit.cli.common import first_images, load_run
+from stnkit.engine import CHECKPOINT_NAME, read_jsonl
 
 TINY = reproduce.Recipe(
     "tiny",
@@ -64,9 +65,13 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     assert cli.main(["reproduce", "table1", *common]) == 0
     assert capsys.readouterr().out == ""
     report = tmp_path / "paper-results.md"
-    assert cli.main(["reproduce", "--out", str(out), "--report", str(report)]) == 0
+    assert cli.main(["reproduce", *common, "--report", str(report)]) == 0
     text = report.read_text()
     assert f"| rts | st-cnn-affine | 0.5 | {100 * result['final_test_error']:.2f} | 3 |" in text
+    # The finished run's transformer, pictured and linked.
+    assert "- st-cnn-affine: st-cnn-affine on rts, seed 3, epoch 2\n" in text
+    assert "![rts-st-cnn-affine](img/paper/rts-st-cnn-affine.png)" in text
+    assert (tmp_path / "img" / "paper" / "rts-st-cnn-affine.png").stat().st_size > 1000
 
 
 def test_a_killed_cell_resumes_from_its_last_epoch(
@@ -97,3 +102,57 @@ def test_a_killed_cell_resumes_from_its_last_epoch(
     assert [r["epoch"] for r in records] == [1, 2] and records[0] == first[0]  # epoch 1 not redone
     result = json.loads((out / "tc" / "mnist-cnn-s0.json").read_text())
     assert result["epochs"] == 2 and result["command"] == "stnkit " + " ".join(command[3:])
+
+
+# --- the report's pictures ------------------------------------------------------------------------
+
+
+def test_the_picture_comes_from_a_finished_run_seed_0_first() -> None:
+    assert reproduce._picture_seed([0, 1, 2], finished={0, 1, 2}) == 0
+    assert reproduce._picture_seed([0, 1, 2], finished={1, 2}) == 1
+    assert reproduce._picture_seed([1, 2], finished=set()) == 1
+    assert reproduce._picture_seed([0, 2], finished={2}) == 2
+
+
+def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_is(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stnkit.viz import plot_transformer, transformer_views
+
+    cells = [reproduce.Cell("table1", "rts", m, None) for m in ("cnn", "st-cnn-affine", "st-fcn-affine")]
+    monkeypatch.setitem(reproduce.GRIDS, "table1", cells)
+    monkeypatch.setitem(reproduce.GRIDS, "tc", [])
+    monkeypatch.setitem(reproduce.GRIDS, "addition", [])
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    run = runs / "table1" / "rts-st-cnn-affine-s1"
+    train = ["train", "--dataset", "rts", "--model", "st-cnn-affine", "--epochs", "1", "--limit", "64"]
+    train += ["--test-limit", "32", "--batch-size", "32", "--no-progress", "--data-root", str(shared_data)]
+    assert cli.main([*train, "--out", str(run)]) == 0
+    (runs / "table1" / "rts-st-cnn-affine-s0").mkdir()  # a run folder without a checkpoint: not a run
+    results.mkdir()
+    report = tmp_path / "docs" / "paper-results.md"
+    command = ["reproduce", "--out", str(results), "--runs", str(runs), "--data-root", str(shared_data)]
+    assert cli.main([*command, "--report", str(report)]) == 0
+    text = report.read_text()
+    section = text[text.index("## What the transformers learned") :]
+    assert "### table1: rts" in section and "- cnn" not in section  # no transformer, no picture
+    expected = "- st-cnn-affine: st-cnn-affine on rts, seed 1, epoch 1 (unfinished run: no result file yet)"
+    assert expected in section
+    assert "  ![rts-st-cnn-affine](img/paper/rts-st-cnn-affine.png)" in section
+    where = (runs / "table1" / "rts-st-fcn-affine-s*" / CHECKPOINT_NAME).as_posix()
+    assert f"- st-fcn-affine: no run folder yet (`{where}`)." in section
+    picture = tmp_path / "docs" / "img" / "paper" / "rts-st-cnn-affine.png"
+    # The picture is plot_transformer of the canonical test set's first images through the checkpoint.
+    model = load_run(str(run / CHECKPOINT_NAME))[0]
+    images = first_images("rts", reproduce.PICTURE_IMAGES, root=str(shared_data))
+    direct = plot_transformer(
+        images,
+        transformer_views(model, images),
+        tmp_path / "direct.png",
+        title="st-cnn-affine on rts, seed 1, epoch 1",
+    )
+    assert picture.read_bytes() == direct.read_bytes()
+    # Rendering again gives the same bytes: the report and its pictures are deterministic.
+    first = picture.read_bytes(), text
+    assert cli.main([*command, "--report", str(report)]) == 0
+    assert (picture.read_bytes(), report.read_text()) == first

@@ -3,7 +3,8 @@
 Each cell is one dataset, one model and one seed, trained by one ``stnkit train`` process with a named
 recipe. Finished cells leave one small JSON file under ``--out`` (committed to the repository as the grid
 fills in); a killed cell resumes from its last epoch (its run folder under ``--runs``). ``--report``
-renders docs/paper-results.md from those files only.
+renders docs/paper-results.md from those files only, and a picture of what each transformer learned
+from the run folders that exist (docs/img/paper/<dataset>-<model>.png).
 """
 
 from __future__ import annotations
@@ -24,11 +25,21 @@ from typing import Any, BinaryIO
 
 import torch
 
-from stnkit.cli.common import CliError, add_data_root_argument
+from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.files import atomic_write
 
-__all__ = ["GRIDS", "Cell", "Recipe", "add_parser", "cells_of", "cmd_reproduce", "render_report"]
+__all__ = [
+    "GRIDS",
+    "Cell",
+    "Picture",
+    "Recipe",
+    "add_parser",
+    "cells_of",
+    "cmd_reproduce",
+    "render_pictures",
+    "render_report",
+]
 
 RESULT_VERSION = 1
 
@@ -255,7 +266,117 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(percent):.2f} ± {statistics.stdev(percent):.2f}"
 
 
-def render_report(results: list[dict[str, Any]]) -> str:
+# --- the report's pictures ------------------------------------------------------------------------
+
+PICTURE_DIR = Path("img") / "paper"  # beside the report: docs/img/paper/<dataset>-<model>.png
+PICTURE_IMAGES = 8  # the first 8 images of each canonical test set, the same in every picture
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What the report shows for one transformer cell: a picture (path relative to the report) or why not."""
+
+    link: str | None
+    caption: str
+
+
+def _has_transformer(cell: Cell) -> bool:
+    # st-fcn-*, st-cnn-*, 2xst-fcn-affine: the registry's names of models with an input transformer.
+    return "st-" in cell.model
+
+
+def _run_seeds(run_root: Path, cell: Cell) -> list[int]:
+    """Seeds of the cell with a checkpoint under ``run_root`` (its grid's run folder), ascending."""
+    prefix = f"{cell.name}-s"
+    seeds = []
+    for folder in run_root.glob(f"{prefix}*"):
+        suffix = folder.name[len(prefix) :]
+        if suffix.isdigit() and (folder / CHECKPOINT_NAME).is_file():
+            seeds.append(int(suffix))
+    return sorted(seeds)
+
+
+def _picture_seed(seeds: list[int], finished: set[int]) -> int:
+    """A finished run before an unfinished one; seed 0 first, then the lowest."""
+    return min(seeds, key=lambda seed: (seed not in finished, seed))
+
+
+def render_pictures(
+    results: list[dict[str, Any]],
+    runs: Path,
+    image_dir: Path,
+    *,
+    data_root: str | None,
+    link_prefix: Path = PICTURE_DIR,
+) -> dict[tuple[str, str], Picture]:
+    """For every transformer cell with a run folder, draw its transformer on fixed test images.
+
+    The picture (:func:`stnkit.viz.plot_transformer`: inputs with the sampling grid, beside the
+    outputs) shows the first :data:`PICTURE_IMAGES` images of the cell's canonical test set through
+    the checkpoint of seed 0 (else the lowest seed), preferring runs that have finished.
+
+    Returns:
+        (grid, cell name) -> :class:`Picture`, for every cell of a transformer model.
+    """
+    from stnkit.viz import plot_transformer, transformer_views
+
+    finished: dict[tuple[str, str], set[int]] = {}
+    for result in results:
+        finished.setdefault((result["grid"], result["cell"]), set()).add(int(result["seed"]))
+    pictures = {}
+    for grid, cells in GRIDS.items():
+        for cell in filter(_has_transformer, cells):
+            seeds = _run_seeds(runs / grid, cell)
+            if not seeds:
+                where = runs / grid / f"{cell.name}-s*" / CHECKPOINT_NAME
+                pictures[grid, cell.name] = Picture(None, f"no run folder yet (`{where.as_posix()}`)")
+                continue
+            done = finished.get((grid, cell.name), set())
+            seed = _picture_seed(seeds, done)
+            checkpoint = runs / grid / cell.run_name(seed) / CHECKPOINT_NAME
+            model, state, config = load_run(str(checkpoint))
+            images = first_images(cell.dataset, PICTURE_IMAGES, root=data_root or config.data_root)
+            title = f"{cell.model} on {cell.dataset}, seed {seed}, epoch {state['epoch']}"
+            name = f"{cell.name}.png"
+            plot_transformer(images, transformer_views(model, images), image_dir / name, title=title)
+            caption = title if seed in done else f"{title} (unfinished run: no result file yet)"
+            pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
+    return pictures
+
+
+def _pictures_section(pictures: dict[tuple[str, str], Picture]) -> list[str]:
+    lines = [
+        "## What the transformers learned",
+        "",
+        f"The first {PICTURE_IMAGES} images of each canonical test set, with the sampling grid of the",
+        "trained transformer drawn over them, beside its outputs (seed 0's run where it exists).",
+        "",
+    ]
+    for grid, cells in GRIDS.items():
+        by_dataset: dict[str, list[Cell]] = {}
+        for cell in filter(_has_transformer, cells):
+            by_dataset.setdefault(cell.dataset, []).append(cell)
+        for dataset, dataset_cells in by_dataset.items():
+            lines += [f"### {grid}: {dataset}", ""]
+            for cell in dataset_cells:
+                picture = pictures.get((grid, cell.name))
+                if picture is None:
+                    continue
+                if picture.link is None:
+                    lines += [f"- {cell.model}: {picture.caption}.", ""]
+                else:
+                    lines += [
+                        f"- {cell.model}: {picture.caption}",
+                        "",
+                        f"  ![{cell.name}]({picture.link})",
+                        "",
+                    ]
+    return lines
+
+
+def render_report(
+    results: list[dict[str, Any]], pictures: dict[tuple[str, str], Picture] | None = None
+) -> str:
     """docs/paper-results.md from the result files: our mean ± sd over seeds beside the paper's number."""
     lines = [
         "# The paper's experiments, reproduced",
@@ -302,6 +423,8 @@ def render_report(results: list[dict[str, Any]]) -> str:
         "every epoch, on a machine that was at times shared with other work (so times are upper bounds).",
         "",
     ]
+    if pictures is not None:
+        lines += _pictures_section(pictures)
     return "\n".join(lines)
 
 
@@ -332,7 +455,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--report",
         nargs="?",
         const="docs/paper-results.md",
-        help="render the report from the result files (default path docs/paper-results.md) and stop",
+        help=(
+            "render the report from the result files (default path docs/paper-results.md), with a "
+            "picture of each transformer whose run folder is under --runs (into img/paper/ beside it), "
+            "and stop"
+        ),
     )
     p.set_defaults(func=cmd_reproduce)
 
@@ -340,7 +467,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``stnkit reproduce``."""
     if args.report:
-        report = render_report(_load_results(Path(args.out)))
+        results = _load_results(Path(args.out))
+        image_dir = Path(args.report).parent / PICTURE_DIR
+        pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)
+        report = render_report(results, pictures)
         _write_text(args.report, report)
         print(f"stnkit reproduce: wrote {args.report}")
         return 0
