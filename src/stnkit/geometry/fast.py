@@ -183,6 +183,12 @@ def affine_warp_2d(
 
     Arguments are assumed valid (:func:`stnkit.warp` checks them).
     """
+    wants_graph = torch.is_grad_enabled() and (input.requires_grad or theta.requires_grad)
+    if not wants_graph and _fused_kernel_applies(input, theta, mode):
+        # Inference: the kernel alone, without an autograd node (its set-up is most of a small call).
+        return kernel.affine_bilinear_forward(
+            input.contiguous(), theta.contiguous(), height, width, _PADDING_CODES[padding_mode], align_corners
+        )
     output = _AffineWarp2d.apply(input, theta, height, width, mode, padding_mode, align_corners)
     assert isinstance(output, Tensor)
     return output

@@ -23,7 +23,8 @@
 //
 // Speed comes from layout, not intrinsics: each sample's plane is cut into chunks of kChunk points, and
 // every pass over a chunk is a branch-free loop over arrays that the compiler vectorises (the reads
-// through tap indices become SIMD gathers where the CPU has them). Only the scatter of the input
+// through tap indices become SIMD gathers, or the compiler's emulation of them where -mtune says
+// gathers are slow, as it does for AMD Zen). Only the scatter of the input
 // gradient is scalar (see scatter_chunk). Three-channel images take their channels inside one loop
 // over points; other counts go one plane at a time.
 //
@@ -147,9 +148,10 @@ SampleMap<T> sample_map(const T* th, int64_t in_h, int64_t in_w, int64_t out_h, 
 }
 
 // Sampling taps of up to kChunk points, as arrays. Taps outside the input get weight 0, inside 0 and
-// index 0, so every loop over them is branch-free and reads only valid memory. Reads and writes still
-// select on `inside` rather than multiply by 0, so an inf or NaN in a tap that torch would skip cannot
-// leak into the result.
+// index 0, so every loop over them is branch-free and reads only valid memory: the loops read every
+// tap unconditionally (which the compiler can vectorise, a masked read it could not) and then select
+// on `inside` rather than multiply by 0, so an inf or NaN in a tap that torch would skip cannot leak
+// into the result.
 template <typename T>
 struct Chunk {
   T u[kChunk], v[kChunk];              // output positions of the points
@@ -313,8 +315,10 @@ void sample_chunk(const T* input, T* output, int64_t in_plane, int64_t out_plane
   for (int64_t p = 0; p < count; ++p) {
     for (int c = 0; c < CHANNELS; ++c) {
       const T* plane = input + c * in_plane;
-      const T v_nw = m0[p] ? plane[i0[p]] : T(0), v_ne = m1[p] ? plane[i1[p]] : T(0);
-      const T v_sw = m2[p] ? plane[i2[p]] : T(0), v_se = m3[p] ? plane[i3[p]] : T(0);
+      // Unconditional reads (a tap outside has index 0, a valid address), then a select: gathers.
+      const T r_nw = plane[i0[p]], r_ne = plane[i1[p]], r_sw = plane[i2[p]], r_se = plane[i3[p]];
+      const T v_nw = m0[p] ? r_nw : T(0), v_ne = m1[p] ? r_ne : T(0);
+      const T v_sw = m2[p] ? r_sw : T(0), v_se = m3[p] ? r_se : T(0);
       output[c * out_plane + p] = w0[p] * v_nw + w1[p] * v_ne + w2[p] * v_sw + w3[p] * v_se;
     }
   }
@@ -361,8 +365,9 @@ void add_position_gradient(const T* grad_output, const T* input, int64_t in_plan
     for (int c = 0; c < CHANNELS; ++c) {
       const T* plane = input + c * in_plane;
       const T go = grad_output[c * out_plane + p];
-      const T v_nw = m0[p] ? plane[i0[p]] : T(0), v_ne = m1[p] ? plane[i1[p]] : T(0);
-      const T v_sw = m2[p] ? plane[i2[p]] : T(0), v_se = m3[p] ? plane[i3[p]] : T(0);
+      const T r_nw = plane[i0[p]], r_ne = plane[i1[p]], r_sw = plane[i2[p]], r_se = plane[i3[p]];
+      const T v_nw = m0[p] ? r_nw : T(0), v_ne = m1[p] ? r_ne : T(0);
+      const T v_sw = m2[p] ? r_sw : T(0), v_se = m3[p] ? r_se : T(0);
       sum_x += go * ((v_ne - v_nw) * (1 - k.dy[p]) + (v_se - v_sw) * k.dy[p]);
       sum_y += go * ((v_sw - v_nw) * (1 - k.dx[p]) + (v_se - v_ne) * k.dx[p]);
     }
