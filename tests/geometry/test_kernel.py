@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -427,3 +428,46 @@ def test_kernel_values_are_bit_identical_for_every_march_and_thread_count(
                 assert torch.equal(ours, theirs), (dtype, padding, align_corners)
     finally:
         torch.set_num_threads(previous)
+
+
+# ---- Undefined behaviour: a sanitised build on the extreme cases ----------------------------------
+
+UBSAN_SCRIPT = """
+import itertools, sys, torch
+from pathlib import Path
+from stnkit.geometry import kernel
+library = kernel.load_library(Path(sys.argv[1]))
+for dtype, big in ((torch.float32, 1e38), (torch.float64, 1e300)):
+    nan, inf = float("nan"), float("inf")
+    for row in ([[big, 0, 0], [0, big, 0]], [[1, 0, nan], [0, 1, 0]], [[inf, 0, 0], [0, 1, -big]],
+                [[big, -big, big], [big, big, -big]], [[1, big, 0], [-big, 1, 0]]):
+        theta, image = torch.tensor([row], dtype=dtype), torch.randn(1, 3, 5, 6, dtype=dtype)
+        for padding, align_corners in itertools.product([0, 1, 2], [False, True]):
+            out = kernel.affine_bilinear_forward(image, theta, 4, 7, padding, align_corners, library=library)
+            kernel.affine_bilinear_backward(
+                torch.ones_like(out), image, theta, padding, align_corners, True, True, library=library
+            )
+print("clean")
+"""
+
+
+def test_kernel_has_no_undefined_behaviour_on_extreme_theta(tmp_path: Path) -> None:
+    # Built with -fsanitize=undefined,float-cast-overflow and no recovery: the first out-of-range
+    # float -> int (or double -> float) conversion aborts the child process. The kernel before this
+    # test existed failed here (reflection at theta = 1e38: 4.3e37 converted to a 64-bit int).
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    if compiler is None or sys.platform != "linux":
+        pytest.skip("needs Linux and a C++ compiler")
+    target = tmp_path / "affine_bilinear-ubsan.so"
+    flags = ["-O1", "-march=native", "-ffp-contract=off", "-fopenmp", "-std=c++17", "-shared", "-fPIC"]
+    sanitize = ["-fsanitize=undefined,float-cast-overflow", "-fno-sanitize-recover=all"]
+    build = subprocess.run(
+        [compiler, *flags, *sanitize, str(kernel._SOURCE), "-o", str(target)], capture_output=True, text=True
+    )
+    if build.returncode != 0:
+        pytest.skip(f"no UBSan runtime for {compiler}: {build.stderr.strip()[:200]}")
+    run = subprocess.run(
+        [sys.executable, "-c", UBSAN_SCRIPT, str(target)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("clean")
