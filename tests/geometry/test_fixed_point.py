@@ -93,8 +93,8 @@ def test_non_finite_and_huge_positions_read_zero() -> None:
         (torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, 1, 1, 2), 8, TypeError, "grid must be float64"),
         (torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(2, 1, 1, 2, dtype=torch.float64), 8, ValueError,
          r"grid must have shape \(1, H_out, W_out, 2\)"),
-        (torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, 1, 1, 2, dtype=torch.float64), 12, ValueError,
-         r"fraction_bits must be in \[0, 11\]"),
+        (torch.zeros(1, 1, 2, 2, dtype=torch.uint8), torch.zeros(1, 1, 1, 2, dtype=torch.float64), 9, ValueError,
+         r"fraction_bits must be in \[0, 8\]"),
     ],
 )  # fmt: skip
 def test_bad_arguments(image: torch.Tensor, grid: torch.Tensor, bits: int, error: type, match: str) -> None:

@@ -1,14 +1,14 @@
-"""Bilinear sampling of uint8 images in integer arithmetic: the same bits on every machine.
+"""Bilinear sampling of uint8 images in exact arithmetic: the same bits on every machine.
 
 Floating-point sampling is reproducible only where the same instructions run: torch's CPU kernels take
 different code paths on different CPUs (``ATEN_CPU_CAPABILITY``), BLAS and LAPACK libraries pick theirs by
 CPU too, and a last-bit difference in a sample position or weight is enough to move a pixel across a
-rounding boundary of its 8-bit value. :func:`sample_fixed_point` makes every decision in integers:
+rounding boundary of its 8-bit value. :func:`sample_fixed_point` makes every decision exactly:
 
 1. each sample position (float64, in pixels) is rounded to the nearest multiple of ``1 / 2**bits`` pixel;
-2. the four bilinear weights are then integers ``(2**bits - f) * (2**bits - g)``, ... that sum to
-   ``4**bits``, and the weighted sum of the uint8 taps is an exact integer;
-3. that sum is divided by ``4**bits`` and rounded half up, in integers.
+2. the four bilinear weights are then multiples of ``4**-bits`` that sum to 1, and the weighted sum of
+   the uint8 taps is an exact multiple of ``4**-bits`` (computed without any rounding);
+3. that sum is rounded to the nearest integer, halves up, exactly.
 
 So the result depends on the float positions only through step 1. Positions computed in float64 agree
 between CPUs to within a few units in the last place (about 1e-14 px for images of this size), so a
@@ -30,10 +30,10 @@ from stnkit.geometry.checks import check_shape, check_tensor
 
 __all__ = ["sample_fixed_point", "sample_fixed_point_reference"]
 
-# 1/256 px steps: finer than anything visible in 8-bit images, and small enough that the 4 weighted taps
-# (weights up to 2**16, values up to 255) sum in int32.
+# 1/256 px steps: finer than anything visible in 8-bit images. With 8 bits, every quantity of the
+# interpolation is exact in float32 (see sample_fixed_point).
 DEFAULT_FRACTION_BITS = 8
-_MAX_FRACTION_BITS = 11  # 255 * 4**11 < 2**31
+_MAX_FRACTION_BITS = 8  # weight products (2 * bits) times 8-bit values must fit float32's 24 bits
 
 
 def _check_arguments(images: object, grid: object, fraction_bits: int) -> tuple[Tensor, Tensor]:
@@ -50,27 +50,41 @@ def _check_arguments(images: object, grid: object, fraction_bits: int) -> tuple[
     return images, grid
 
 
-def _fixed_point_positions(coord: Tensor, size: int, align_corners: bool, fraction_bits: int) -> Tensor:
-    """Normalised float64 coordinates -> int64 pixel positions in units of 1 / 2**bits pixel.
+def _snap(pixels: Tensor, low: float, high: float, fraction_bits: int) -> Tensor:
+    """Pixel positions clipped to [low, high] (NaN to ``low``) and rounded to multiples of 1 / 2**bits.
 
-    Non-finite and far-outside positions become a position two pixels outside the image (every tap
-    reads zero there), so that nothing huge is ever converted to an integer.
+    Clipping keeps every tap of a far-outside position outside the image (it reads zero) and keeps
+    huge values and NaN away from the rounding; multiplying by a power of two is exact, so the only
+    rounding of a position is the one here.
     """
-    if align_corners:
-        pixels = (coord + 1.0) / 2.0 * (size - 1)
-    else:
-        pixels = ((coord + 1.0) * size - 1.0) / 2.0
-    outside = -2.0
-    pixels = torch.nan_to_num(pixels, nan=outside).clamp_(outside, size + 1.0)  # clamp takes the infinities
-    # Multiplying by a power of two is exact, so the only rounding of the position is this one.
-    return torch.round(pixels * 2.0**fraction_bits).long()
+    unit = 2.0**fraction_bits
+    return torch.nan_to_num_(pixels, nan=low).clamp_(low, high).mul_(unit).round_().div_(unit)
 
 
-def _normalized(pixels: Tensor, size: int, align_corners: bool) -> Tensor:
-    """Pixel positions -> normalised coordinates (the inverse of the unnormalisation above)."""
-    if align_corners:
-        return pixels * (2.0 / max(size - 1, 1)) - 1.0
-    return (2.0 * pixels + 1.0) / size - 1.0
+def _snapped_pixels(grid: Tensor, height: int, width: int, align_corners: bool, fraction_bits: int) -> Tensor:
+    """Normalised float64 positions (..., 2) -> pixel positions (x, y), multiples of 1 / 2**bits.
+
+    ``pixel = coord * scale + offset`` per axis (torch's unnormalisation as one multiply and one add,
+    with exact ``scale`` and ``offset``); positions are clipped to two pixels outside the image.
+    """
+
+    def scale_offset(size: int) -> tuple[float, float]:
+        offset = (size - 1) / 2
+        return (offset if align_corners else size / 2), offset
+
+    if height == width:  # one scale for both axes: whole-grid operations (per-axis slices are slow)
+        scale, offset = scale_offset(width)
+        return _snap(grid * scale + offset, -2.0, width + 1.0, fraction_bits)
+    axes = []
+    for axis, size in ((0, width), (1, height)):
+        scale, offset = scale_offset(size)
+        axes.append(_snap(grid[..., axis] * scale + offset, -2.0, size + 1.0, fraction_bits))
+    return torch.stack(axes, dim=-1)
+
+
+def _power_of_two_plus_one(size: int) -> int:
+    """The least ``2**k + 1 >= size`` (k >= 0)."""
+    return (1 << max(size - 2, 0).bit_length()) + 1
 
 
 def sample_fixed_point(
@@ -80,23 +94,26 @@ def sample_fixed_point(
     align_corners: bool = False,
     fraction_bits: int = DEFAULT_FRACTION_BITS,
 ) -> Tensor:
-    """Bilinear sampling with zero padding and exact integer rounding; bit-identical on every machine.
+    """Bilinear sampling with zero padding and exact rounding to 8 bits; bit-identical on every machine.
 
     The same sampling as ``F.grid_sample(images / 255, grid, padding_mode="zeros")`` followed by
     rounding to 8 bits, except that sample positions are first rounded to ``1 / 2**fraction_bits``
     pixel (see the module docstring for why).
 
-    The interpolation itself runs in torch's float64 sampler on the rounded positions: the exact result
-    is an integer multiple of ``4**-bits`` (at most ``255``), and float64 gets within about 1e-13 of it,
-    so rounding to that multiple recovers the exact integer sum whatever the CPU; the final rounding to
-    8 bits is then done on that integer. :func:`sample_fixed_point_reference` computes the same with
-    Python fractions, and the tests hold the two to each other bit for bit.
+    How it stays exact while using torch's fast float32 sampler: the images are zero-padded to a side
+    of ``2**k + 1`` and sampled with ``align_corners=True``, so that the normalised coordinate of every
+    rounded position, and torch's conversion back to pixels, are exact binary fractions. The bilinear
+    weights are then multiples of 1/256, their products times 8-bit values need at most 24 bits, and so
+    every product and partial sum of the interpolation is exact in float32, in any order, with or
+    without fused multiply-adds: the result is exactly the rational bilinear value, which is rounded
+    (halves up) exactly too. :func:`sample_fixed_point_reference` computes the same with Python
+    fractions, and the tests hold the two to each other bit for bit.
 
     Args:
         images: uint8 Tensor[N, C, H, W].
         grid: float64 Tensor[N, H_out, W_out, 2], normalised (x, y) positions as in :func:`stnkit.sample`.
         align_corners: torch's meaning.
-        fraction_bits: sub-pixel precision of the sample positions, 0 to 11 (default 8: 1/256 px).
+        fraction_bits: sub-pixel precision of the sample positions, 0 to 8 (default 8: 1/256 px).
 
     Returns:
         uint8 Tensor[N, C, H_out, W_out]: the interpolated values rounded to the nearest integer (halves up).
@@ -109,18 +126,15 @@ def sample_fixed_point(
     """
     images, grid = _check_arguments(images, grid, fraction_bits)
     height, width = images.shape[2:]
-    unit = 2.0**fraction_bits
-    snapped = []
-    for axis, size in ((0, width), (1, height)):
-        steps = _fixed_point_positions(grid[..., axis], size, align_corners, fraction_bits)
-        snapped.append(_normalized(steps.double() / unit, size, align_corners))
-    values = F.grid_sample(
-        images.double(), torch.stack(snapped, dim=-1), mode="bilinear", padding_mode="zeros",
-        align_corners=align_corners,
-    )  # fmt: skip
-    # total = sum of (integer weights) * (uint8 taps), an integer < 2**27: exact once rounded.
-    total = torch.round(values * unit**2)
-    return torch.floor((total + unit**2 / 2) / unit**2).to(torch.uint8)
+    side = _power_of_two_plus_one(max(height, width))
+    padded = F.pad(images, (0, side - width, 0, side - height)).float()  # zeros: what lies outside anyway
+    pixels = _snapped_pixels(grid, height, width, align_corners, fraction_bits)
+    # align_corners=True on a side of 2**k + 1: pixel p is at p * 2**(1 - k) - 1, exact in float32.
+    normalized = pixels.mul_(2.0 / (side - 1)).sub_(1.0).float()
+    values = F.grid_sample(padded, normalized, mode="bilinear", padding_mode="zeros", align_corners=True)
+    unit = 4.0**fraction_bits
+    # values * unit is an integer below 2**24; floor((that + unit / 2) / unit) rounds halves up, exactly.
+    return values.mul_(unit).add_(unit / 2).div_(unit).floor_().to(torch.uint8)
 
 
 def sample_fixed_point_reference(
@@ -140,15 +154,15 @@ def sample_fixed_point_reference(
     images, grid = _check_arguments(images, grid, fraction_bits)
     batch, channels, height, width = images.shape
     out_h, out_w = grid.shape[1:3]
-    scale = 2**fraction_bits
-    qx = _fixed_point_positions(grid[..., 0], width, align_corners, fraction_bits).tolist()
-    qy = _fixed_point_positions(grid[..., 1], height, align_corners, fraction_bits).tolist()
+    unit = 2**fraction_bits
+    # Exact integers in units of 1 / 2**bits pixel: (N, H_out, W_out, 2) nested lists.
+    steps = (_snapped_pixels(grid, height, width, align_corners, fraction_bits) * unit).long().tolist()
     pixels = images.tolist()
     out = torch.zeros(batch, channels, out_h, out_w, dtype=torch.uint8)
     for n in range(batch):
         for i in range(out_h):
             for j in range(out_w):
-                x, y = Fraction(qx[n][i][j], scale), Fraction(qy[n][i][j], scale)
+                x, y = (Fraction(step, unit) for step in steps[n][i][j])
                 left, top = x.numerator // x.denominator, y.numerator // y.denominator
                 for c in range(channels):
                     value = Fraction(0)
