@@ -8,11 +8,13 @@ last. Before timing, the variants are checked to agree numerically.
     python benchmarks/bench_warp.py                 # everything, 2 threads
     python benchmarks/bench_warp.py --quick         # fewer rounds and sizes
     python benchmarks/bench_warp.py --device cuda   # on a GPU, if there is one
+    python benchmarks/bench_warp.py --path-agreement  # STNKIT_KERNELS=1 vs 0: how far apart, no timing
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import resource
 import statistics
@@ -240,6 +242,42 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def path_agreement() -> None:
+    """Largest differences between the fused kernel and the torch-op path (STNKIT_KERNELS=0), float32.
+
+    64x3x32x32, theta = identity + 0.2 * randn and the identity itself, every padding and align_corners:
+    outputs, input gradients and theta gradients of the sum.
+    """
+    from stnkit.geometry import kernel
+
+    available = kernel.kernel_available
+    if not available():
+        raise SystemExit("the fused kernel is unavailable here: nothing to compare")
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(64, 3, 32, 32, generator=generator, requires_grad=True)
+    thetas = {
+        "random": torch.eye(2, 3) + 0.2 * torch.randn(64, 2, 3, generator=generator),
+        "identity": torch.eye(2, 3).repeat(64, 1, 1),
+    }
+    for (name, theta), padding_mode, align_corners in itertools.product(
+        thetas.items(), ["zeros", "border", "reflection"], [False, True]
+    ):
+        results = []
+        for use_kernel in (True, False):
+            kernel.kernel_available = available if use_kernel else (lambda: False)  # type: ignore[assignment]
+            t = theta.clone().requires_grad_()
+            out = stnkit.warp(image, t, padding_mode=padding_mode, align_corners=align_corners)
+            results.append((out, *torch.autograd.grad(out.sum(), (image, t))))
+        kernel.kernel_available = available  # type: ignore[assignment]
+        (out_k, gi_k, gt_k), (out_t, gi_t, gt_t) = results
+        theta_relative = ((gt_k - gt_t).abs().max() / gt_t.abs().max()).item()
+        print(
+            f"{name:8s} {padding_mode:10s} align_corners={align_corners!s:5s} "
+            f"output {(out_k - out_t).abs().max().item():.1e}  grad input {(gi_k - gi_t).abs().max().item():.1e}  "
+            f"grad theta {theta_relative:.1e} relative  outputs equal: {torch.equal(out_k, out_t)}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--transforms", default="affine,projective,tps")
+    parser.add_argument("--path-agreement", action="store_true", help="kernel vs torch-op path, no timing")
     parser.add_argument("--peak-memory-of", help=argparse.SUPPRESS)  # internal: one case, fresh process
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -257,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{measure_peak_rss(args.peak_memory_of, tuple(int(s) for s in args.size.split(','))):.1f}")
         return 0
     torch.set_num_threads(args.threads)
+    if args.path_agreement:
+        path_agreement()
+        return 0
     device = torch.device(args.device)
     sizes = QUICK_SIZES if args.quick else SIZES
     rounds = 5 if args.quick else args.rounds
