@@ -14,6 +14,7 @@ from stnkit.data import (
     load_gtsrb_npz,
     load_gtsrb_original,
 )
+from stnkit.data.gtsrb import holdout_tracks
 
 
 def test_npz_counts_and_labels(shared_gtsrb: Path) -> None:
@@ -162,3 +163,121 @@ def test_npz_refuses_mismatched_arrays(
     with pytest.raises(GtsrbError, match=match) as info:
         load_gtsrb_npz(path, crop_roi=crop_roi)
     assert "bad.npz" in str(info.value) and "\n" not in str(info.value)
+
+
+# --- 48x48 from the original layout, and the choice of source ----------------------------------
+
+
+def _write_npz_copy(base: Path, split: str, n: int) -> None:
+    """A gtsrb32_<split>.npz of ``n`` black images beside a tiny original layout."""
+    folder = base / "gtsrb"
+    folder.mkdir(parents=True, exist_ok=True)
+    _tiny_npz(folder / f"gtsrb32_{split}.npz", n=n, labels=np.zeros(n, np.int64))
+
+
+def test_load_gtsrb_at_48_reads_the_original_layout(
+    tmp_path: Path, tiny_gtsrb: Callable[..., dict[str, int]]
+) -> None:
+    counts = tiny_gtsrb(tmp_path / "gtsrb", classes=3, per_class=2)
+    _write_npz_copy(tmp_path, "train", counts["train"])
+    at_48 = load_gtsrb(tmp_path, split="train", size=48)
+    direct = load_gtsrb_original(tmp_path / "gtsrb", split="train", size=48)
+    assert at_48.images.shape == (counts["train"], 3, 48, 48)
+    # The archives' pictures resized once, not the black 32x32 copy interpolated.
+    assert torch.equal(at_48.images, direct.images) and at_48.images.max() > 0
+    assert at_48.track_ids.tolist() == [0, 1, 0, 1, 0, 1]
+    # Up to 32x32 the copy is preferred, as before; `source` forces either one.
+    assert load_gtsrb(tmp_path, split="train").images.max() == 0
+    assert load_gtsrb(tmp_path, split="train", size=48, source="npz").images.max() == 0
+    assert torch.equal(
+        load_gtsrb(tmp_path, split="train", source="original").images,
+        load_gtsrb_original(tmp_path / "gtsrb", split="train").images,
+    )
+
+
+def test_load_gtsrb_source_absent_or_unknown(tmp_path: Path) -> None:
+    _write_npz_copy(tmp_path, "test", 3)
+    with pytest.raises(DataNotFoundError, match="no original layout") as info:
+        load_gtsrb(tmp_path, split="test", size=48, source="original")
+    assert "stnkit data download gtsrb" in str(info.value) and "\n" not in str(info.value)
+    # Without the layout, "auto" at 48 falls back to interpolating the copy (documented).
+    assert load_gtsrb(tmp_path, split="test", size=48).images.shape == (3, 3, 48, 48)
+    with pytest.raises(ValueError, match="unknown GTSRB source 'zip'; valid"):
+        load_gtsrb(tmp_path, split="test", source="zip")
+
+
+def test_original_reader_caches_until_the_annotations_change(
+    tmp_path: Path, tiny_gtsrb: Callable[..., dict[str, int]]
+) -> None:
+    tiny_gtsrb(tmp_path, classes=2, per_class=2)
+    first = load_gtsrb_original(tmp_path, split="train", size=48)
+    assert load_gtsrb_original(tmp_path, split="train", size=48) is first
+    assert load_gtsrb_original(tmp_path, split="train", size=40) is not first
+    csv_path = tmp_path / "GTSRB" / "Final_Training" / "Images" / "00001" / "GT-00001.csv"
+    lines = csv_path.read_text().splitlines(keepends=True)
+    csv_path.write_text("".join(lines[:2]))  # drop the class's second image
+    assert load_gtsrb_original(tmp_path, split="train", size=48).labels.tolist() == [0, 0, 1]
+
+
+# --- a validation split of whole tracks ---------------------------------------------------------
+
+
+def _tracks(counts: dict[int, int], frames: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, track_ids) of ``counts[c]`` tracks of ``frames`` images for each class ``c``."""
+    labels = [c for c, n in counts.items() for _ in range(n * frames)]
+    tracks = [t for _, n in counts.items() for t in range(n) for _ in range(frames)]
+    return torch.tensor(labels), torch.tensor(tracks)
+
+
+def _tracks_of(labels: torch.Tensor, tracks: torch.Tensor, mask: torch.Tensor) -> set[tuple[int, int]]:
+    return set(zip(labels[mask].tolist(), tracks[mask].tolist()))
+
+
+def test_holdout_takes_the_last_whole_tracks_of_each_class() -> None:
+    labels, tracks = _tracks({0: 10, 1: 4, 2: 2})  # 48 images
+    held = holdout_tracks(labels, tracks, 12)  # a quarter: 2.5 -> 3, 1 and 0.5 -> 1 tracks
+    assert _tracks_of(labels, tracks, held) == {(0, 7), (0, 8), (0, 9), (1, 3), (2, 1)}
+    assert not _tracks_of(labels, tracks, held) & _tracks_of(labels, tracks, ~held)
+    # Never all of a class's tracks, at least one of each.
+    most = holdout_tracks(labels, tracks, 47)
+    assert _tracks_of(labels, tracks, ~most) == {(0, 0), (1, 0), (2, 0)}
+    assert set(labels[holdout_tracks(labels, tracks, 1)].tolist()) == {0, 1, 2}
+
+
+def test_holdout_depends_only_on_labels_and_tracks() -> None:
+    labels, tracks = _tracks({0: 5, 3: 7, 4: 3}, frames=4)
+    held = holdout_tracks(labels, tracks, 20)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(holdout_tracks(labels[order], tracks[order], 20), held[order])
+
+
+@pytest.mark.parametrize(
+    ("counts", "val_size", "match"),
+    [
+        ({0: 3, 1: 1}, 3, "class 1 has 1 track"),
+        ({0: 3, 1: 2}, 0, "val_size must be in 1..14"),
+        ({0: 3, 1: 2}, 15, "val_size must be in 1..14"),
+    ],
+)
+def test_holdout_refusals(counts: dict[int, int], val_size: int, match: str) -> None:
+    labels, tracks = _tracks(counts)
+    with pytest.raises(ValueError, match=match):
+        holdout_tracks(labels, tracks, val_size)
+
+
+def test_holdout_needs_track_ids() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="track ids are missing"):
+        holdout_tracks(labels, torch.full((4,), -1), 2)
+
+
+def test_holdout_on_real_gtsrb(shared_gtsrb: Path) -> None:
+    train = load_gtsrb(shared_gtsrb, split="train")
+    held = holdout_tracks(train.labels, train.track_ids, 4000)
+    # 134 whole tracks (of 1,307) near 4,000 images; every class on both sides.
+    assert int(held.sum()) == 4020
+    assert len(_tracks_of(train.labels, train.track_ids, held)) == 134
+    assert not _tracks_of(train.labels, train.track_ids, held) & _tracks_of(
+        train.labels, train.track_ids, ~held
+    )
+    assert train.labels[held].unique().numel() == train.labels[~held].unique().numel() == 43

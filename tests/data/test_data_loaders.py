@@ -10,7 +10,10 @@ from PIL import Image
 from stnkit.data import dataset_info, list_datasets, make_loader
 from stnkit.data.commands import add_data_subcommands
 
-NAMES = ["mnist", "r", "rts", "p", "e", "tc", "mnist-add", "gtsrb"]
+NAMES = ["mnist", "r", "rts", "p", "e", "tc", "mnist-add", "gtsrb", "gtsrb48"]
+# gtsrb48 reads the official archives' layout, which the shared data folder does not hold; it is
+# tested on a tiny synthetic layout (test_gtsrb48_*).
+SHARED_NAMES = [name for name in NAMES if name != "gtsrb48"]
 
 
 def collect(loader: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,7 +32,7 @@ def test_registry() -> None:
         make_loader("svhn", split="train", batch_size=4)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHARED_NAMES)
 def test_every_dataset_yields_its_info(shared_gtsrb: Path, name: str) -> None:
     info = dataset_info(name)
     loader = make_loader(name, split="train", batch_size=5, limit=12)
@@ -181,9 +184,63 @@ def test_validation_split_is_the_held_out_end_of_train(shared_data: Path) -> Non
         ("mnist", "val", 0, "split 'val' needs val_size > 0"),
         ("mnist", "train", -1, "val_size must be >= 0"),
         ("mnist", "train", 60_000, "val_size must be below the 60000 training images"),
-        ("gtsrb", "train", 100, "GTSRB needs a split by whole tracks"),
+        ("gtsrb", "train", 39_209, "val_size must be below the 39209 training images"),
     ],
 )
 def test_bad_validation_sizes(shared_data: Path, name: str, split: str, val_size: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_loader(name, split=split, batch_size=8, val_size=val_size)
+
+
+# --- GTSRB: 48x48 from the archives' layout, validation by whole tracks -------------------------
+
+
+def test_gtsrb48_yields_48x48_from_the_original_layout(tmp_path: Path, tiny_gtsrb) -> None:
+    from stnkit.data import load_gtsrb_original
+
+    counts = tiny_gtsrb(tmp_path, classes=3, per_class=2)
+    info = dataset_info("gtsrb48")
+    assert (info.num_classes, info.in_channels, info.image_size) == (43, 3, (48, 48))
+    for split in ("train", "test"):
+        loader = make_loader("gtsrb48", split=split, batch_size=4, root=tmp_path, shuffle=False)
+        images, labels = collect(loader)
+        assert images.shape == (counts[split], 3, 48, 48) and images.dtype == torch.float32
+        source = load_gtsrb_original(tmp_path, split=split, size=48)
+        assert torch.equal(images, source.images.float() / 255) and torch.equal(labels, source.labels)
+
+
+def test_gtsrb48_refuses_the_32x32_copy(shared_gtsrb: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no original layout of the official archives") as info:
+        make_loader("gtsrb48", split="test", batch_size=8, root=shared_gtsrb)
+    assert "\n" not in str(info.value)
+
+
+def test_gtsrb48_validation_is_whole_tracks(tmp_path: Path, tiny_gtsrb) -> None:
+    tiny_gtsrb(tmp_path, classes=3, per_class=4)  # image k of each class is its track k
+    kwargs = {"batch_size": 5, "root": tmp_path, "val_size": 3, "shuffle": False}
+    val = make_loader("gtsrb48", split="val", **kwargs)  # type: ignore[arg-type]
+    train = make_loader("gtsrb48", split="train", **kwargs)  # type: ignore[arg-type]
+    whole = make_loader("gtsrb48", split="train", batch_size=5, root=tmp_path, shuffle=False)
+    (val_images, val_labels), (train_images, _), (all_images, _) = map(collect, (val, train, whole))
+    # 3 of 12 images: the last track (k = 3) of each class.
+    assert torch.equal(val_images, all_images[[3, 7, 11]]) and val_labels.tolist() == [0, 1, 2]
+    assert torch.equal(train_images, all_images[[0, 1, 2, 4, 5, 6, 8, 9, 10]])
+
+
+def test_gtsrb_validation_split_on_real_tracks(shared_gtsrb: Path) -> None:
+    from stnkit.data import load_gtsrb
+    from stnkit.data.gtsrb import holdout_tracks
+
+    kwargs = {"batch_size": 512, "val_size": 4000, "shuffle": False}
+    val = make_loader("gtsrb", split="val", **kwargs)  # type: ignore[arg-type]
+    train = make_loader("gtsrb", split="train", **kwargs)  # type: ignore[arg-type]
+    assert val.num_samples == 4020 and train.num_samples == 39_209 - 4020
+    source = load_gtsrb(shared_gtsrb, split="train")
+    held = holdout_tracks(source.labels, source.track_ids, 4000)
+    assert torch.equal(val.dataset.images, source.images[held])
+    assert torch.equal(val.dataset.labels, source.labels[held])
+    assert torch.equal(train.dataset.images, source.images[~held])
+    # Fixed: the validation batches are the same every epoch.
+    first = next(iter(val))[0]
+    val.set_epoch(3)
+    assert torch.equal(next(iter(val))[0], first)

@@ -16,6 +16,7 @@ side, while an inclusive reading would leave 4 px on the right.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import zipfile
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "GTSRB_NUM_CLASSES",
     "GtsrbArrays",
     "GtsrbError",
+    "holdout_tracks",
     "load_gtsrb",
     "load_gtsrb_npz",
     "load_gtsrb_original",
@@ -279,7 +281,8 @@ def load_gtsrb_original(
         size: output size, int or (H, W).
 
     Returns:
-        :class:`GtsrbArrays` in class-then-CSV order (train) or CSV order (test).
+        :class:`GtsrbArrays` in class-then-CSV order (train) or CSV order (test), cached per
+        process (shared: do not modify in place).
 
     Raises:
         DataNotFoundError: the layout, a CSV or an image is missing.
@@ -289,6 +292,27 @@ def load_gtsrb_original(
         raise ValueError(f"unknown GTSRB split {split!r}; valid: {list(_SPLITS)}")
     images_dir, csvs = _find_split(Path(folder), split)
     out_hw = _as_hw(size)
+    # Reading 39,209 .ppm files takes tens of seconds and a training run asks for each split more
+    # than once (train and validation, test and the pictures' batch): keep the result per process,
+    # keyed by the annotation files' sizes and times so that an edited layout is read afresh.
+    stats = tuple((str(c.resolve()), c.stat().st_size, c.stat().st_mtime_ns) for c, _ in csvs)
+    key = (str(images_dir.resolve()), split, crop_roi, out_hw, stats)
+    if key not in _ORIGINAL_CACHE:
+        _ORIGINAL_CACHE[key] = _read_original(images_dir, csvs, split=split, crop_roi=crop_roi, out_hw=out_hw)
+    return _ORIGINAL_CACHE[key]
+
+
+_ORIGINAL_CACHE: dict[tuple[object, ...], GtsrbArrays] = {}
+
+
+def _read_original(
+    images_dir: Path,
+    csvs: Sequence[tuple[Path, Path]],
+    *,
+    split: str,
+    crop_roi: bool,
+    out_hw: tuple[int, int],
+) -> GtsrbArrays:
     images: list[np.ndarray] = []
     labels, names, size_rois, tracks = [], [], [], []
     for csv_path, rel_dir in csvs:
@@ -325,40 +349,135 @@ def load_gtsrb(
     split: str = "train",
     crop_roi: bool = False,
     size: int | Sequence[int] | None = None,
+    source: str = "auto",
 ) -> GtsrbArrays:
-    """GTSRB from the data root: the 32x32 ``.npz`` copy if present, else the original layout.
+    """GTSRB from the data root: the 32x32 ``.npz`` copy or the original layout of the archives.
 
-    Looks for ``<root>/gtsrb/gtsrb32_<split>.npz`` (or ``<root>/gtsrb32_<split>.npz``), then for
-    the original layout under ``<root>/gtsrb/`` or ``<root>/``.
+    Looks for ``<root>/gtsrb/gtsrb32_<split>.npz`` (or ``<root>/gtsrb32_<split>.npz``) and for the
+    original layout under ``<root>/gtsrb/`` or ``<root>/``. ``source="auto"`` prefers the ``.npz``
+    up to 32x32 and the original layout above it (48x48 from the archives has detail the 32x32
+    copy lacks; the copy is only interpolated when the layout is absent).
 
     Args:
         root: data root; see :func:`stnkit.data.resolve_data_root`.
         split: ``"train"`` (39,209 images) or ``"test"`` (12,630).
         crop_roi: crop to the sign ROI.
-        size: output size; ``None`` means 32x32.
+        size: output size, int or (H, W); ``None`` means 32x32.
+        source: ``"auto"``, ``"npz"`` (the 32x32 copy only) or ``"original"`` (the archives' layout
+            only).
+
+    Raises:
+        DataNotFoundError: the chosen source is absent under the root (the message says how to get it).
+        ValueError: unknown split or source.
 
     Example:
         >>> test = load_gtsrb(split="test")  # doctest: +SKIP
         >>> tuple(test.images.shape)  # doctest: +SKIP
         (12630, 3, 32, 32)
+        >>> tuple(load_gtsrb("/data", split="test", size=48).images.shape)  # doctest: +SKIP
+        (12630, 3, 48, 48)
     """
     if split not in _SPLITS:
         raise ValueError(f"unknown GTSRB split {split!r}; valid: {list(_SPLITS)}")
+    if source not in _SOURCES:
+        raise ValueError(f"unknown GTSRB source {source!r}; valid: {list(_SOURCES)}")
     base = resolve_data_root(root)
     npz = _first_existing([base / "gtsrb" / f"gtsrb32_{split}.npz", base / f"gtsrb32_{split}.npz"])
-    if npz is not None:
-        return load_gtsrb_npz(npz, crop_roi=crop_roi, size=size)
+    original = _original_folder(base, split)
+    finders = {"npz": npz, "original": original}
+    larger_than_copy = size is not None and max(_as_hw(size)) > NPZ_SIZE
+    order = {"npz": ["npz"], "original": ["original"]}.get(
+        source, ["original", "npz"] if larger_than_copy else ["npz", "original"]
+    )
+    for kind in order:
+        path = finders[kind]
+        if path is None:
+            continue
+        if kind == "npz":
+            return load_gtsrb_npz(path, crop_roi=crop_roi, size=size)
+        return load_gtsrb_original(
+            path, split=split, crop_roi=crop_roi, size=size if size is not None else NPZ_SIZE
+        )
+    raise DataNotFoundError(_not_found_message(base, root, split, source))
+
+
+_SOURCES = ("auto", "npz", "original")
+NPZ_SIZE = 32  # the side of the images in the gtsrb32_*.npz copy
+
+
+def _original_folder(base: Path, split: str) -> Path | None:
+    """The folder under ``base`` that holds the archives' layout of ``split``, if any."""
     sub = "Final_Training" if split == "train" else "Final_Test"
     for folder in (base / "gtsrb", base):
-        # Fall through only when there is no layout at all; a half-present layout must say what
-        # is missing.
+        # Found as soon as the image folder exists: a half-present layout (no CSV) must then say
+        # what is missing rather than fall through to "not found".
         if any((b / sub / "Images").is_dir() for b in _layout_bases(folder)):
-            return load_gtsrb_original(
-                folder, split=split, crop_roi=crop_roi, size=size if size is not None else 32
-            )
-    raise DataNotFoundError(
-        f"GTSRB {split} not found: no gtsrb/gtsrb32_{split}.npz and no original layout "
-        f"(GTSRB/Final_Training, GTSRB/Final_Test) under {base}; {describe_root(root)}. "
+            return folder
+    return None
+
+
+def _not_found_message(base: Path, root: str | os.PathLike[str] | None, split: str, source: str) -> str:
+    what = {
+        "auto": f"no gtsrb/gtsrb32_{split}.npz and no original layout (GTSRB/Final_Training, GTSRB/Final_Test)",
+        "npz": f"no gtsrb/gtsrb32_{split}.npz",
+        "original": "no original layout of the official archives (GTSRB/Final_Training, GTSRB/Final_Test)",
+    }[source]
+    return (
+        f"GTSRB {split} not found: {what} under {base}; {describe_root(root)}. "
         "Get it with `stnkit data download gtsrb --to DIR` and pass --data-root DIR or set "
         "$STNKIT_DATA=DIR."
     )
+
+
+def holdout_tracks(labels: torch.Tensor, track_ids: torch.Tensor, val_size: int) -> torch.Tensor:
+    """Which training images form a validation split of whole tracks: the last tracks of each class.
+
+    GTSRB's training images come in tracks of about 30 pictures of one physical sign, so a split
+    that cuts a track puts near-duplicates on both sides. Each class gives its last
+    ``round(val_size / N * tracks_of_class)`` tracks (by track id), at least one and never all,
+    so every class is validated and trained on; the split holds about ``val_size`` images (more
+    when ``val_size`` is small: one track per class at least). It depends on nothing but the
+    labels and track ids: the same on every machine and in every order of the images.
+
+    Args:
+        labels: int64 Tensor[N], the classes.
+        track_ids: int64 Tensor[N], the track of each image within its class (>= 0).
+        val_size: about how many images to hold out, 1 <= val_size < N.
+
+    Returns:
+        bool Tensor[N], True for the held-out (validation) images.
+
+    Raises:
+        ValueError: ``val_size`` out of range, missing track ids (-1), or a class with fewer than
+            two tracks (it cannot be both trained on and validated).
+
+    Example:
+        >>> labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+        >>> tracks = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])
+        >>> holdout_tracks(labels, tracks, 4).tolist()
+        [False, False, True, True, False, False, True, True]
+    """
+    n = int(labels.shape[0])
+    if labels.shape != track_ids.shape or labels.dim() != 1:
+        raise ValueError(
+            f"labels and track_ids must be equal 1-D shapes, got {labels.shape}, {track_ids.shape}"
+        )
+    if not 1 <= val_size < n:
+        raise ValueError(f"val_size must be in 1..{n - 1} for {n} training images, got {val_size}")
+    if bool((track_ids < 0).any()):
+        raise ValueError(
+            "GTSRB track ids are missing (-1): a split by whole tracks needs the training split's tracks"
+        )
+    fraction = val_size / n
+    held = torch.zeros(n, dtype=torch.bool)
+    for label in torch.unique(labels).tolist():
+        in_class = labels == label
+        tracks = torch.unique(track_ids[in_class])  # sorted
+        if len(tracks) < 2:
+            raise ValueError(
+                f"class {label} has {len(tracks)} track: a split by whole tracks needs two or more per class"
+            )
+        # Half-up rounding (not Python's round-half-even), clamped to [1, tracks - 1].
+        count = min(max(1, math.floor(fraction * len(tracks) + 0.5)), len(tracks) - 1)
+        held |= in_class & torch.isin(track_ids, tracks[-count:])
+    return held

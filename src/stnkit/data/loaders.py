@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from stnkit.data.distortions import DISTORTIONS, Distortion, Params
-from stnkit.data.gtsrb import GTSRB_NUM_CLASSES, load_gtsrb
+from stnkit.data.gtsrb import GTSRB_NUM_CLASSES, GtsrbArrays, holdout_tracks, load_gtsrb
 from stnkit.data.mnist import load_mnist
 
 __all__ = [
@@ -80,8 +80,19 @@ _INFOS: dict[str, DatasetInfo] = {
         DatasetInfo("tc", 10, 1, (60, 60), "translated and cluttered MNIST in 60x60"),
         DatasetInfo("mnist-add", 19, 2, (42, 42), "two RTS digits in two channels, label = sum"),
         DatasetInfo("gtsrb", GTSRB_NUM_CLASSES, 3, (32, 32), "GTSRB traffic signs, 32x32 RGB"),
+        DatasetInfo(
+            "gtsrb48",
+            GTSRB_NUM_CLASSES,
+            3,
+            (48, 48),
+            "GTSRB traffic signs, 48x48 RGB from the official archives",
+        ),
     )
 }
+
+# How each GTSRB dataset reads the data root (stnkit.data.load_gtsrb): 32x32 from the .npz copy (or
+# the archives), 48x48 from the archives only, since the 32x32 copy has no detail to give at 48.
+_GTSRB_SOURCES: dict[str, tuple[int, str]] = {"gtsrb": (32, "auto"), "gtsrb48": (48, "original")}
 
 
 def list_datasets() -> list[str]:
@@ -89,7 +100,7 @@ def list_datasets() -> list[str]:
 
     Example:
         >>> list_datasets()
-        ['mnist', 'r', 'rts', 'p', 'e', 'tc', 'mnist-add', 'gtsrb']
+        ['mnist', 'r', 'rts', 'p', 'e', 'tc', 'mnist-add', 'gtsrb', 'gtsrb48']
     """
     return list(_INFOS)
 
@@ -118,17 +129,22 @@ def load_source(name: str, split: str, root: str | os.PathLike[str] | None = Non
     """The undistorted source of a dataset: uint8 images and int64 labels.
 
     Returns:
-        images uint8 Tensor[N, 28, 28] (MNIST-based) or Tensor[N, 3, 32, 32] (GTSRB), and
-        labels int64 Tensor[N] (digit labels for ``mnist-add``; the loader sums the pairs).
+        images uint8 Tensor[N, 28, 28] (MNIST-based) or Tensor[N, 3, S, S] (GTSRB, S = 32 or 48),
+        and labels int64 Tensor[N] (digit labels for ``mnist-add``; the loader sums the pairs).
     """
     key = _check_name(name)
     if split not in ("train", "test"):
         raise ValueError(f"unknown source split {split!r}; valid: ['train', 'test']")
-    if key == "gtsrb":
-        gtsrb = load_gtsrb(root, split=split)
+    if key in _GTSRB_SOURCES:
+        gtsrb = _load_gtsrb_source(key, split, root)
         return gtsrb.images, gtsrb.labels
     mnist = load_mnist(root, split=split)
     return mnist.images, mnist.labels
+
+
+def _load_gtsrb_source(key: str, split: str, root: str | os.PathLike[str] | None) -> GtsrbArrays:
+    size, source = _GTSRB_SOURCES[key]
+    return load_gtsrb(root, split=split, size=size, source=source)
 
 
 def _split_source(
@@ -141,10 +157,8 @@ def _split_source(
         return load_source(name, "test", root)
     if split == "val" and val_size == 0:
         raise ValueError("split 'val' needs val_size > 0 (the number of training images to hold out)")
-    if val_size and name == "gtsrb":
-        # GTSRB's training images come in tracks of 30 pictures of one sign: a split that cuts tracks
-        # leaks near-duplicates into validation.
-        raise ValueError("val_size is for the MNIST-based datasets; GTSRB needs a split by whole tracks")
+    if name in _GTSRB_SOURCES:
+        return _split_gtsrb(name, split, root, val_size)
     images, labels = load_source(name, "train", root)
     if val_size >= images.shape[0]:
         raise ValueError(f"val_size must be below the {images.shape[0]} training images, got {val_size}")
@@ -152,6 +166,27 @@ def _split_source(
     if split == "val":
         return images[keep:], labels[keep:]
     return images[:keep], labels[:keep]
+
+
+def _split_gtsrb(
+    name: str, split: str, root: str | os.PathLike[str] | None, val_size: int
+) -> tuple[Tensor, Tensor]:
+    """GTSRB's training source, or its validation part of whole tracks (about ``val_size`` images).
+
+    GTSRB's training images come in tracks of 30 pictures of one sign: a split that cuts tracks
+    leaks near-duplicates into validation, so the last tracks of each class are held out
+    (:func:`stnkit.data.gtsrb.holdout_tracks`).
+    """
+    train = _load_gtsrb_source(name, "train", root)
+    if not val_size:
+        return train.images, train.labels
+    if val_size >= train.labels.shape[0]:
+        raise ValueError(
+            f"val_size must be below the {train.labels.shape[0]} training images, got {val_size}"
+        )
+    held = holdout_tracks(train.labels, train.track_ids, val_size)
+    chosen = held if split == "val" else ~held
+    return train.images[chosen], train.labels[chosen]
 
 
 def _derive_seed(*parts: object) -> int:
@@ -371,7 +406,8 @@ def make_loader(
     """A loader of ``(images, labels)`` batches for a dataset of :func:`list_datasets`.
 
     Args:
-        name: ``mnist``, ``r``, ``rts``, ``p``, ``e``, ``tc``, ``mnist-add`` or ``gtsrb``.
+        name: ``mnist``, ``r``, ``rts``, ``p``, ``e``, ``tc``, ``mnist-add``, ``gtsrb`` (32x32) or
+            ``gtsrb48`` (48x48, read from the official archives' layout).
         split: ``"train"`` (distorted afresh each epoch), ``"val"`` or ``"test"`` (fixed by ``seed``).
         batch_size: images per batch.
         root: data root; see :func:`stnkit.data.resolve_data_root`.
@@ -386,6 +422,8 @@ def make_loader(
         val_size: hold out the last ``val_size`` images of the training source as a validation
             split: ``"train"`` then uses only the others, ``"val"`` those (distorted once, fixed,
             clutter and partners from the held-out images only). ``"val"`` needs ``val_size > 0``.
+            GTSRB holds out whole tracks instead, about ``val_size`` images: the last tracks of
+            each class, at least one per class (:func:`stnkit.data.gtsrb.holdout_tracks`).
 
     Returns:
         :class:`DistortedLoader`: iterate for images float32 (B, C, H, W) in [0, 1] and labels
