@@ -13,7 +13,7 @@ STAMP := $(VENV)/.stnkit-installed
 # most the current epoch; a finished one just rewrites its report).
 RUN ?= runs/main/st-cnn-affine-rts
 
-.PHONY: setup test lint demo baseline clean
+.PHONY: setup test lint docs demo baseline clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The documentation site into site/, in strict mode: a broken link, a missing page or an API name that no
+# longer exists fails the build (mkdocs.yml). `make test` runs the same build (tests/docs/test_site.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 demo: $(STAMP)
 	@if [ -f $(RUN)/checkpoint.pt ]; then \
