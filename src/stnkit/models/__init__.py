@@ -3,10 +3,18 @@
 Every model takes ``in_channels``, ``num_classes`` and ``image_size`` and exposes its stages:
 ``model.stn`` (the input transformer, None for baselines) with ``localize``/``warp``,
 ``transform(x)``, ``forward_features(x)``, ``forward_head(features)``.
+``create_model(name, pretrained=True)`` loads shipped weights (:mod:`stnkit.models.pretrained`).
 """
 
 from stnkit.models import gtsrb, mnist  # noqa: F401  (registers the builders)
 from stnkit.models.parts import Classifier, ParallelSpatialTransformer, count_parameters
+from stnkit.models.pretrained import (
+    PretrainedWeights,
+    PretrainedWeightsError,
+    get_pretrained,
+    list_pretrained,
+    save_pretrained,
+)
 from stnkit.models.registry import (
     ModelArgumentError,
     create_model,
@@ -19,9 +27,14 @@ __all__ = [
     "Classifier",
     "ModelArgumentError",
     "ParallelSpatialTransformer",
+    "PretrainedWeights",
+    "PretrainedWeightsError",
     "count_parameters",
     "create_model",
+    "get_pretrained",
     "list_models",
+    "list_pretrained",
     "model_entrypoint",
     "register_model",
+    "save_pretrained",
 ]

@@ -60,19 +60,36 @@ def model_entrypoint(name: str) -> Builder:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model.
+def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model, optionally with shipped pretrained weights.
 
     Args:
-        name: a name from :func:`list_models`.
+        name: a name from :func:`list_models`; with ``pretrained``, a name from
+            :func:`stnkit.models.list_pretrained` (``MODEL.TAG``) or a model with one such file.
+        pretrained: load the shipped weights (SHA-256 checked, safetensors, never pickle) and
+            return the model in eval mode; see :mod:`stnkit.models.pretrained`.
         **kwargs: builder arguments; every builder takes ``in_channels``, ``num_classes`` and
-            ``image_size`` (H, W) so a model fits any dataset of the data module.
+            ``image_size`` (H, W) so a model fits any dataset of the data module. With
+            ``pretrained`` they must equal the weights' own (which are used by default).
 
     Raises:
         KeyError: no such model.
         ModelArgumentError: an argument the builder does not take, or a value it cannot use
             (e.g. ``hidden="abc"``); the message names the model and the arguments.
+        PretrainedWeightsError: with ``pretrained``, unknown weights or a file that is missing,
+            altered or does not fit.
+
+    Example:
+        >>> from stnkit.models import create_model
+        >>> create_model("cnn", in_channels=1, num_classes=10, image_size=(28, 28)).training
+        True
+        >>> create_model("st-cnn-affine.rts", pretrained=True).training  # doctest: +SKIP
+        False
     """
+    if pretrained:
+        from stnkit.models.pretrained import create_pretrained  # it builds through this function
+
+        return create_pretrained(name, **kwargs)
     builder = model_entrypoint(name)
     try:
         return builder(**kwargs)
