@@ -1,15 +1,18 @@
-"""``stnkit eval``: a checkpoint's loss, accuracy and error on a dataset split, as JSON."""
+"""``stnkit eval``: a checkpoint's (or shipped weights') loss, accuracy and error on a dataset split, as JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from stnkit import data
 from stnkit.cli.common import CliError, add_data_root_argument, dataset_model_kwargs, load_run, positive_int
 from stnkit.engine import evaluate
+from stnkit.models import create_model, get_pretrained
 
 __all__ = ["add_parser", "cmd_eval"]
 
@@ -21,7 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="evaluate a checkpoint on a dataset's test split",
         description="Evaluate a checkpoint and print loss, accuracy and error as JSON.",
     )
-    p.add_argument("checkpoint", help="a checkpoint.pt written by `stnkit train`")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt written by `stnkit train`")
+    p.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="evaluate shipped weights instead of a checkpoint (see stnkit.models.list_pretrained())",
+    )
     p.add_argument("--dataset", help="dataset (default: the one it was trained on)")
     p.add_argument("--split", default="test", choices=("test", "train"), help="(default test)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
@@ -32,28 +40,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stnkit eval``."""
-    model, state, config = load_run(args.checkpoint)
-    dataset = args.dataset or config.dataset
-    expected = state["model_kwargs"]
-    actual = dataset_model_kwargs(dataset, {})
-    for key in ("in_channels", "num_classes", "image_size"):
-        if key not in expected:  # built with the builder's default: nothing recorded to compare
-            continue
-        built_for = expected[key]
-        if list(np.atleast_1d(built_for)) != list(np.atleast_1d(actual[key])):
-            raise CliError(
-                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_for}"
-            )
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise CliError("give a checkpoint or --pretrained NAME (one of them)")
+    if args.pretrained is not None:
+        entry = get_pretrained(args.pretrained)
+        model = create_model(entry.name, pretrained=True)
+        trained_on, built_with, root, seed = entry.dataset, entry.model_kwargs, args.data_root, data.TEST_SEED
+        source: dict[str, Any] = {"pretrained": entry.name, "recorded_test_error": entry.test_error}
+    else:
+        model, state, config = load_run(args.checkpoint)
+        trained_on, built_with, root = (
+            config.dataset,
+            state["model_kwargs"],
+            args.data_root or config.data_root,
+        )
+        seed = data.TEST_SEED if args.split == "test" else config.seed
+        source = {}
+    dataset = args.dataset or trained_on
+    _check_fits(dataset, built_with)
     loader = data.make_loader(
         dataset,
         split=args.split,
         batch_size=args.batch_size,
-        root=args.data_root or config.data_root,
-        seed=data.TEST_SEED if args.split == "test" else config.seed,
+        root=root,
+        seed=seed,
         limit=args.limit,
         shuffle=False,
         drop_last=False,
     )
     metrics = evaluate(model, loader)
-    print(json.dumps({"dataset": dataset, "split": args.split, **metrics}, indent=2))
+    print(json.dumps({"dataset": dataset, "split": args.split, **source, **metrics}, indent=2))
     return 0
+
+
+def _check_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
+    """Refuse a dataset whose channels, classes or image size are not those the model was built for."""
+    actual = dataset_model_kwargs(dataset, {})
+    for key in ("in_channels", "num_classes", "image_size"):
+        if key not in built_with:  # built with the builder's default: nothing recorded to compare
+            continue
+        if list(np.atleast_1d(built_with[key])) != list(np.atleast_1d(actual[key])):
+            raise CliError(
+                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_with[key]}"
+            )

@@ -1,4 +1,5 @@
-"""``stnkit export``: a checkpoint to ONNX, checked against onnxruntime (see :mod:`stnkit.export`)."""
+"""``stnkit export``: a checkpoint to ONNX, checked against onnxruntime (see :mod:`stnkit.export`), or to
+shipped pretrained weights (safetensors, see :mod:`stnkit.weights`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 
 from stnkit.cli.common import CliError, load_run
 from stnkit.export import MIN_OPSET, export_onnx, onnx_max_abs_diff, require_onnx
+from stnkit.models.pretrained import entry_source
+from stnkit.weights import pack_checkpoint
 
 __all__ = ["add_parser", "cmd_export"]
 
@@ -23,14 +26,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Export the classifier with its spatial transformer to ONNX.",
     )
     p.add_argument("checkpoint", help="a checkpoint.pt written by `stnkit train`")
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--onnx", help="output .onnx file")
+    target.add_argument(
+        "--safetensors",
+        metavar="OUT",
+        help="output .safetensors file of pretrained weights; prints its SHA-256 and registry entry",
+    )
     p.add_argument("--opset", type=int, default=18, help=f"ONNX opset, >= {MIN_OPSET} (default 18)")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    p.add_argument("--name", help="pretrained name MODEL.TAG (--safetensors; default MODEL.DATASET)")
+    p.add_argument("--cpu", help="CPU the run trained on (--safetensors; default this machine's)")
+    p.add_argument("--date", help="date it trained (--safetensors; default the checkpoint's, UTC)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``stnkit export``."""
+    if args.safetensors:
+        return _export_safetensors(args)
     require_onnx(runtime=not args.no_check)  # before the export, which takes seconds
     model, state, _ = load_run(args.checkpoint)
     kwargs = state["model_kwargs"]
@@ -45,4 +59,20 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(message, file=sys.stderr)
             raise CliError(f"ONNX output differs from torch by {diff:.2e} (> {TOLERANCE:g})")
     print(message)
+    return 0
+
+
+def _export_safetensors(args: argparse.Namespace) -> int:
+    packed = pack_checkpoint(args.checkpoint, args.safetensors, name=args.name, cpu=args.cpu, date=args.date)
+    print(f"wrote {packed.path}")
+    print(f"sha256 {packed.entry.sha256}")
+    if not packed.finished:
+        print(f"note: the checkpoint is epoch {packed.entry.provenance['epochs']}: the run did not finish")
+    if packed.entry.test_error is None:
+        print("note: no test error on the whole test set in the checkpoint (--test-limit?): test_error=None")
+    print(
+        "Ship it: copy the file to src/stnkit/models/weights/ and add this entry to PRETRAINED in "
+        "src/stnkit/models/pretrained.py (check cpu and date if it trained on another machine):"
+    )
+    print(entry_source(packed.entry))
     return 0

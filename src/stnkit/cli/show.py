@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run, positive_int
+from stnkit.models import create_model, get_pretrained
 
 __all__ = ["add_parser", "cmd_show"]
 
@@ -20,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "transformer's outputs) and transformer_frame.png for test images of a dataset."
         ),
     )
-    p.add_argument("checkpoint", help="a checkpoint.pt of a model with a spatial transformer")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt of a model with a spatial transformer")
+    p.add_argument("--pretrained", metavar="NAME", help="draw shipped weights instead (needs --out)")
     p.add_argument("--dataset", help="dataset (default: the one it was trained on)")
     p.add_argument("--num", type=positive_int, default=8, help="images to draw (default 8)")
     p.add_argument("--out", help="folder for the pictures (default: the checkpoint's folder)")
@@ -34,14 +36,25 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from stnkit.viz import PICTURES, plot_transformer, transformer_frame, transformer_views
 
-    model, state, config = load_run(args.checkpoint)
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise CliError("give a checkpoint or --pretrained NAME (one of them)")
+    if args.pretrained is not None:
+        if not args.out:
+            raise CliError("--pretrained needs --out FOLDER for the pictures")
+        entry = get_pretrained(args.pretrained)
+        model = create_model(entry.name, pretrained=True)
+        model_name, trained_on, root, when = entry.model, entry.dataset, args.data_root, entry.name
+    else:
+        model, state, config = load_run(args.checkpoint)
+        model_name, trained_on = state["model_name"], config.dataset
+        root, when = args.data_root or config.data_root, f"epoch {state['epoch']}"
     if getattr(model, "stn", None) is None:
-        raise CliError(f"model {state['model_name']!r} has no input spatial transformer to show")
-    dataset = args.dataset or config.dataset
+        raise CliError(f"model {model_name!r} has no input spatial transformer to show")
+    dataset = args.dataset or trained_on
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
-    images = first_images(dataset, args.num, root=args.data_root or config.data_root)
-    title = f"{state['model_name']} on {dataset}, epoch {state['epoch']}"
+    images = first_images(dataset, args.num, root=root)
+    title = f"{model_name} on {dataset}, {when}"
     path = plot_transformer(
         images, transformer_views(model, images), out / PICTURES["transformer"], title=title
     )
