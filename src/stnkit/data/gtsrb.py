@@ -292,7 +292,7 @@ def load_gtsrb_original(
         raise ValueError(f"unknown GTSRB split {split!r}; valid: {list(_SPLITS)}")
     images_dir, csvs = _find_split(Path(folder), split)
     out_hw = _as_hw(size)
-    # Reading 39,209 .ppm files takes tens of seconds and a training run asks for each split more
+    # Reading 39,209 .ppm files takes ~15 s (docs/training.md) and a training run asks for each split more
     # than once (train and validation, test and the pictures' batch): keep the result per process,
     # keyed by the annotation files' sizes and times so that an edited layout is read afresh.
     stats = tuple((str(c.resolve()), c.stat().st_size, c.stat().st_mtime_ns) for c, _ in csvs)
