@@ -23,7 +23,7 @@ from stnkit.viz.gif import save_gif, transformer_frame
 from stnkit.viz.report import write_report
 from stnkit.viz.transformer import plot_transformer, transformer_views
 
-__all__ = ["FRAMES_DIR", "PICTURES", "finish_run", "machine_description", "save_epoch_frame"]
+__all__ = ["FRAMES_DIR", "PICTURES", "cpu_model", "finish_run", "machine_description", "save_epoch_frame"]
 
 FRAMES_DIR = "frames"
 PICTURES = {
@@ -93,14 +93,17 @@ def finish_run(
     )
 
 
-def machine_description() -> str:
-    """CPU model, cores, torch version and threads, for the report."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """CPU model, cores, torch version and threads, for the report."""
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
