@@ -58,8 +58,8 @@ def test_warp_equals_stnkit_warp(
 @pytest.mark.parametrize("size", [(7, 8), (1, 5), (6, 1)])
 def test_identity_returns_the_input_exactly(transform, padding_mode, align_corners, size):
     rng = seeded(transform, padding_mode, align_corners, size)
-    images = rng.random((2, *size, 3), dtype=np.float32)
-    identity = np.repeat(sk.identity_params(transform)[None], 2, axis=0)
+    images = rng.random((3, *size, 2), dtype=np.float32)
+    identity = np.repeat(sk.identity_params(transform)[None], 3, axis=0)
     out = numpy(
         sk.warp(images, identity, transform=transform, padding_mode=padding_mode, align_corners=align_corners)
     )
@@ -69,9 +69,9 @@ def test_identity_returns_the_input_exactly(transform, padding_mode, align_corne
 @pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("align_corners", [False, True])
 def test_identity_resampled_to_another_size_equals_torch(transform, align_corners, torch_warp):
-    images = seeded(transform, align_corners).random((2, 9, 12, 1), dtype=np.float32)
-    identity = np.repeat(sk.identity_params(transform)[None], 2, axis=0).astype(np.float32)
-    options = dict(transform=transform, output_size=(5, 7), align_corners=align_corners)
+    images = seeded(transform, align_corners).random((3, 7, 8, 2), dtype=np.float32)
+    identity = np.repeat(sk.identity_params(transform)[None], 3, axis=0).astype(np.float32)
+    options = dict(transform=transform, output_size=(5, 9), align_corners=align_corners)
     ours = numpy(sk.warp(images, identity, **options))
     theirs = torch_warp(torch.from_numpy(images), torch.from_numpy(identity), **options).numpy()
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
@@ -79,11 +79,11 @@ def test_identity_resampled_to_another_size_equals_torch(transform, align_corner
 
 def test_channels_first_is_channels_last_transposed(make_params):
     rng = seeded("channels")
-    images = rng.random((2, 6, 7, 3), dtype=np.float32)
-    params = make_params(rng, "affine", 2).astype(np.float32)
-    last = numpy(sk.warp(images, params, output_size=(4, 5), data_format="channels_last"))
+    images = rng.random((3, 7, 8, 2), dtype=np.float32)
+    params = make_params(rng, "affine", 3).astype(np.float32)
+    last = numpy(sk.warp(images, params, output_size=(5, 9), data_format="channels_last"))
     first = numpy(
-        sk.warp(images.transpose(0, 3, 1, 2), params, output_size=(4, 5), data_format="channels_first")
+        sk.warp(images.transpose(0, 3, 1, 2), params, output_size=(5, 9), data_format="channels_first")
     )
     np.testing.assert_array_equal(first, last.transpose(0, 3, 1, 2))
 
@@ -102,18 +102,18 @@ def test_grid_equals_the_torch_grid(transform, align_corners, make_params):
 @pytest.mark.parametrize("num_points", [4, 9, 25])
 def test_tps_takes_any_square_number_of_control_points(num_points, torch_warp):
     rng = seeded(num_points)
-    images = rng.random((2, 8, 8, 1), dtype=np.float32)
-    points = (sk.tps_lattice(num_points)[None] + rng.normal(0, 0.2, (2, num_points, 2))).astype(np.float32)
+    images = rng.random((3, 7, 8, 2), dtype=np.float32)
+    points = (sk.tps_lattice(num_points)[None] + rng.normal(0, 0.2, (3, num_points, 2))).astype(np.float32)
     ours = numpy(sk.warp(images, points, transform="tps"))  # matrix form (N, K, 2)
     theirs = torch_warp(
         torch.from_numpy(images),
-        torch.from_numpy(points.reshape(2, -1)),
+        torch.from_numpy(points.reshape(3, -1)),
         transform=stnkit.get_transform("tps", num_control_points=num_points),
     ).numpy()
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
     np.testing.assert_allclose(
-        numpy(sk.tps_grid(points, (8, 8))).reshape(2, -1),
-        stnkit.tps_grid(torch.from_numpy(points), (2, 1, 8, 8)).reshape(2, -1).numpy(),
+        numpy(sk.tps_grid(points, (5, 9))).reshape(3, -1),
+        stnkit.tps_grid(torch.from_numpy(points), (3, 1, 5, 9)).reshape(3, -1).numpy(),
         atol=1e-6,
     )
 
