@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +27,7 @@ import keras
 import numpy as np
 
 from stnkit.keras import SpatialTransformer
+from stnkit.machine import cpu_model
 
 IMAGE_SIZE = 42  # RTS canvas
 CROP_SIZE = 28  # the transformer's output: MNIST's own size
@@ -119,15 +118,6 @@ def save_picture(model: keras.Model, images: np.ndarray, path: Path) -> None:
     plt.close(figure)
 
 
-def cpu_model() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    names = [line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")]
-    return names[0] if names else "unknown"
-
-
 def train(
     *,
     epochs: int,
@@ -183,7 +173,6 @@ def train(
         "train_images_per_epoch": train_loader.num_samples,
         "test_images": test_loader.num_samples,
         "test_error": history[-1]["test_error"],
-        "best_test_error": min(h["test_error"] for h in history),
         "wall_seconds": round(time.perf_counter() - start, 1),
         "history": history,
         "parameters": model.count_params(),

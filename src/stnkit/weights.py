@@ -11,16 +11,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
+from stnkit.machine import cpu_model
 from stnkit.models.pretrained import PretrainedWeights, save_pretrained
 
-__all__ = ["PackedWeights", "cpu_model_name", "pack_checkpoint", "train_command"]
+__all__ = ["PackedWeights", "pack_checkpoint", "train_command"]
 
 # Config fields that do not change the trained weights, left out of the recorded command.
 _NOT_RECIPE = {"out", "progress", "data_root", "num_workers", "threads", "snapshot_images", "eval_every"}
@@ -57,7 +58,7 @@ def train_command(config: TrainConfig) -> str:
             continue
         flag = "--" + item.name.replace("_", "-")
         if item.name == "model_kwargs":
-            flags += [flag, "'" + json.dumps(value, sort_keys=True) + "'"]
+            flags += [flag, shlex.quote(json.dumps(value, sort_keys=True))]
         elif item.name == "deterministic":
             flags.append("--nondeterministic")
         elif isinstance(value, bool):
@@ -65,18 +66,6 @@ def train_command(config: TrainConfig) -> str:
         else:
             flags += [flag, str(0 if value is None else value)]  # grad_clip None is --grad-clip 0
     return " ".join(["stnkit train", *flags])
-
-
-def cpu_model_name() -> str:
-    """This machine's CPU as ``lscpu`` names it (``model name`` of /proc/cpuinfo), else platform's."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def pack_checkpoint(
@@ -93,7 +82,7 @@ def pack_checkpoint(
         checkpoint: a ``checkpoint.pt`` written by ``stnkit train``.
         out: the ``.safetensors`` file to write.
         name: the pretrained name, ``MODEL.TAG`` (default ``MODEL.DATASET``).
-        cpu: the CPU it trained on (default: this machine's, :func:`cpu_model_name`).
+        cpu: the CPU it trained on (default: this machine's, :func:`stnkit.machine.cpu_model`).
         date: when it trained (default: the checkpoint file's modification date, UTC).
 
     Returns:
@@ -121,7 +110,7 @@ def pack_checkpoint(
     provenance = {
         "command": train_command(config),
         "seed": str(config.seed),
-        "cpu": cpu or cpu_model_name(),
+        "cpu": cpu or cpu_model(),
         "date": date or datetime.fromtimestamp(mtime, tz=timezone.utc).date().isoformat(),
         "epochs": f"{state['epoch']} of {config.epochs}",
         "train_time_s": f"{float(state.get('elapsed_s', 0.0)):.0f}",

@@ -97,7 +97,7 @@ def test_a_killed_cell_resumes_from_its_last_epoch(
     assert [r["epoch"] for r in first] == [1]
     common = ["--seeds", "0", "--out", str(out), "--runs", str(runs), "--data-root", str(shared_data)]
     assert cli.main(["reproduce", "tc", *common]) == 0
-    assert "train --resume --out" in capsys.readouterr().out
+    assert capsys.readouterr().out.rstrip().endswith("--resume")  # the full recipe, continued
     records = read_jsonl(runs / "tc" / "mnist-cnn-s0" / "metrics.jsonl")
     assert [r["epoch"] for r in records] == [1, 2] and records[0] == first[0]  # epoch 1 not redone
     result = json.loads((out / "tc" / "mnist-cnn-s0.json").read_text())
@@ -156,3 +156,20 @@ def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_
     first = picture.read_bytes(), text
     assert cli.main([*command, "--report", str(report)]) == 0
     assert (picture.read_bytes(), report.read_text()) == first
+
+
+def test_report_refuses_a_file_it_cannot_read_and_ignores_other_experiments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "keras").mkdir()
+    (tmp_path / "keras" / "run.json").write_text('{"test_error": 0.01}')  # another experiment's file
+    report = tmp_path / "report.md"
+    assert (
+        cli.main(["reproduce", "--out", str(tmp_path), "--report", str(report), "--runs", str(tmp_path)]) == 0
+    )
+    (tmp_path / "table1").mkdir()
+    (tmp_path / "table1" / "rts-cnn-s0.json").write_text('{"version": 0}')
+    assert (
+        cli.main(["reproduce", "--out", str(tmp_path), "--report", str(report), "--runs", str(tmp_path)]) == 1
+    )
+    assert "rts-cnn-s0.json: not a result file of this version" in capsys.readouterr().err

@@ -174,7 +174,9 @@ def test_mnist_add_partner_channel() -> None:
 
 @pytest.mark.parametrize("name", list(PINNED_PARAMS))
 def test_pinned_test_set_parameters(shared_data: Path, name: str) -> None:
-    params = make_loader(name, split="test", batch_size=64, limit=64, seed=0).dataset.params()
+    params = make_loader(
+        name, split="test", batch_size=64, limit=64, seed=0, root=shared_data
+    ).dataset.params()
     raw = b"".join(params[k][:64].contiguous().numpy().tobytes() for k in sorted(params))
     assert hashlib.sha256(raw).hexdigest() == PINNED_PARAMS[name]
 

@@ -251,3 +251,23 @@ def test_shipped_files_and_registry_entries_match() -> None:
         assert name == entry.name and name.startswith(f"{entry.model}.")
         assert get_pretrained(name) is entry
         create_model(name, pretrained=True)  # hash, metadata and every tensor checked
+
+
+def test_a_file_of_another_weights_version_is_refused(registry, tmp_path: Path, monkeypatch) -> None:
+    model = create_model(MODEL, **KWARGS)
+    path = tmp_path / "weights" / "future.safetensors"
+    monkeypatch.setattr(pretrained, "WEIGHTS_VERSION", "2")  # written by a later stnkit
+    sha = save_pretrained(model.state_dict(), path, model=MODEL, model_kwargs=KWARGS, dataset="mnist")
+    monkeypatch.undo()
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(pretrained, "PRETRAINED", registry)
+    registry["st-fcn-affine.future"] = PretrainedWeights(
+        name="st-fcn-affine.future",
+        model=MODEL,
+        model_kwargs=KWARGS,
+        dataset="mnist",
+        filename=path.name,
+        sha256=sha,
+        test_error=None,
+    )
+    _one_line_error("st-fcn-affine.future", "weights file version '2', this stnkit reads '1'")

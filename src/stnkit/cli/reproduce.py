@@ -25,9 +25,10 @@ from typing import Any, BinaryIO
 
 import torch
 
-from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run
+from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run, positive_int
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.files import atomic_write
+from stnkit.machine import cpu_model
 
 __all__ = [
     "GRIDS",
@@ -141,8 +142,6 @@ def cells_of(grid: str, pattern: str | None = None) -> list[Cell]:
 
 
 def _machine() -> dict[str, Any]:
-    from stnkit.viz.run import cpu_model
-
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -223,7 +222,8 @@ def _run_cell(cell: Cell, seed: int, args: argparse.Namespace) -> Path:
     command = _train_command(cell, seed, run_dir, args)
     # A killed cell continues from its last finished epoch.
     resume = (run_dir / CHECKPOINT_NAME).is_file()
-    run = [*_TRAIN, "--resume", "--out", str(run_dir), "--no-progress"] if resume else command
+    # The full command with --resume: `stnkit train` refuses to continue a run whose recipe differs.
+    run = [*command, "--resume"] if resume else command
     print(f"stnkit reproduce: {cell.run_name(seed)}: {shlex.join(run[3:])}", flush=True)
     if args.dry_run:
         return result_path
@@ -243,13 +243,18 @@ def _run_cell(cell: Cell, seed: int, args: argparse.Namespace) -> Path:
 
 def _load_results(folder: Path) -> list[dict[str, Any]]:
     results = []
-    for path in sorted(folder.glob("*/*.json")):
+    # Only the grids' folders: results/ holds other experiments' files too (results/keras, ...).
+    paths = [path for grid in GRIDS for path in sorted((folder / grid).glob("*.json"))]
+    for path in paths:
         try:
             result = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise CliError(f"{path}: not a readable result file ({err})") from err
-        if isinstance(result, dict) and result.get("version") == RESULT_VERSION and "cell" in result:
-            results.append(result)
+        if not (isinstance(result, dict) and result.get("version") == RESULT_VERSION and "cell" in result):
+            raise CliError(
+                f"{path}: not a result file of this version ({RESULT_VERSION}) of stnkit reproduce"
+            )
+        results.append(result)
     return results
 
 
@@ -442,7 +447,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--runs", default="runs/reproduce", help="folder of the run folders (default runs/reproduce)"
     )
-    p.add_argument("--threads", type=int, default=2, help="torch threads per run (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads per run (default 2)")
     add_data_root_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument(

@@ -147,6 +147,10 @@ def _check_metadata(entry: PretrainedWeights, metadata: Mapping[str, str], where
         raise PretrainedWeightsError(
             f"{where}: not an stnkit weights file (format={metadata.get('format')!r})"
         )
+    if metadata.get("version") != WEIGHTS_VERSION:
+        raise PretrainedWeightsError(
+            f"{where}: weights file version {metadata.get('version')!r}, this stnkit reads {WEIGHTS_VERSION!r}"
+        )
     try:
         stored_kwargs = json.loads(metadata.get("model_kwargs", "null"))
     except json.JSONDecodeError as err:

@@ -8,7 +8,6 @@ call them after their own :func:`stnkit.engine.fit` just as ``stnkit train`` doe
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,13 @@ from PIL import Image
 from torch import Tensor, nn
 
 from stnkit.files import atomic_write
+from stnkit.machine import cpu_model
 from stnkit.viz.curves import plot_curves
 from stnkit.viz.gif import save_gif, transformer_frame
 from stnkit.viz.report import write_report
 from stnkit.viz.transformer import plot_transformer, transformer_views
 
-__all__ = ["FRAMES_DIR", "PICTURES", "cpu_model", "finish_run", "machine_description", "save_epoch_frame"]
+__all__ = ["FRAMES_DIR", "PICTURES", "finish_run", "machine_description", "save_epoch_frame"]
 
 FRAMES_DIR = "frames"
 PICTURES = {
@@ -91,17 +91,6 @@ def finish_run(
         images=images,
         notes=[f"Machine: {machine_description()}."],
     )
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_description() -> str:
