@@ -165,3 +165,13 @@ def test_a_closed_pipe_is_quiet(tmp_path: Path, capsys, monkeypatch) -> None:
     finally:
         pipe.file.close()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["show", "eval"])
+def test_a_dataset_the_model_was_not_built_for_is_refused(command: str, tmp_path: Path, capsys) -> None:
+    # A 1-channel MNIST model given the 2-channel addition data: refused before any tensor meets the model.
+    ckpt = _checkpoint(tmp_path / "checkpoint.pt")
+    argv = [command, str(ckpt), "--dataset", "mnist-add", "--data-root", NO_DATA]
+    status, err = _run([*argv, "--out", str(tmp_path / "pics")] if command == "show" else argv, capsys)
+    assert status == cli.EXIT_ERROR
+    assert "dataset 'mnist-add' has in_channels=2, the model was built for 1" in err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from torch import Tensor, nn
 
 from stnkit import data
@@ -19,6 +21,7 @@ __all__ = [
     "USER_ERRORS",
     "CliError",
     "add_data_root_argument",
+    "check_dataset_fits",
     "dataset_model_kwargs",
     "first_images",
     "load_run",
@@ -152,3 +155,15 @@ def first_images(dataset: str, count: int, *, root: str | None) -> Tensor:
     )
     images, _ = next(iter(loader))
     return images[:count]
+
+
+def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
+    """Refuse a dataset whose channels, classes or image size are not those the model was built for."""
+    actual = dataset_model_kwargs(dataset, {})
+    for key in ("in_channels", "num_classes", "image_size"):
+        if key not in built_with:  # built with the builder's default: nothing recorded to compare
+            continue
+        if list(np.atleast_1d(built_with[key])) != list(np.atleast_1d(actual[key])):
+            raise CliError(
+                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_with[key]}"
+            )

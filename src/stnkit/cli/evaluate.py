@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from stnkit import data
-from stnkit.cli.common import CliError, add_data_root_argument, dataset_model_kwargs, load_run, positive_int
+from stnkit.cli.common import CliError, add_data_root_argument, check_dataset_fits, load_run, positive_int
 from stnkit.engine import evaluate
 from stnkit.models import create_model, get_pretrained
 
@@ -57,7 +54,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed = data.TEST_SEED if args.split == "test" else config.seed
         source = {}
     dataset = args.dataset or trained_on
-    _check_fits(dataset, built_with)
+    check_dataset_fits(dataset, built_with)
     loader = data.make_loader(
         dataset,
         split=args.split,
@@ -71,15 +68,3 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = evaluate(model, loader)
     print(json.dumps({"dataset": dataset, "split": args.split, **source, **metrics}, indent=2))
     return 0
-
-
-def _check_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
-    """Refuse a dataset whose channels, classes or image size are not those the model was built for."""
-    actual = dataset_model_kwargs(dataset, {})
-    for key in ("in_channels", "num_classes", "image_size"):
-        if key not in built_with:  # built with the builder's default: nothing recorded to compare
-            continue
-        if list(np.atleast_1d(built_with[key])) != list(np.atleast_1d(actual[key])):
-            raise CliError(
-                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_with[key]}"
-            )

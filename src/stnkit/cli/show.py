@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run, positive_int
+from stnkit.cli.common import (
+    CliError,
+    add_data_root_argument,
+    check_dataset_fits,
+    first_images,
+    load_run,
+    positive_int,
+)
 from stnkit.models import create_model, get_pretrained
 
 __all__ = ["add_parser", "cmd_show"]
@@ -44,13 +51,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         entry = get_pretrained(args.pretrained)
         model = create_model(entry.name, pretrained=True)
         model_name, trained_on, root, when = entry.model, entry.dataset, args.data_root, entry.name
+        built_with = entry.model_kwargs
     else:
         model, state, config = load_run(args.checkpoint)
         model_name, trained_on = state["model_name"], config.dataset
         root, when = args.data_root or config.data_root, f"epoch {state['epoch']}"
+        built_with = state["model_kwargs"]
     if getattr(model, "stn", None) is None:
         raise CliError(f"model {model_name!r} has no input spatial transformer to show")
     dataset = args.dataset or trained_on
+    check_dataset_fits(dataset, built_with)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
     images = first_images(dataset, args.num, root=root)
