@@ -5,13 +5,13 @@ Every variant is two steps, so that randomness and pixels are separate:
 * ``sample_*_params(n, generator, ...)`` draws the random parameters of ``n`` images from a
   ``torch.Generator`` (small tensors; the loaders draw a whole epoch at once in image order, so
   an image's distortion does not depend on batch size, workers or ranks);
-* ``apply_*(digits, params, ...)`` makes the images with one batched :func:`stnkit.warp`.
+* ``apply_*(digits, params, ...)`` makes the images of a whole batch at once.
 
 Every pixel is computed so that it comes out bit-identical on every machine (x86-64 or ARM, any torch
 CPU code path, with or without the fused kernel): the canonical test sets are the yardstick that test
 errors measured anywhere are compared on. Random numbers come from integer generators or float64
 draws; positions are computed in float64 and sampled by :func:`stnkit.geometry.sample_fixed_point`,
-which rounds them to 1/256 px and interpolates the uint8 digits in exact integer arithmetic; TC places
+which rounds them to 1/256 px and interpolates the uint8 digits exactly (no rounding); TC places
 digits and clutter with integer indexing and saturating integer sums. So the images are uint8 values
 (returned as float32 multiples of 1/255), and a different last bit in a float64 position changes a
 pixel only if the position lies within ~1e-14 px of a 1/256 px boundary (see docs/data.md).
