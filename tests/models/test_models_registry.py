@@ -137,6 +137,10 @@ def test_bad_builder_arguments() -> None:
         ParallelSpatialTransformer(localization=nn.Linear(2, 2), num_heads=0)
 
 
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT",
+    reason="torch 2.13's inductor emits at::vec code that does not compile under ATEN_CPU_CAPABILITY=default",
+)
 def test_compiled_model_matches_eager() -> None:
     # Compiled graphs take the plain grid + grid_sample path and plain nn.Conv2d (stnkit's fused kernel
     # and InputGradConv2d step aside while tracing); eager takes both fast paths. Same numbers either way.
