@@ -93,6 +93,28 @@ class PretrainedWeights:
 # of issue 11 are added with `stnkit export CKPT --safetensors`, which prints the entry).
 PRETRAINED: dict[str, PretrainedWeights] = {}
 
+# ST-CNN (affine) on RTS-MNIST: the main job's recipe (TrainConfig defaults) with MNIST's last 10,000
+# training images held out for validation; the `stnkit reproduce table1` cell rts-st-cnn-affine, seed 0
+# (results/table1/rts-st-cnn-affine-s0.json). Test error of the final epoch on the canonical test set.
+PRETRAINED["st-cnn-affine.rts"] = PretrainedWeights(
+    name="st-cnn-affine.rts",
+    model="st-cnn-affine",
+    model_kwargs={"image_size": [42, 42], "in_channels": 1, "num_classes": 10},
+    dataset="rts",
+    filename="st-cnn-affine.rts.safetensors",
+    sha256="dfd5127c27a04d909765ae082e86c7a5ff670e0ddba79ee674369bc857e2d859",
+    test_error=0.0068,
+    provenance={
+        "command": "stnkit train --dataset rts --model st-cnn-affine --seed 0 --val-size 10000",
+        "seed": "0",
+        "cpu": "AMD EPYC (2 cores, shared)",
+        "date": "2026-12-03",
+        "epochs": "20 of 20",
+        "train_time_s": "850",
+        "processes": "1",
+    },
+)
+
 
 def list_pretrained(model: str | None = None) -> list[str]:
     """Names of the shipped weights, sorted; ``model`` keeps those of that model.
