@@ -30,8 +30,22 @@ def test_table1_has_every_paper_cell_headline_first() -> None:
     ]  # fmt: skip
 
 
-def test_dry_run_lists_headline_cells_with_all_seeds_first(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["reproduce", "table1", "--cells", "rts-*", "--seeds", "0", "1", "--dry-run"]) == 0
+def test_dry_run_lists_headline_cells_with_all_seeds_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "reproduce",
+        "table1",
+        "--cells",
+        "rts-*",
+        "--seeds",
+        "0",
+        "1",
+        "--dry-run",
+        "--out",
+        str(tmp_path),
+    ]
+    assert cli.main(argv) == 0
     runs = [line.split(": ")[1] for line in capsys.readouterr().out.splitlines()]
     assert runs[:4] == ["rts-cnn-s0", "rts-st-cnn-affine-s0", "rts-cnn-s1", "rts-st-cnn-affine-s1"]
     assert len(runs) == 16
@@ -67,7 +81,8 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     report = tmp_path / "paper-results.md"
     assert cli.main(["reproduce", *common, "--report", str(report)]) == 0
     text = report.read_text()
-    assert f"| rts | st-cnn-affine | 0.5 | {100 * result['final_test_error']:.2f} | 3 |" in text
+    ours = 100 * result["final_test_error"]
+    assert f"| rts | st-cnn-affine | 0.5 | {ours:.2f} | {ours - 0.5:+.2f} | 3 |" in text
     # The finished run's transformer, pictured and linked.
     assert "- st-cnn-affine: st-cnn-affine on rts, seed 3, epoch 2\n" in text
     assert "![rts-st-cnn-affine](img/paper/rts-st-cnn-affine.png)" in text
