@@ -210,6 +210,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
+def _evaluation_loader(config: TrainConfig, split: str, **extra: Any) -> data.DistortedLoader:
+    """A fixed evaluation split: the same images for every run whatever its seed (``TEST_SEED``).
+
+    Every rank evaluates the whole split: exact numbers, no padding of shards.
+    """
+    return data.make_loader(
+        config.dataset,
+        split=split,
+        batch_size=max(256, config.batch_size),
+        root=config.data_root,
+        seed=data.TEST_SEED,
+        num_workers=config.num_workers,
+        **extra,
+    )
+
+
 def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
     from stnkit.viz import finish_run, plot_curves, save_epoch_frame
     from stnkit.viz.run import PICTURES
@@ -237,27 +253,8 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         world_size=ctx.world_size,
         val_size=config.val_size,
     )
-    val_loader = None
-    if config.val_size:
-        val_loader = data.make_loader(
-            config.dataset,
-            split="val",
-            batch_size=max(256, config.batch_size),
-            root=config.data_root,
-            seed=data.TEST_SEED,  # one fixed validation set for every run, like the test set
-            num_workers=config.num_workers,
-            val_size=config.val_size,
-        )
-    # Every rank evaluates the whole test split: exact numbers, no padding of shards.
-    test_loader = data.make_loader(
-        config.dataset,
-        split="test",
-        batch_size=max(256, config.batch_size),
-        root=config.data_root,
-        seed=data.TEST_SEED,  # the canonical test set, whatever the training seed
-        num_workers=config.num_workers,
-        limit=config.test_limit,
-    )
+    val_loader = _evaluation_loader(config, "val", val_size=config.val_size) if config.val_size else None
+    test_loader = _evaluation_loader(config, "test", limit=config.test_limit)
     title = f"{config.model} on {config.dataset}"
     snapshot = None
     if ctx.is_main:
