@@ -175,3 +175,32 @@ def test_a_dataset_the_model_was_not_built_for_is_refused(command: str, tmp_path
     status, err = _run([*argv, "--out", str(tmp_path / "pics")] if command == "show" else argv, capsys)
     assert status == cli.EXIT_ERROR
     assert "dataset 'mnist-add' has in_channels=2, the model was built for 1" in err
+
+
+def test_an_unknown_model_is_one_line_but_a_bugs_key_error_keeps_its_traceback(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Only the registry's failed look-up is a user error; any other KeyError is a bug."""
+    status, err = _run(["train", "--model", "no-such-model", "--data-root", NO_DATA], capsys)
+    assert status == cli.EXIT_ERROR
+    assert "unknown model 'no-such-model'; known models:" in err
+
+    def broken_command(args: Any) -> int:
+        return {}["missing"]  # type: ignore[no-any-return]
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["models"])
+    monkeypatch.setattr(args, "func", broken_command)
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args))
+    with pytest.raises(KeyError, match="missing"):
+        cli.main(["models"])
+
+
+class _FixedParser:
+    """A stand-in parser that returns the given arguments."""
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+
+    def parse_args(self, argv: list[str]) -> Any:
+        return self.args

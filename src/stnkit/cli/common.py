@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from stnkit import data
 from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
 from stnkit.export import MissingDependencyError
-from stnkit.models import create_model
+from stnkit.models import UnknownModelError, create_model
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -47,7 +47,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     MissingDependencyError,
     OSError,
     ValueError,
-    KeyError,
+    UnknownModelError,  # a KeyError; any other KeyError is a bug and keeps its traceback
 )
 
 
@@ -55,8 +55,6 @@ def one_line(err: BaseException) -> str:
     """The message of ``err`` on one line: ``PATH: reason`` for an OS error on a path."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         message: object = f"{err.filename}: {err.strerror}"
-    elif isinstance(err, KeyError) and err.args:
-        message = err.args[0]  # str(KeyError) would add quotes
     else:
         message = err
     return " ".join(str(message).split())
@@ -138,7 +136,7 @@ def load_run(checkpoint: str) -> tuple[nn.Module, dict[str, Any], TrainConfig]:
     try:
         config = config_from_dict(state["config"])
         model = create_model(name, **kwargs)
-    except (KeyError, TypeError, ValueError) as err:
+    except (UnknownModelError, TypeError, ValueError) as err:
         raise CheckpointError(f"{checkpoint}: {one_line(err)}") from err
     try:
         model.load_state_dict(weights)

@@ -17,6 +17,7 @@ from stnkit.models.pretrained import (
 )
 from stnkit.models.registry import (
     ModelArgumentError,
+    UnknownModelError,
     create_model,
     list_models,
     model_entrypoint,
@@ -29,6 +30,7 @@ __all__ = [
     "ParallelSpatialTransformer",
     "PretrainedWeights",
     "PretrainedWeightsError",
+    "UnknownModelError",
     "count_parameters",
     "create_model",
     "get_pretrained",

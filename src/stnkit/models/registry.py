@@ -7,7 +7,14 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["ModelArgumentError", "create_model", "list_models", "model_entrypoint", "register_model"]
+__all__ = [
+    "ModelArgumentError",
+    "UnknownModelError",
+    "create_model",
+    "list_models",
+    "model_entrypoint",
+    "register_model",
+]
 
 Builder = Callable[..., nn.Module]
 B = TypeVar("B", bound=Builder)
@@ -17,6 +24,16 @@ _REGISTRY: dict[str, Builder] = {}
 
 class ModelArgumentError(ValueError):
     """A builder was given arguments it does not take, or values it cannot build from."""
+
+
+class UnknownModelError(KeyError):
+    """No model is registered under the name; the message lists the known names.
+
+    A ``KeyError`` (a failed look-up), with the plain message as ``str`` (``KeyError`` quotes it).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def register_model(name: str) -> Callable[[B], B]:
@@ -49,7 +66,7 @@ def model_entrypoint(name: str) -> Builder:
     """The builder registered as ``name``.
 
     Raises:
-        KeyError: no such model; the message lists the known names.
+        UnknownModelError: no such model; the message lists the known names.
         ModelArgumentError: ``name`` is not a string.
     """
     if not isinstance(name, str):
@@ -57,7 +74,7 @@ def model_entrypoint(name: str) -> Builder:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
 def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -73,7 +90,7 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Mo
             ``pretrained`` they must equal the weights' own (which are used by default).
 
     Raises:
-        KeyError: no such model.
+        UnknownModelError: no such model.
         ModelArgumentError: an argument the builder does not take, or a value it cannot use
             (e.g. ``hidden="abc"``); the message names the model and the arguments.
         PretrainedWeightsError: with ``pretrained``, unknown weights or a file that is missing,
