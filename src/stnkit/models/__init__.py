@@ -7,7 +7,12 @@ Every model takes ``in_channels``, ``num_classes`` and ``image_size`` and expose
 """
 
 from stnkit.models import gtsrb, mnist  # noqa: F401  (registers the builders)
-from stnkit.models.parts import Classifier, ParallelSpatialTransformer, count_parameters
+from stnkit.models.parts import (
+    Classifier,
+    ImageStandardize,
+    ParallelSpatialTransformer,
+    count_parameters,
+)
 from stnkit.models.pretrained import (
     PretrainedWeights,
     PretrainedWeightsError,
@@ -26,6 +31,7 @@ from stnkit.models.registry import (
 
 __all__ = [
     "Classifier",
+    "ImageStandardize",
     "ModelArgumentError",
     "ParallelSpatialTransformer",
     "PretrainedWeights",

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from stnkit.models.mnist import cnn_localization
-from stnkit.models.parts import Classifier, conv_stage, feature_shape, mlp
+from stnkit.models.parts import Classifier, ImageStandardize, conv_stage, feature_shape, mlp
 from stnkit.models.registry import register_model
 from stnkit.nn import SpatialTransformer
 
@@ -36,6 +36,7 @@ def build_gtsrb_net(
     stn_stages: Sequence[int] = (0,),
     loc_channels: Sequence[int] = (32, 64),
     loc_features: int = 128,
+    standardize: bool = False,
 ) -> Classifier:
     """Conv + BN + ReLU + max-pool stages with transformers before the chosen stages.
 
@@ -51,21 +52,26 @@ def build_gtsrb_net(
         stn_stages: stages preceded by a transformer; 0 is the input.
         loc_channels: conv channels of each localisation net.
         loc_features: width of their fully connected layer.
+        standardize: contrast-normalise each image (:class:`ImageStandardize`) where the input
+            enters the localisation net and the first conv stage; the transformer itself samples
+            the raw image, so its output stays a picture.
     """
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     shape: tuple[int, ...] = (in_channels, int(image_size[0]), int(image_size[1]))
     stn: nn.Module | None = None
-    layers: list[nn.Module] = []
+    layers: list[nn.Module] = [ImageStandardize()] if standardize else []
     for stage, (c, k) in enumerate(zip(channels, kernel_sizes)):
         if transform is not None and stage in stn_stages:
             # The input transformer looks at a 2x downsampled image; later ones at the maps.
-            loc = cnn_localization(
+            loc: nn.Module = cnn_localization(
                 shape[0],
                 channels=loc_channels,
                 out_features=loc_features,
                 downsample=2 if stage == 0 else 1,
             )
+            if standardize and stage == 0:
+                loc = nn.Sequential(ImageStandardize(), loc)
             module = SpatialTransformer(localization=loc, transform=transform)
             if stage == 0:
                 stn = module

@@ -12,6 +12,7 @@ from stnkit.nn import InputGradConv2d, SpatialTransformer
 
 __all__ = [
     "Classifier",
+    "ImageStandardize",
     "ParallelSpatialTransformer",
     "conv_stage",
     "count_parameters",
@@ -123,6 +124,26 @@ class ParallelSpatialTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, k*C, H_out, W_out)."""
         return self.warp(x, self.localize(x))
+
+
+class ImageStandardize(nn.Module):
+    """Each image minus its own mean, over its own standard deviation (all channels together).
+
+    Contrast normalisation for photographs taken in any light (GTSRB's signs range from nearly
+    black to washed out): a dark, flat image and a bright, contrasty one of the same sign come out
+    alike, and colour ratios are kept because the channels share one mean and deviation.
+    ``eps`` floors the variance so a nearly uniform image is not blown up into noise.
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        var, mean = torch.var_mean(x, dim=(1, 2, 3), keepdim=True, correction=0)
+        return (x - mean) * torch.rsqrt(var + self.eps)
 
 
 def conv_stage(
