@@ -2,6 +2,11 @@
 
 Needs the ``onnx`` extra (``pip install 'stnkit[onnx]'``: onnx, onnxscript and onnxruntime).
 
+By default the file has one output, ``logits``. A classifier whose input transformer (``model.stn``) is
+a :class:`stnkit.nn.SpatialTransformer` can also export what that transformer did, for pictures of it
+(the documentation's in-browser demo draws the sampling grid from ``theta``): ask for
+``outputs=TRANSFORMER_OUTPUTS``, i.e. ``("logits", "theta", "transformed")``.
+
 Example:
     >>> import torch
     >>> from stnkit.models import create_model
@@ -15,15 +20,35 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MIN_OPSET", "MissingDependencyError", "export_onnx", "onnx_max_abs_diff", "require_onnx"]
+from stnkit.geometry.transforms import Transform
+from stnkit.models.parts import Classifier
+from stnkit.nn import SpatialTransformer
+
+__all__ = [
+    "MIN_OPSET",
+    "OUTPUTS",
+    "TRANSFORMER_OUTPUTS",
+    "MissingDependencyError",
+    "export_onnx",
+    "onnx_differences",
+    "onnx_max_abs_diff",
+    "reference_outputs",
+    "require_onnx",
+]
 
 MIN_OPSET = 16  # GridSample entered the standard in opset 16
+# What an export can output: ``logits`` (N, num_classes); the input transformer's parameters in matrix
+# form ``theta`` (N, 2, 3) for the affine family, output-to-input and normalised as in
+# docs/convention.md; and its output image ``transformed`` (N, C, H_out, W_out).
+OUTPUTS = ("logits", "theta", "transformed")
+TRANSFORMER_OUTPUTS = OUTPUTS  # every output: the logits and what the transformer did
 INSTALL_HINT = "pip install 'stnkit[onnx]'"
 
 
@@ -55,38 +80,119 @@ def _require(*modules: str) -> None:
         )
 
 
-class _Logits(nn.Module):
-    """Export wrapper: plain logits (the transformer's stored ``last_params`` play no part)."""
+class _Outputs(nn.Module):
+    """Export wrapper: the classifier's stages, returning the requested outputs in order.
 
-    def __init__(self, model: nn.Module):
+    With only ``logits`` it is the plain forward pass (the transformer's stored ``last_params`` play no
+    part). Otherwise the input transformer's stages run one by one (localise, warp, then the trunk and
+    head), which is exactly what ``model(x)`` computes, so every output belongs to the same pass.
+    """
+
+    def __init__(self, model: nn.Module, outputs: tuple[str, ...]):
         super().__init__()
         self.model = model
+        self.outputs = outputs
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        if self.outputs == ("logits",):
+            return (self.model(x),)
+        model, stn = self.model, getattr(self.model, "stn", None)
+        assert isinstance(model, Classifier) and isinstance(stn, SpatialTransformer)  # _check_outputs
+        params = stn.localize(x)  # (N, num_params)
+        transformed = stn.warp(x, params)  # (N, C, H_out, W_out)
+        logits = model.forward_head(model.features(transformed))  # = model(x)
+        found = {"logits": logits, "theta": _matrix_form(stn.transform, params), "transformed": transformed}
+        return tuple(found[name] for name in self.outputs)
 
 
-def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: int = 18) -> Path:
+def _matrix_form(transform: Transform, params: Tensor) -> Tensor:
+    """The parameters as a matrix: (N, 2, 3) for the affine family (translation, attention, similarity,
+    affine; (N, 3, 4) in 3-D), (N, 3, 3) for a homography, (N, K, 2) control points for a TPS."""
+    theta = getattr(transform, "theta", None)
+    if callable(theta):  # the affine family
+        return theta(params)
+    if transform.has_matrix:
+        return transform.matrix(params)
+    return params.view(params.shape[0], *(transform.matrix_shape or (-1,)))
+
+
+def _check_outputs(model: nn.Module, outputs: Sequence[str]) -> tuple[str, ...]:
+    """Validate ``outputs`` for ``model``; the transformer's outputs need a SpatialTransformer ``.stn``."""
+    names = tuple(outputs) if not isinstance(outputs, str) else (outputs,)
+    unknown = [name for name in names if name not in OUTPUTS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"outputs must be distinct names from {list(OUTPUTS)}, got {list(names)}")
+    stn = getattr(model, "stn", None)
+    if names != ("logits",) and not (isinstance(model, Classifier) and isinstance(stn, SpatialTransformer)):
+        found = (
+            f"{type(model).__name__}.stn is {type(stn).__name__}"
+            if isinstance(model, Classifier)
+            else (f"got a {type(model).__name__}")
+        )
+        raise ValueError(
+            f"outputs {[n for n in names if n != 'logits']} need a stnkit.models Classifier whose input "
+            f"transformer (.stn) is a stnkit.nn.SpatialTransformer; {found}"
+        )
+    return names
+
+
+def reference_outputs(
+    model: nn.Module, inputs: Tensor, outputs: Sequence[str] = ("logits",)
+) -> dict[str, Tensor]:
+    """What an export with ``outputs`` computes, by torch (model in eval mode, no gradients).
+
+    Args:
+        model: a classifier; see :func:`export_onnx` for which outputs need what.
+        inputs: Tensor[N, C, H, W].
+        outputs: names from :data:`OUTPUTS`.
+
+    Returns:
+        name -> Tensor, e.g. ``theta`` Tensor[N, 2, 3] for an affine transformer.
+
+    Raises:
+        ValueError: unknown names, or a transformer output asked of a model without one.
+    """
+    names = _check_outputs(model, outputs)
+    with torch.no_grad():
+        values = _Outputs(model, names).eval()(inputs)
+    return dict(zip(names, values))
+
+
+def export_onnx(
+    model: nn.Module,
+    example: Tensor,
+    path: str | Path,
+    *,
+    opset: int = 18,
+    outputs: Sequence[str] = ("logits",),
+) -> Path:
     """Export ``model`` (put in eval mode) to ONNX with a dynamic batch dimension.
+
+    The input is named ``images``; the outputs are named as in ``outputs``.
 
     Args:
         model: a classifier; its output is exported as ``logits``.
         example: Tensor[N, C, H, W], an input of the right shape (the batch size is free).
         path: the ``.onnx`` file; its folder must exist.
         opset: ONNX opset, at least :data:`MIN_OPSET`.
+        outputs: names from :data:`OUTPUTS`, in the order the file returns them. ``theta`` and
+            ``transformed`` need a classifier whose ``.stn`` is a :class:`stnkit.nn.SpatialTransformer`
+            (:data:`TRANSFORMER_OUTPUTS` asks for all three).
 
     Raises:
-        ValueError: ``opset`` is below :data:`MIN_OPSET`.
+        ValueError: ``opset`` is below :data:`MIN_OPSET`; unknown ``outputs``, or transformer outputs
+            for a model without an input transformer.
         FileNotFoundError: the folder of ``path`` does not exist.
         MissingDependencyError: onnx or onnxscript is not installed.
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (GridSample), got {opset}")
+    names = _check_outputs(model, outputs)
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder of the ONNX file does not exist: {path.parent}")
     require_onnx(runtime=False)
-    wrapper = _Logits(model).eval()
+    wrapper = _Outputs(model, names).eval()
     with warnings.catch_warnings():
         # The transformer keeps `last_params` for regularisers; export warns that it is not a
         # buffer, which is harmless for inference.
@@ -96,7 +202,7 @@ def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: i
             (example,),
             str(path),
             input_names=["images"],
-            output_names=["logits"],
+            output_names=list(names),
             opset_version=opset,
             dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),  # any batch size
             dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
@@ -105,8 +211,10 @@ def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: i
     return path
 
 
-def onnx_max_abs_diff(model: nn.Module, path: str | Path, inputs: Tensor) -> float:
-    """Largest |torch - onnxruntime| over the logits for ``inputs`` (Tensor[N, C, H, W]).
+def onnx_differences(model: nn.Module, path: str | Path, inputs: Tensor) -> dict[str, float]:
+    """Largest |torch - onnxruntime| of each output of the file, for ``inputs`` (Tensor[N, C, H, W]).
+
+    The file's output names (:data:`OUTPUTS`) say what torch computes for comparison.
 
     Raises:
         MissingDependencyError: onnxruntime is not installed.
@@ -115,7 +223,16 @@ def onnx_max_abs_diff(model: nn.Module, path: str | Path, inputs: Tensor) -> flo
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        expected = model.eval()(inputs).numpy()
-    (got,) = session.run(["logits"], {"images": inputs.numpy()})
-    return float(np.abs(got - expected).max())
+    names = [output.name for output in session.get_outputs()]
+    expected = reference_outputs(model, inputs, names)
+    got = session.run(names, {"images": inputs.numpy()})
+    return {name: float(np.abs(value - expected[name].numpy()).max()) for name, value in zip(names, got)}
+
+
+def onnx_max_abs_diff(model: nn.Module, path: str | Path, inputs: Tensor) -> float:
+    """Largest |torch - onnxruntime| over all outputs of the file for ``inputs`` (Tensor[N, C, H, W]).
+
+    Raises:
+        MissingDependencyError: onnxruntime is not installed.
+    """
+    return max(onnx_differences(model, path, inputs).values())

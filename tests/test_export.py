@@ -1,0 +1,153 @@
+"""stnkit.export: the transformer's outputs (theta, transformed) beside the logits, held to torch.
+
+The CLI's plain export of a trained run is tested in tests/cli/test_cli_train.py; these need no data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stnkit import cli
+from stnkit.engine import TrainConfig, save_checkpoint
+from stnkit.export import TRANSFORMER_OUTPUTS, export_onnx, onnx_differences, reference_outputs
+from stnkit.models import create_model
+
+pytest.importorskip("onnxscript", reason="ONNX export needs the onnx extra")
+ort = pytest.importorskip("onnxruntime", reason="the parity checks need onnxruntime")
+
+SIZE = (1, 42, 42)
+KWARGS = {
+    "in_channels": 1,
+    "image_size": [42, 42],
+    "channels": [4, 8],
+    "hidden": [16],
+    "loc_channels": [4, 4],
+}
+
+
+def _st_cnn() -> torch.nn.Module:
+    """A small ST-CNN (42x42 -> 28x28 crop) whose transformer is not the identity."""
+    model = create_model("st-cnn-affine", **KWARGS).eval()
+    with torch.no_grad():
+        # A fresh head predicts the identity for every input; random weights make theta vary.
+        model.stn.head.weight.normal_(0.0, 0.05)
+        model.stn.head.bias.add_(torch.tensor([0.1, -0.2, 0.1, 0.15, -0.1, -0.05]))
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    model = _st_cnn()
+    path = tmp_path_factory.mktemp("onnx") / "st-cnn.onnx"
+    export_onnx(model, torch.rand(2, *SIZE), path, outputs=TRANSFORMER_OUTPUTS)
+    return model, path
+
+
+def test_reference_outputs_are_the_forward_pass() -> None:
+    model = _st_cnn()
+    x = torch.rand(3, *SIZE)
+    got = reference_outputs(model, x, TRANSFORMER_OUTPUTS)
+    with torch.no_grad():
+        logits = model(x)
+        transformed = model.stn(x)
+    params = model.stn.last_params  # set by the plain forward pass above
+    torch.testing.assert_close(got["logits"], logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got["transformed"], transformed, rtol=0, atol=0)
+    torch.testing.assert_close(got["theta"], params.view(3, 2, 3), rtol=0, atol=0)
+    assert transformed.shape == (3, 1, 28, 28)
+    assert (got["theta"] - torch.tensor([[1.0, 0, 0], [0, 1, 0]])).abs().max() > 0.05  # not the identity
+
+
+def test_export_with_the_transformer_matches_torch_in_onnxruntime(exported) -> None:
+    model, path = exported
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "theta", "transformed"]
+    x = torch.rand(5, *SIZE)  # another batch size than the example's
+    logits, theta, transformed = session.run(None, {"images": x.numpy()})
+    expected = reference_outputs(model, x, TRANSFORMER_OUTPUTS)
+    assert logits.shape == (5, 10) and theta.shape == (5, 2, 3) and transformed.shape == (5, 1, 28, 28)
+    torch.testing.assert_close(torch.from_numpy(logits), expected["logits"], rtol=0, atol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(theta), expected["theta"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(transformed), expected["transformed"], rtol=0, atol=1e-5)
+
+
+def test_onnx_differences_names_each_output_of_the_file(exported) -> None:
+    model, path = exported
+    diffs = onnx_differences(model, path, torch.rand(4, *SIZE))
+    assert list(diffs) == ["logits", "theta", "transformed"]
+    assert all(0 <= diff <= 1e-4 for diff in diffs.values())
+    # A changed model is noticed in every output (the comparison is real).
+    other = _st_cnn()
+    with torch.no_grad():
+        other.stn.head.bias.add_(0.1)
+    changed = onnx_differences(other, path, torch.rand(4, *SIZE))
+    assert min(changed.values()) > 1e-3
+
+
+def test_default_export_has_only_the_logits(tmp_path: Path) -> None:
+    path = export_onnx(_st_cnn(), torch.rand(2, *SIZE), tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+
+
+@pytest.mark.parametrize(
+    ("model", "outputs", "expected"),
+    [
+        ("cnn", TRANSFORMER_OUTPUTS, "Classifier.stn is NoneType"),
+        ("mlp", ("theta",), "got a Sequential"),
+        (
+            "st-cnn-affine",
+            ("logits", "grid"),
+            "names from ['logits', 'theta', 'transformed'], got ['logits', 'grid']",
+        ),
+        ("st-cnn-affine", ("logits", "logits"), "got ['logits', 'logits']"),
+        ("st-cnn-affine", (), "got []"),
+    ],
+    ids=["no-transformer", "not-a-classifier", "unknown-name", "twice", "empty"],
+)
+def test_bad_outputs_are_refused_before_exporting(
+    model: str, outputs: tuple[str, ...], expected: str, tmp_path: Path
+) -> None:
+    if model == "mlp":
+        network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(42 * 42, 10))
+    else:
+        network = create_model(model, **KWARGS)
+    with pytest.raises(ValueError, match="outputs") as err:
+        export_onnx(network, torch.rand(2, *SIZE), tmp_path / "m.onnx", outputs=outputs)
+    assert expected in str(err.value)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def _checkpoint(path: Path, model_name: str) -> Path:
+    model = _st_cnn() if model_name == "st-cnn-affine" else create_model(model_name, **KWARGS)
+    state = {
+        "model_name": model_name,
+        "model_kwargs": KWARGS,
+        "model": model.state_dict(),
+        "epoch": 1,
+        "config": TrainConfig(dataset="rts", model=model_name).to_dict(),
+    }
+    return save_checkpoint(state, path)
+
+
+def test_cli_with_transformer_checks_every_output(tmp_path: Path, capsys) -> None:
+    ckpt = _checkpoint(tmp_path / "checkpoint.pt", "st-cnn-affine")
+    out = tmp_path / "m.onnx"
+    assert cli.main(["export", str(ckpt), "--onnx", str(out), "--with-transformer"]) == 0
+    printed = capsys.readouterr().out
+    assert "logits" in printed and "theta" in printed and "transformed" in printed
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "theta", "transformed"]
+
+
+def test_cli_with_transformer_refuses_a_model_without_one(tmp_path: Path, capsys) -> None:
+    ckpt = _checkpoint(tmp_path / "checkpoint.pt", "cnn")
+    argv = ["export", str(ckpt), "--onnx", str(tmp_path / "m.onnx"), "--with-transformer"]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "(cnn)" in err and "SpatialTransformer" in err
+    assert not (tmp_path / "m.onnx").exists()
