@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import stnkit
-from stnkit.geometry import grids, normalized_coordinates, tps_transform_points
+from stnkit.geometry import grids, normalized_coordinates, tps_grid_matrix, tps_transform_points
 from stnkit.geometry.cache import ByteBoundedCache, byte_bounded_cache, tensor_bytes
 
 ALIGN = [False, True]
@@ -182,3 +182,22 @@ def test_tps_grid_is_the_same_from_the_cache_and_without() -> None:
     cached = stnkit.tps_grid(control_points, (1, 1, 5, 7))
     assert len(grids._tps_grid_map_t) == 1
     torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
+
+
+def test_tps_grid_matrix_is_the_linear_map_behind_tps_grid() -> None:
+    torch.manual_seed(0)
+    control_points = stnkit.tps_lattice(16, dtype=torch.float64) + 0.1 * torch.randn(3, 16, 2).double()
+    for align_corners in (False, True):
+        matrix = tps_grid_matrix(16, (5, 7), align_corners=align_corners)
+        assert matrix.shape == (35, 16) and matrix.dtype == torch.float64
+        expected = stnkit.tps_grid(control_points, (3, 1, 5, 7), align_corners=align_corners)
+        assert torch.allclose((matrix @ control_points).view(3, 5, 7, 2), expected, atol=1e-12)
+
+
+def test_tps_grid_matrix_is_a_copy_and_checks_its_arguments() -> None:
+    tps_grid_matrix(16, (4, 4)).zero_()  # must not reach the cache behind tps_grid
+    assert tps_grid_matrix(16, (4, 4)).abs().sum() > 0
+    with pytest.raises(ValueError, match="perfect square"):
+        tps_grid_matrix(15, (4, 4))
+    with pytest.raises(ValueError, match=r"size must be \(H, W\)"):
+        tps_grid_matrix(16, (4, 0))

@@ -52,9 +52,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stnkit.geometry import affine_grid, projective_grid, tps_lattice
+from stnkit.geometry import affine_grid, projective_grid, tps_grid_matrix, tps_lattice
 from stnkit.geometry.fixed_point import sample_fixed_point
-from stnkit.geometry.grids import _tps_grid_map
 
 __all__ = [
     "DISTORTIONS",
@@ -296,7 +295,7 @@ def apply_elastic(digits: Tensor, params: Params) -> Tensor:
     """E: digits (B, [1,] 28, 28) -> Tensor[B, 1, 28, 28] through a random thin-plate spline."""
     lattice = tps_lattice(E_NUM_POINTS, dtype=torch.float64)  # (16, 2), x fastest, spans [-1, 1]
     control_points = lattice + params["displacement"].double()  # (B, 16, 2) input positions
-    grid_map = _tps_grid_map(E_NUM_POINTS, (DIGIT, DIGIT), False)  # (HW, 16) float64
+    grid_map = tps_grid_matrix(E_NUM_POINTS, (DIGIT, DIGIT))  # (HW, 16) float64
     grid = torch.matmul(grid_map, control_points).view(-1, DIGIT, DIGIT, 2)
     return _sample(digits, grid)
 

@@ -18,6 +18,7 @@ from stnkit.geometry.grids import (
     normalized_coordinates,
     projective_grid,
     tps_grid,
+    tps_grid_matrix,
     tps_lattice,
     tps_transform_points,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "sample_reference",
     "to_homogeneous",
     "tps_grid",
+    "tps_grid_matrix",
     "tps_lattice",
     "tps_transform_points",
     "warp",

@@ -33,6 +33,7 @@ __all__ = [
     "normalized_coordinates",
     "projective_grid",
     "tps_grid",
+    "tps_grid_matrix",
     "tps_lattice",
     "tps_transform_points",
 ]
@@ -286,6 +287,30 @@ def _compute_tps_grid_map(num_points: int, spatial: tuple[int, int], align_corne
     points = torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), dim=-1)
     lattice = tps_lattice(num_points, dtype=torch.float64)
     return _tps_features(points, lattice) @ _tps_solution_map(num_points)
+
+
+def tps_grid_matrix(num_points: int, size: tuple[int, int], *, align_corners: bool = False) -> Tensor:
+    """The matrix that takes a spline's control points to its sampling grid (the grid is linear in them).
+
+    Args:
+        num_points: K, a perfect square >= 4 (the lattice of :func:`tps_lattice`).
+        size: the output size ``(H, W)``.
+        align_corners: torch's meaning; see the convention in the module docstring.
+
+    Returns:
+        Tensor[H * W, K] float64, a fresh copy: ``(matrix @ control_points).view(N, H, W, 2)`` is
+        :func:`tps_grid` of ``control_points`` (Tensor[N, K, 2]) in float64.
+
+    Example:
+        >>> matrix = tps_grid_matrix(16, (4, 4))
+        >>> identity = tps_lattice(16, dtype=torch.float64)
+        >>> torch.allclose((matrix @ identity).view(4, 4, 2), tps_grid(identity[None], (1, 1, 4, 4))[0])
+        True
+    """
+    _lattice_side(num_points)
+    if not (len(size) == 2 and all(isinstance(side, int) and side >= 1 for side in size)):
+        raise ValueError(f"size must be (H, W) with positive integers, got {size!r}")
+    return _tps_grid_map(num_points, (size[0], size[1]), bool(align_corners)).clone()
 
 
 def _check_control_points(control_points: object) -> Tensor:
