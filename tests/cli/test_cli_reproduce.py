@@ -188,3 +188,40 @@ def test_report_refuses_a_file_it_cannot_read_and_ignores_other_experiments(
         cli.main(["reproduce", "--out", str(tmp_path), "--report", str(report), "--runs", str(tmp_path)]) == 1
     )
     assert "rts-cnn-s0.json: not a result file of this version" in capsys.readouterr().err
+
+
+def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
+    cells = reproduce.cells_of("gtsrb")
+    names = [cell.name for cell in cells]
+    assert names[:3] == ["gtsrb-st-cnn-select", "gtsrb-st-cnn", "gtsrb-cnn"]
+    assert len(set(names)) == len(names)
+    for cell in cells:
+        flags = cell.recipe.flags
+        assert ("--val-size" in flags) == (cell.tag == "select")
+        assert cell.model_kwargs == {"standardize": True}
+    assert reproduce.cells_of("all", "gtsrb-cnn*") == [cells[2], cells[3]]
+
+
+def _result(cell: reproduce.Cell, seed: int, val: float | None, test: float) -> dict[str, object]:
+    return {
+        "grid": cell.grid, "cell": cell.name, "seed": seed, "final_val_error": val,
+        "final_test_error": test, "wall_time_s": 600.0,
+        "machine": {"cpu": "Some CPU", "cores": 2},
+    }  # fmt: skip
+
+
+def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -> None:
+    select, final = reproduce.cells_of("gtsrb")[:2]
+    results = [
+        _result(select, 0, 0.0125, 0.0999),  # a selection run's test error must not appear
+        _result(final, 0, None, 0.0040),
+        _result(final, 1, None, 0.0060),
+    ]
+    report = reproduce.render_report(results)
+    section = report.split("## gtsrb")[1].split("\n## ")[0]
+    select_row = next(line for line in section.splitlines() if line.startswith("| gtsrb-st-cnn | select"))
+    assert "| 1.25 |" in select_row and "9.99" not in section and "not used" in select_row
+    final_row = next(line for line in section.splitlines() if line.startswith("| gtsrb-st-cnn | final"))
+    assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
+    assert "| gtsrb-cnn | final | gtsrb-aug30 | not run yet" in section
+    assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
