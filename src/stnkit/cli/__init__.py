@@ -1,4 +1,4 @@
-"""The ``stnkit`` command line: train, eval, show, export, models (and data, from stnkit.data).
+"""The ``stnkit`` command line: train, eval, compare, show, export, models (and data, from stnkit.data).
 
 One module per command, each with ``add_parser(subparsers)`` that registers the command and sets
 ``func`` (``Namespace -> int``). The CLI only wires flags to library functions.
@@ -25,6 +25,7 @@ __all__ = ["EXIT_DIVERGED", "EXIT_ERROR", "EXIT_USAGE", "build_parser", "main"]
 COMMAND_MODULES = (
     "stnkit.cli.train",
     "stnkit.cli.evaluate",
+    "stnkit.cli.compare",
     "stnkit.cli.show",
     "stnkit.cli.export",
     "stnkit.cli.models",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 from torch import Tensor, nn
@@ -12,6 +14,7 @@ from torch import Tensor, nn
 from stnkit import data
 from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
 from stnkit.export import MissingDependencyError
+from stnkit.files import atomic_write
 from stnkit.models import UnknownModelError, create_model
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "one_line",
     "positive_float",
     "positive_int",
+    "write_json",
 ]
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED = 1, 2, 3
@@ -165,3 +169,13 @@ def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
             raise CliError(
                 f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_with[key]}"
             )
+
+
+def write_json(path: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` as indented JSON (one trailing newline), atomically."""
+    text = json.dumps(record, indent=1) + "\n"
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(text.encode())
+
+    return atomic_write(path, write)

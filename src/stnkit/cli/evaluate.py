@@ -1,14 +1,28 @@
-"""``stnkit eval``: a checkpoint's (or shipped weights') loss, accuracy and error on a dataset split, as JSON."""
+"""``stnkit eval``: a checkpoint's (or shipped weights') loss, accuracy and error on a dataset split, as JSON.
+
+With ``--per-class`` and ``--confusion`` it also writes the errors per class (JSON) and the confusion
+picture, from the same single pass over the data.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from stnkit import data
-from stnkit.cli.common import CliError, add_data_root_argument, check_dataset_fits, load_run, positive_int
-from stnkit.engine import evaluate
+from stnkit.cli.common import (
+    CliError,
+    add_data_root_argument,
+    check_dataset_fits,
+    load_run,
+    positive_int,
+    write_json,
+)
+from stnkit.engine import confusion_matrix, evaluate, per_class_errors, predict
 from stnkit.models import create_model, get_pretrained
 
 __all__ = ["add_parser", "cmd_eval"]
@@ -31,6 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("test", "train"), help="(default test)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
     p.add_argument("--limit", type=positive_int, help="evaluate on this many images")
+    p.add_argument(
+        "--per-class",
+        metavar="OUT.json",
+        help="also write images, errors and error per class (with class names) to this JSON file",
+    )
+    p.add_argument(
+        "--confusion",
+        metavar="OUT.png",
+        help="also draw the confusion matrix's errors (diagonal blank, log colour scale) to this PNG",
+    )
     add_data_root_argument(p)
     p.set_defaults(func=cmd_eval)
 
@@ -44,6 +68,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model = create_model(entry.name, pretrained=True)
         trained_on, built_with, root, seed = entry.dataset, entry.model_kwargs, args.data_root, data.TEST_SEED
         source: dict[str, Any] = {"pretrained": entry.name, "recorded_test_error": entry.test_error}
+        label = entry.name
     else:
         model, state, config = load_run(args.checkpoint)
         trained_on, built_with, root = (
@@ -53,6 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         seed = data.TEST_SEED if args.split == "test" else config.seed
         source = {}
+        label = f"{state['model_name']} ({args.checkpoint})"
     dataset = args.dataset or trained_on
     check_dataset_fits(dataset, built_with)
     loader = data.make_loader(
@@ -65,6 +91,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
         shuffle=False,
         drop_last=False,
     )
-    metrics = evaluate(model, loader)
-    print(json.dumps({"dataset": dataset, "split": args.split, **source, **metrics}, indent=2))
+    header = {"dataset": dataset, "split": args.split, **source}
+    if args.per_class is None and args.confusion is None:
+        metrics = evaluate(model, loader)
+    else:
+        for path in (args.per_class, args.confusion):
+            if path is not None:  # a path that cannot be written fails here, before the data is read
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        title = f"{label} on {dataset} ({args.split})"
+        metrics = _analyse(
+            model, loader, header, title=title, per_class=args.per_class, confusion=args.confusion
+        )
+    print(json.dumps({**header, **metrics}, indent=2))
     return 0
+
+
+def _analyse(
+    model: nn.Module,
+    loader: data.DistortedLoader,
+    header: dict[str, Any],
+    *,
+    title: str,
+    per_class: str | None,
+    confusion: str | None,
+) -> dict[str, Any]:
+    """One pass of predictions: the metrics, plus the per-class JSON and the confusion picture asked for."""
+    predictions = predict(model, loader)
+    metrics = predictions.metrics()
+    dataset = header["dataset"]
+    names = data.class_names(dataset)
+    num_classes = data.dataset_info(dataset).num_classes
+    if per_class is not None:
+        rows = per_class_errors(predictions.labels, predictions.predictions, num_classes)
+        record = {
+            **header,
+            "count": metrics["count"],
+            "errors": sum(row.errors for row in rows),
+            "error": metrics["error"],
+            "classes": [row.to_dict(names[row.label]) for row in rows],
+        }
+        write_json(per_class, record)
+    if confusion is not None:
+        from stnkit.viz import plot_confusion  # matplotlib only when a picture is asked for
+
+        matrix = confusion_matrix(predictions.labels, predictions.predictions, num_classes)
+        plot_confusion(matrix, confusion, class_names=names, title=title)
+    return metrics

@@ -1,7 +1,7 @@
 """Real datasets (MNIST, GTSRB), the paper's distorted-MNIST variants and their loaders.
 
 The API the rest of stnkit uses: :func:`list_datasets`, :func:`dataset_info`,
-:func:`make_loader` and :func:`resolve_data_root`; ``stnkit.data.commands`` adds the
+:func:`make_loader`, :func:`class_names` and :func:`resolve_data_root`; ``stnkit.data.commands`` adds the
 ``stnkit data download|show`` commands. See docs/data.md for the distortion settings.
 """
 
@@ -14,6 +14,7 @@ from stnkit.data.download import (
     download_file,
 )
 from stnkit.data.gtsrb import (
+    GTSRB_CLASS_NAMES,
     GtsrbArrays,
     GtsrbError,
     load_gtsrb,
@@ -26,6 +27,7 @@ from stnkit.data.loaders import (
     DatasetInfo,
     DistortedLoader,
     canonical_digest,
+    class_names,
     dataset_info,
     list_datasets,
     load_source,
@@ -37,6 +39,7 @@ from stnkit.data.show import image_grid, save_grid
 
 __all__ = [
     "DISTORTIONS",
+    "GTSRB_CLASS_NAMES",
     "TEST_SEED",
     "BatchDataset",
     "ChecksumError",
@@ -51,6 +54,7 @@ __all__ = [
     "MnistArrays",
     "RemoteFile",
     "canonical_digest",
+    "class_names",
     "dataset_info",
     "distort",
     "download_dataset",

@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from stnkit.data.roots import DataNotFoundError, describe_root, resolve_data_root
 
 __all__ = [
+    "GTSRB_CLASS_NAMES",
     "GTSRB_NUM_CLASSES",
     "GtsrbArrays",
     "GtsrbError",
@@ -40,6 +41,53 @@ __all__ = [
 ]
 
 GTSRB_NUM_CLASSES = 43
+# Short names of the 43 ClassIds, in order (our wording of the signs in the GTSRB description);
+# short so that a confusion matrix of all 43 stays readable.
+GTSRB_CLASS_NAMES: tuple[str, ...] = (
+    "limit 20",
+    "limit 30",
+    "limit 50",
+    "limit 60",
+    "limit 70",
+    "limit 80",
+    "end of limit 80",
+    "limit 100",
+    "limit 120",
+    "no overtaking",
+    "no overtaking by trucks",
+    "priority at next junction",
+    "priority road",
+    "give way",
+    "stop",
+    "no vehicles",
+    "no trucks",
+    "no entry",
+    "danger",
+    "bend left",
+    "bend right",
+    "double bend",
+    "uneven road",
+    "slippery road",
+    "road narrows on right",
+    "road works",
+    "traffic lights",
+    "pedestrians",
+    "children",
+    "cyclists",
+    "ice or snow",
+    "wild animals",
+    "end of all limits",
+    "turn right ahead",
+    "turn left ahead",
+    "ahead only",
+    "ahead or right",
+    "ahead or left",
+    "keep right",
+    "keep left",
+    "roundabout",
+    "end of no overtaking",
+    "end of no overtaking by trucks",
+)
 _SPLITS = ("train", "test")
 _CSV_FIELDS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
 

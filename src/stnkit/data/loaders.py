@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from stnkit.data.distortions import DISTORTIONS, Distortion, Params
-from stnkit.data.gtsrb import GTSRB_NUM_CLASSES, GtsrbArrays, holdout_tracks, load_gtsrb
+from stnkit.data.gtsrb import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, GtsrbArrays, holdout_tracks, load_gtsrb
 from stnkit.data.mnist import load_mnist
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "DatasetInfo",
     "DistortedLoader",
     "canonical_digest",
+    "class_names",
     "dataset_info",
     "list_datasets",
     "load_source",
@@ -123,6 +124,25 @@ def dataset_info(name: str) -> DatasetInfo:
         (42, 42)
     """
     return _INFOS[_check_name(name)]
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """Human names of a dataset's labels, one per class in label order.
+
+    Digits and sums are their own names; GTSRB's are short sign names
+    (:data:`stnkit.data.gtsrb.GTSRB_CLASS_NAMES`).
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+
+    Example:
+        >>> class_names("gtsrb")[14]
+        'stop'
+    """
+    info = dataset_info(name)
+    if info.name in _GTSRB_SOURCES:
+        return GTSRB_CLASS_NAMES
+    return tuple(str(k) for k in range(info.num_classes))
 
 
 def load_source(name: str, split: str, root: str | os.PathLike[str] | None = None) -> tuple[Tensor, Tensor]:

@@ -1,9 +1,22 @@
-"""Training engine: config, ``train_one_epoch`` / ``evaluate`` / ``fit``, checkpoints, DDP.
+"""Training engine: config, ``train_one_epoch`` / ``evaluate`` / ``fit``, checkpoints, DDP, and the
+analysis of per-example predictions (``predict``, errors per class, confusion, two models compared).
 
 The engine knows no dataset and no particular model: it trains any classifier on any loader of
 ``(images, labels)`` batches.
 """
 
+from stnkit.engine.analysis import (
+    ClassErrors,
+    Comparison,
+    Predictions,
+    compare_predictions,
+    confusion_matrix,
+    format_class_table,
+    hardest_first,
+    per_class_errors,
+    predict,
+    select_examples,
+)
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig, config_from_dict, paper_config
 from stnkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
@@ -26,23 +39,33 @@ __all__ = [
     "CHECKPOINT_NAME",
     "METRICS_NAME",
     "CheckpointError",
+    "ClassErrors",
+    "Comparison",
     "DistContext",
     "DivergenceError",
     "FitResult",
+    "Predictions",
     "ResumeMismatchError",
     "TrainConfig",
     "append_jsonl",
     "build_optimizer",
     "build_scheduler",
     "cleanup_distributed",
+    "compare_predictions",
     "config_from_dict",
+    "confusion_matrix",
     "evaluate",
     "fit",
+    "format_class_table",
+    "hardest_first",
     "init_distributed",
     "load_checkpoint",
     "localization_parameters",
     "paper_config",
+    "per_class_errors",
+    "predict",
     "read_jsonl",
     "save_checkpoint",
+    "select_examples",
     "train_one_epoch",
 ]

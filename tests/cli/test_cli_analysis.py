@@ -1,0 +1,148 @@
+"""``stnkit eval --per-class/--confusion`` and ``stnkit compare`` on two tiny real MNIST runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from stnkit import cli, data
+from stnkit.cli.common import load_run
+from stnkit.engine import CHECKPOINT_NAME, TrainConfig, save_checkpoint
+from stnkit.models import create_model
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+TEST_LIMIT = 96
+TINY_TRAIN = [
+    "train", "--dataset", "mnist", "--epochs", "1", "--limit", "128", "--test-limit", "32",
+    "--batch-size", "32", "--snapshot-images", "4", "--no-progress", "--threads", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CNN and an ST-CNN, one tiny epoch each on real MNIST."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found at {SHARED_DATA}")
+    folder = tmp_path_factory.mktemp("analysis-runs")
+    paths = {}
+    for model in ("cnn", "st-cnn-affine"):
+        out = folder / model
+        assert (
+            cli.main([*TINY_TRAIN, "--model", model, "--data-root", str(SHARED_DATA), "--out", str(out)]) == 0
+        )
+        paths[model] = out / CHECKPOINT_NAME
+    return paths
+
+
+def _brute_force(checkpoint: Path) -> tuple[list[int], list[int]]:
+    """Labels and predictions of the first TEST_LIMIT test images, one image at a time."""
+    model, _, _ = load_run(str(checkpoint))
+    loader = data.make_loader(
+        "mnist", split="test", batch_size=TEST_LIMIT, root=SHARED_DATA, limit=TEST_LIMIT
+    )
+    images, labels = next(iter(loader))
+    with torch.no_grad():
+        predictions = [int(model(image[None]).argmax()) for image in images]
+    return labels.tolist(), predictions
+
+
+def _is_png(path: Path) -> bool:
+    with Image.open(path) as image:
+        image.verify()
+        return image.format == "PNG"
+
+
+def test_eval_writes_per_class_errors_and_a_confusion_picture(runs, tmp_path: Path, capsys) -> None:
+    per_class, confusion = tmp_path / "new" / "per_class.json", tmp_path / "confusion.png"
+    argv = ["eval", str(runs["cnn"]), "--limit", str(TEST_LIMIT), "--data-root", str(SHARED_DATA)]
+    assert cli.main([*argv, "--per-class", str(per_class), "--confusion", str(confusion)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    labels, predictions = _brute_force(runs["cnn"])
+    errors = sum(t != p for t, p in zip(labels, predictions, strict=True))
+    expected_classes = []
+    for k in range(10):
+        members = [p for t, p in zip(labels, predictions, strict=True) if t == k]
+        wrong = sum(p != k for p in members)
+        expected_classes.append(
+            {
+                "label": k,
+                "name": str(k),
+                "count": len(members),
+                "errors": wrong,
+                "error": wrong / len(members) if members else None,
+            }
+        )
+    written = json.loads(per_class.read_text())
+    assert written == {
+        "dataset": "mnist",
+        "split": "test",
+        "count": TEST_LIMIT,
+        "errors": errors,
+        "error": errors / TEST_LIMIT,
+        "classes": expected_classes,
+    }
+    assert printed["count"] == TEST_LIMIT and printed["error"] == errors / TEST_LIMIT
+    assert _is_png(confusion)
+    # The metrics of the analysing pass are those of a plain eval.
+    assert cli.main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["error"] == printed["error"] and plain["loss"] == pytest.approx(printed["loss"], rel=1e-5)
+
+
+def test_compare_writes_the_groups_and_a_picture(runs, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cmp"
+    argv = ["compare", str(runs["cnn"]), str(runs["st-cnn-affine"]), "--out", str(out), "--num", "3"]
+    assert cli.main([*argv, "--limit", str(TEST_LIMIT), "--data-root", str(SHARED_DATA)]) == 0
+    assert "A right, B wrong" in capsys.readouterr().out
+    labels, pred_a = _brute_force(runs["cnn"])
+    _, pred_b = _brute_force(runs["st-cnn-affine"])
+    triples = list(zip(labels, pred_a, pred_b, strict=True))
+    groups = {
+        "a_right_b_wrong": [i for i, (t, a, b) in enumerate(triples) if a == t and b != t],
+        "b_right_a_wrong": [i for i, (t, a, b) in enumerate(triples) if b == t and a != t],
+        "both_wrong": [i for i, (t, a, b) in enumerate(triples) if a != t and b != t],
+    }
+    result = json.loads((out / "comparison.json").read_text())
+    assert result["count"] == TEST_LIMIT and result["dataset"] == "mnist"
+    for name, indices in groups.items():
+        assert result[name] == {"count": len(indices), "indices": indices}, name
+    assert result["a"]["errors"] == sum(a != t for t, a, _ in triples)
+    assert result["b"]["errors"] == sum(b != t for t, _, b in triples)
+    for name in ("a_right_b_wrong", "b_right_a_wrong"):
+        shown = result["shown"][name]
+        assert len(shown) == min(3, len(groups[name])) and set(shown) <= set(groups[name])
+    assert _is_png(out / "comparison.png")
+
+
+def _foreign_checkpoint(tmp_path: Path) -> Path:
+    """An untrained CNN recorded as trained on RTS (42x42)."""
+    model = create_model("cnn", image_size=(42, 42), hidden=(8,))
+    return save_checkpoint(
+        {
+            "model_name": "cnn",
+            "model_kwargs": {"image_size": [42, 42], "hidden": [8]},
+            "model": model.state_dict(),
+            "epoch": 1,
+            "config": TrainConfig(dataset="rts", model="cnn").to_dict(),
+        },
+        tmp_path / "rts.pt",
+    )
+
+
+def test_compare_errors_are_one_line(runs, tmp_path: Path, capsys) -> None:
+    rts = str(_foreign_checkpoint(tmp_path))
+    cnn = str(runs["cnn"])
+    out = ["--out", str(tmp_path / "o"), "--data-root", str(SHARED_DATA)]
+    cases = [
+        (["compare", cnn, rts, *out], "trained on 'mnist' and"),
+        (["compare", cnn, rts, "--dataset", "rts", *out], "image_size"),
+        (["compare", cnn, str(tmp_path / "missing.pt"), *out], "checkpoint not found"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == cli.EXIT_ERROR, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
