@@ -46,7 +46,17 @@ _TRAIN_FIELDS = (
     "dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
     "loc_lr_mult", "schedule", "warmup_fraction", "grad_clip", "label_smoothing", "data_root",
     "limit", "test_limit", "val_size", "num_workers", "seed", "threads", "eval_every", "snapshot_images",
+    "augment",
 )  # fmt: skip
+
+
+def _augment_argument(text: str) -> str | None:
+    """argparse type: an augmentation spec -> its canonical string (None for no augmentation)."""
+    try:
+        spec = data.parse_augment(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return None if spec.is_identity else spec.to_string()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +107,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="hold out the last N training images as a validation split, evaluated with the test split",
     )
     p.add_argument("--num-workers", type=int, help="data loader workers (default 0)")
+    p.add_argument(
+        "--augment",
+        type=_augment_argument,
+        metavar="SPEC",
+        help=(
+            "jitter the training images on the fly: a preset (gtsrb) or key=value pairs, e.g. "
+            "rotate=15,scale=0.1,shift=2,perspective=0.05,brightness=0.2,contrast=0.2 "
+            "(default none; see docs/training.md)"
+        ),
+    )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument("--eval-every", type=positive_int, help="evaluate every N epochs (default 1)")
@@ -226,6 +246,16 @@ def _evaluation_loader(config: TrainConfig, split: str, **extra: Any) -> data.Di
     )
 
 
+def _augment_spec(config: TrainConfig) -> data.AugmentSpec | None:
+    """The training jitter of the recipe (the validation, test and picture loaders never get one)."""
+    if config.augment is None:
+        return None
+    try:
+        return data.parse_augment(config.augment)
+    except ValueError as err:  # a hand-edited or foreign config.json
+        raise CliError(f"the recipe's augment: {err}") from err
+
+
 def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
     from stnkit.viz import finish_run, plot_curves, save_epoch_frame
     from stnkit.viz.run import PICTURES
@@ -252,6 +282,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         rank=ctx.rank,
         world_size=ctx.world_size,
         val_size=config.val_size,
+        augment=_augment_spec(config),
     )
     val_loader = _evaluation_loader(config, "val", val_size=config.val_size) if config.val_size else None
     test_loader = _evaluation_loader(config, "test", limit=config.test_limit)

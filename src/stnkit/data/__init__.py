@@ -5,6 +5,15 @@ The API the rest of stnkit uses: :func:`list_datasets`, :func:`dataset_info`,
 ``stnkit data download|show`` commands. See docs/data.md for the distortion settings.
 """
 
+from stnkit.data.augment import (
+    AUGMENT_PRESETS,
+    AugmentSpec,
+    apply_augment,
+    augment_batch,
+    augment_matrices,
+    parse_augment,
+    sample_augment_params,
+)
 from stnkit.data.distortions import DISTORTIONS, Distortion, distort, get_distortion
 from stnkit.data.download import (
     ChecksumError,
@@ -38,9 +47,11 @@ from stnkit.data.roots import DataNotFoundError, resolve_data_root
 from stnkit.data.show import image_grid, save_grid
 
 __all__ = [
+    "AUGMENT_PRESETS",
     "DISTORTIONS",
     "GTSRB_CLASS_NAMES",
     "TEST_SEED",
+    "AugmentSpec",
     "BatchDataset",
     "ChecksumError",
     "DataNotFoundError",
@@ -53,6 +64,9 @@ __all__ = [
     "IdxError",
     "MnistArrays",
     "RemoteFile",
+    "apply_augment",
+    "augment_batch",
+    "augment_matrices",
     "canonical_digest",
     "class_names",
     "dataset_info",
@@ -68,7 +82,9 @@ __all__ = [
     "load_mnist",
     "load_source",
     "make_loader",
+    "parse_augment",
     "read_idx",
     "resolve_data_root",
+    "sample_augment_params",
     "save_grid",
 ]

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from stnkit.data.augment import AugmentSpec, apply_augment, sample_augment_params
 from stnkit.data.distortions import DISTORTIONS, Distortion, Params
 from stnkit.data.gtsrb import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, GtsrbArrays, holdout_tracks, load_gtsrb
 from stnkit.data.mnist import load_mnist
@@ -240,6 +241,8 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
         world_size: number of ranks sharing the data.
         shuffle: permute the images each epoch.
         drop_last: drop this rank's last, smaller batch.
+        augment: a training jitter applied after the distortion (training split only); its
+            parameters are drawn per source image and epoch, like the distortions'.
     """
 
     def __init__(
@@ -256,8 +259,12 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
         world_size: int = 1,
         shuffle: bool = False,
         drop_last: bool = False,
+        augment: AugmentSpec | None = None,
     ) -> None:
         self.name = _check_name(name)
+        if augment is not None and not augment.is_identity and split != "train":
+            raise ValueError(f"augment applies to the training split only, got split {split!r}")
+        self.augment = augment if augment is not None and not augment.is_identity else None
         self.images, self.labels = images, labels  # the whole split: clutter, partners
         self.split, self.batch_size, self.seed = split, batch_size, seed
         self.num_images = images.shape[0] if limit is None else min(limit, images.shape[0])
@@ -267,6 +274,7 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
         # epoch -> params of all images / this rank's order; shared by the copies that
         # DistortedLoader makes per epoch.
         self._params: dict[int, Params] = {}
+        self._augment_params: dict[int, Params] = {}
         self._indices: dict[int, Tensor] = {}
 
     @property
@@ -331,6 +339,19 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
             self._params[epoch] = params
         return self._params[epoch]
 
+    def augment_params(self) -> Params:
+        """Jitter parameters of every source image for the current epoch (cached; empty without augment)."""
+        if self.augment is None:
+            return {}
+        epoch = self._effective_epoch
+        if epoch not in self._augment_params:
+            generator = _generator(self.seed, self.name, self.split, "augment", epoch)
+            # Always the whole split, in image order: image j's jitter depends on (seed, epoch, j) only.
+            params = sample_augment_params(self.augment, self.images.shape[0], generator)
+            self._augment_params.clear()  # one epoch at a time
+            self._augment_params[epoch] = params
+        return self._augment_params[epoch]
+
     def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         """The images and labels of the given source indices (any order, any count).
 
@@ -340,12 +361,17 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
         digits = self.images[index]
         labels = self.labels[index]
         if self.distortion is None:
-            images = digits if digits.dim() == 4 else digits[:, None]
-            return images.float().div_(255.0), labels
-        params = {key: value[index] for key, value in self.params().items()}
-        images = self.distortion.apply(digits, params, self.images)
-        if self.name == "mnist-add":
-            labels = labels + self.labels[params["partner"]]
+            images = digits if digits.dim() == 4 else digits[:, None]  # uint8
+        else:
+            params = {key: value[index] for key, value in self.params().items()}
+            images = self.distortion.apply(digits, params, self.images)
+            if self.name == "mnist-add":
+                labels = labels + self.labels[params["partner"]]
+        if self.augment is not None:
+            jitter = {key: value[index] for key, value in self.augment_params().items()}
+            return apply_augment(images, jitter, self.augment), labels
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
         return images, labels
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
@@ -422,6 +448,7 @@ def make_loader(
     drop_last: bool | None = None,
     pin_memory: bool = False,
     val_size: int = 0,
+    augment: AugmentSpec | None = None,
 ) -> DistortedLoader:
     """A loader of ``(images, labels)`` batches for a dataset of :func:`list_datasets`.
 
@@ -444,6 +471,9 @@ def make_loader(
             clutter and partners from the held-out images only). ``"val"`` needs ``val_size > 0``.
             GTSRB holds out whole tracks instead, about ``val_size`` images: the last tracks of
             each class, at least one per class (:func:`stnkit.data.gtsrb.holdout_tracks`).
+        augment: a random jitter of the training images (:class:`stnkit.data.AugmentSpec`), drawn
+            per image from ``(seed, epoch, image)``; ``None`` or an all-zero spec: none. Only for
+            ``"train"``: evaluation splits are never jittered.
 
     Returns:
         :class:`DistortedLoader`: iterate for images float32 (B, C, H, W) in [0, 1] and labels
@@ -470,6 +500,10 @@ def make_loader(
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if augment is not None and not isinstance(augment, AugmentSpec):
+        raise TypeError(f"augment must be an AugmentSpec or None, got {type(augment).__name__}")
+    if augment is not None and not augment.is_identity and split != "train":
+        raise ValueError(f"augment applies to the training split only, got split {split!r}")
     images, labels = _split_source(key, split, root, val_size)
     dataset = BatchDataset(
         name=key,
@@ -483,6 +517,7 @@ def make_loader(
         world_size=world_size,
         shuffle=split == "train" if shuffle is None else shuffle,
         drop_last=False if drop_last is None else drop_last,
+        augment=augment,
     )
     return DistortedLoader(dataset, num_workers=num_workers, pin_memory=pin_memory)
 

@@ -47,6 +47,10 @@ class TrainConfig:
     test_limit: int | None = None  # evaluate on only this many test images
     val_size: int = 0  # hold out this many training images as a validation split (0: none)
     num_workers: int = 0
+    # training-split jitter in stnkit.data.parse_augment's canonical string form, e.g.
+    # "rotate=15,scale=0.1,shift=2"; None: no augmentation. The engine only stores it: the data
+    # layer's training loader applies it.
+    augment: str | None = None
     # reproducibility and speed
     seed: int = 0
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
