@@ -162,8 +162,8 @@ def per_class_errors(labels: Tensor, predictions: Tensor, num_classes: int) -> l
 
     Example:
         >>> rows = per_class_errors(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2)
-        >>> [(r.label, r.count, r.errors) for r in rows]
-        [(0, 2, 1), (1, 1, 0)]
+        >>> rows[0].count, rows[0].errors, rows[1].count, rows[1].errors
+        (2, 1, 1, 0)
     """
     matrix = confusion_matrix(labels, predictions, num_classes)
     counts = matrix.sum(dim=1)
@@ -222,8 +222,8 @@ def compare_predictions(labels: Tensor, predictions_a: Tensor, predictions_b: Te
 
     Example:
         >>> c = compare_predictions(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]), torch.tensor([1, 1, 0]))
-        >>> c.a_right_b_wrong.tolist(), c.b_right_a_wrong.tolist(), c.both_wrong.tolist()
-        ([0], [1], [2])
+        >>> int(c.a_right_b_wrong), int(c.b_right_a_wrong), int(c.both_wrong)
+        (0, 1, 2)
     """
     num_classes = 1 + max(int(t.max()) if t.numel() else 0 for t in (labels, predictions_a, predictions_b))
     _check_pair(labels, predictions_a, num_classes)
