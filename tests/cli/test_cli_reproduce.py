@@ -225,3 +225,37 @@ def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -
     assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
     assert "| gtsrb-cnn | final | gtsrb-aug30 | not run yet" in section
     assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
+
+
+def test_mnist_grid_is_the_robustness_models_on_plain_mnist_with_the_default_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cells = reproduce.cells_of("mnist")
+    assert [cell.name for cell in cells] == ["mnist-cnn", "mnist-st-cnn-affine"]
+    assert {(cell.dataset, cell.paper_error, cell.recipe.name) for cell in cells} == {
+        ("mnist", None, reproduce.DEFAULT_RECIPE.name)
+    }
+    argv = ["reproduce", "mnist", "--seeds", "0", "1", "--dry-run", "--out", str(tmp_path)]
+    assert cli.main([*argv, "--runs", str(tmp_path / "runs")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    runs = [line.split(": ")[1] for line in lines]
+    assert runs == ["mnist-cnn-s0", "mnist-st-cnn-affine-s0", "mnist-cnn-s1", "mnist-st-cnn-affine-s1"]
+    command = lines[1].split(": ", 2)[2]
+    assert command.startswith("train --dataset mnist --model st-cnn-affine --seed 0 ")
+    assert command.endswith("--epochs 20 --val-size 10000")
+    assert not (tmp_path / "mnist").exists()  # a dry run writes no result
+
+
+def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
+    st = reproduce.cells_of("mnist")[1]
+    report = reproduce.render_report([_result(st, 0, 0.009, 0.0080), _result(st, 1, 0.010, 0.0100)])
+    title = "## plain MNIST (for the robustness figure; not in the paper's table)"
+    assert report.count(title) == 1 and "\n## mnist\n" not in report  # its own section, not a paper table
+    section = report.split(title)[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
+    assert rows == [
+        "| mnist | cnn |  | not run yet | | | | |",
+        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 | Some CPU (2 cores) |",
+    ]
+    # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
+    assert "| rts | cnn | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1
