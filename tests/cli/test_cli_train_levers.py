@@ -1,4 +1,4 @@
-"""``stnkit train`` recipe levers end to end on a few real MNIST images: --augment."""
+"""``stnkit train`` recipe levers end to end on a few real MNIST images: --augment, --ema."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from stnkit import cli, data
+from stnkit.engine import CHECKPOINT_NAME, evaluate, load_checkpoint
+from stnkit.models import create_model
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TINY = [
@@ -82,3 +84,34 @@ def test_exported_train_command_carries_the_augment() -> None:
     assert "--augment rotate=15,scale=0.1,shift=2,brightness=0.2,contrast=0.2" in line
     args = build_parser().parse_args(line.split()[1:])
     assert args.augment == config.augment
+
+
+def test_eval_of_an_ema_run_uses_the_averaged_weights(tmp_path: Path, capsys) -> None:
+    out, root = tmp_path / "run", _root()
+    argv = [*TINY, "--epochs", "2", "--ema", "0.9", "--data-root", root, "--out", str(out)]
+    assert cli.main(argv) == 0
+    state = load_checkpoint(out / CHECKPOINT_NAME)
+    assert json.loads((out / "config.json").read_text())["ema"] == 0.9
+    assert state["ema"]["updates"] == 2 * 2  # 64 images in batches of 32, two epochs
+    capsys.readouterr()
+    assert cli.main(["eval", str(out / CHECKPOINT_NAME), "--limit", "64", "--data-root", root]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    loader = data.make_loader("mnist", split="test", batch_size=64, root=root, limit=64)
+    losses = {}
+    for key in ("model", "train_model"):
+        model = create_model(state["model_name"], **state["model_kwargs"])
+        model.load_state_dict(state[key])
+        losses[key] = evaluate(model, loader)["loss"]
+    assert printed["loss"] == pytest.approx(losses["model"], rel=1e-6)
+    assert losses["train_model"] != pytest.approx(losses["model"], rel=1e-6)
+    # Resuming keeps the average; another decay is refused.
+    capsys.readouterr()
+    again = [*TINY, "--epochs", "2", "--ema", "0.99", "--data-root", root, "--out", str(out), "--resume"]
+    assert cli.main(again) == 1
+    assert "ema" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("decay", ["0", "1", "1.5", "x"])
+def test_bad_ema_is_a_usage_error(decay: str, capsys) -> None:
+    assert cli.main(["train", "--ema", decay]) == 2
+    assert "--ema" in capsys.readouterr().err

@@ -46,7 +46,7 @@ _TRAIN_FIELDS = (
     "dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
     "loc_lr_mult", "schedule", "warmup_fraction", "grad_clip", "label_smoothing", "data_root",
     "limit", "test_limit", "val_size", "num_workers", "seed", "threads", "eval_every", "snapshot_images",
-    "augment",
+    "augment", "ema",
 )  # fmt: skip
 
 
@@ -57,6 +57,14 @@ def _augment_argument(text: str) -> str | None:
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
     return None if spec.is_identity else spec.to_string()
+
+
+def _decay(text: str) -> float:
+    """argparse type: a number in (0, 1)."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), e.g. 0.999, got {text}")
+    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +106,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"max gradient norm, 0 disables (default {d.grad_clip})",
     )
     p.add_argument("--label-smoothing", type=nonneg_float, help="(default 0)")
+    p.add_argument(
+        "--ema",
+        type=_decay,
+        metavar="DECAY",
+        help=(
+            "keep an exponential moving average of the weights with this decay (e.g. 0.999) and "
+            "evaluate, save and export it instead of the last weights (default off)"
+        ),
+    )
     add_data_root_argument(p)
     p.add_argument("--limit", type=positive_int, help="use only this many training images")
     p.add_argument("--test-limit", type=positive_int, help="evaluate on this many test images")
@@ -330,7 +347,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
     if ctx.is_main:
         report = finish_run(
             out,
-            model=model,
+            model=result.evaluated or model,
             snapshot=snapshot,
             records=read_jsonl(out / METRICS_NAME),
             config=config.to_dict(),

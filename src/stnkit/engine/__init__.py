@@ -20,6 +20,7 @@ from stnkit.engine.analysis import (
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig, config_from_dict, paper_config
 from stnkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
+from stnkit.engine.ema import ModelEma
 from stnkit.engine.loop import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -44,6 +45,7 @@ __all__ = [
     "DistContext",
     "DivergenceError",
     "FitResult",
+    "ModelEma",
     "Predictions",
     "ResumeMismatchError",
     "TrainConfig",

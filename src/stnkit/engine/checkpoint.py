@@ -53,7 +53,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     The file is read with ``torch.load(..., weights_only=True)``, and the fields a caller uses are
     checked: ``model_name`` a non-empty str, ``model_kwargs`` and ``config`` dicts with str keys,
     ``model`` a dict of tensors, ``epoch`` an int >= 0; ``optimizer``, ``scheduler`` and
-    ``metrics`` dicts, ``elapsed_s`` a number >= 0 and ``world_size`` an int >= 1 where present.
+    ``metrics`` dicts, ``elapsed_s`` a number >= 0, ``world_size`` an int >= 1, ``train_model`` a
+    dict of tensors and ``ema`` a dict where present.
+
+    Under a weight average (``TrainConfig.ema``), ``model`` holds the averaged weights (the ones
+    to evaluate and ship) and ``train_model`` the trained ones (to resume from).
 
     Raises:
         CheckpointError: the file is missing, empty, truncated or corrupt, is not a torch zip
@@ -150,6 +154,8 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
         "metrics": (_is_str_keyed_dict, "a dict with str keys"),
         "elapsed_s": (_is_seconds, "a finite number >= 0"),
         "world_size": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+        "train_model": (_is_tensor_dict, "a dict of str -> tensor (the trained weights under EMA)"),
+        "ema": (_is_str_keyed_dict, "a dict with str keys (decay, updates)"),
     }
     for name, (is_valid, expected) in optional.items():
         if name in state:

@@ -41,6 +41,9 @@ class TrainConfig:
     step_every: int = 0  # "step" schedule: divide lr by 10 every this many epochs (0: epochs/3)
     grad_clip: float | None = 5.0  # max global grad norm; None disables clipping
     label_smoothing: float = 0.0
+    # decay of an exponential moving average of the weights (e.g. 0.999), which is then what is
+    # evaluated, saved as the checkpoint's "model" and exported; None: off (stnkit.engine.ModelEma)
+    ema: float | None = None
     # data
     data_root: str | None = None  # None: the data module's resolution order
     limit: int | None = None  # use only this many training images (quick runs, tests)
@@ -80,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 (or None), got {self.grad_clip}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"ema must be in (0, 1) (or None), got {self.ema}")
         if self.val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size}")
         for name in ("limit", "test_limit"):

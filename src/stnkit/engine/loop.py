@@ -24,6 +24,7 @@ from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_chec
 from stnkit.engine.config import TrainConfig
 from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, check_in_sync
 from stnkit.engine.durable import write_text_durably
+from stnkit.engine.ema import ModelEma
 from stnkit.engine.metrics import append_jsonl, truncate_jsonl
 from stnkit.geometry import NonFiniteError
 
@@ -71,6 +72,9 @@ class FitResult:
     history: list[dict[str, Any]]  # one metrics record per finished epoch
     checkpoint: Path  # last good checkpoint
     final: dict[str, Any]  # last record
+    # the weights that were evaluated and saved as the checkpoint's "model": the EMA copy under
+    # config.ema, else the trained model itself
+    evaluated: nn.Module | None = None
 
 
 def localization_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -198,11 +202,13 @@ def train_one_epoch(
     epochs: int = 1,
     progress: bool = False,
     ctx: DistContext | None = None,
+    ema: ModelEma | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader`` with a progress bar; stops at the first non-finite step.
 
     Under DDP every rank stops at the same step: a non-finite loss (or a refused warp) on any one
-    rank raises :class:`DivergenceError` on all of them.
+    rank raises :class:`DivergenceError` on all of them. ``ema``, if given, is updated after every
+    optimiser step (from the model it was made of: ``model`` may be a DDP or compiled wrapper of it).
 
     Returns:
         ``loss`` (mean per image), ``accuracy``, ``images`` and ``images_per_s`` over all ranks.
@@ -242,6 +248,8 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update()
         batch = labels.numel()
         loss_sum += loss_value * batch
         correct += int((logits.detach().argmax(dim=1) == labels).sum())
@@ -313,6 +321,12 @@ def fit(
     running. Under DDP (``ctx.world_size > 1``) the model is wrapped here; all ranks resume from
     the same checkpoint.
 
+    With ``config.ema`` (a decay), an exponential moving average of the weights
+    (:class:`stnkit.engine.ModelEma`) is updated after every step, and it is the average that is
+    evaluated, passed to ``on_epoch_end``, returned as ``FitResult.evaluated`` and saved as the
+    checkpoint's ``"model"`` (so ``stnkit eval``, ``show`` and ``export`` use it); the trained weights
+    are saved beside it as ``"train_model"``, with ``"ema"`` (decay, updates), for resuming.
+
     Args:
         model: the model, already built (and seeded) by the caller; trained in place.
         train_loader: training batches; ``set_epoch`` is called if present.
@@ -330,10 +344,10 @@ def fit(
     Raises:
         DivergenceError: a non-finite loss, gradient or parameter; the last good checkpoint stays.
         CheckpointError: ``resume`` without a readable checkpoint.
-        ResumeMismatchError: ``resume`` from a checkpoint of another model, or one trained with
-            another number of processes (``world_size``; it decides the data sharding and the
-            steps per epoch, hence the schedule). A checkpoint that predates recording the world
-            size is taken as it is.
+        ResumeMismatchError: ``resume`` from a checkpoint of another model, with or without a
+            weight average unlike ``config.ema``, or one trained with another number of processes
+            (``world_size``; it decides the data sharding and the steps per epoch, hence the
+            schedule). A checkpoint that predates recording the world size is taken as it is.
     """
     ctx = ctx or DistContext()
     out = Path(out_dir)
@@ -342,14 +356,23 @@ def fit(
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, max(1, len(train_loader)))
     start_epoch, elapsed_before, history = 0, 0.0, []
+    ema = None if config.ema is None else ModelEma(model, decay=config.ema)
     if resume:
         state = load_checkpoint(ckpt_path)
-        _check_resumable(state, ckpt_path, model_name=model_name, ctx=ctx)
+        _check_resumable(state, ckpt_path, model_name=model_name, ctx=ctx, ema=config.ema)
         try:
-            model.load_state_dict(state["model"])
+            # Under EMA, "model" holds the average and "train_model" the weights being trained.
+            model.load_state_dict(state.get("train_model", state["model"]))
         except RuntimeError as err:  # torch lists every missing/unexpected/mis-shaped tensor
             detail = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
             raise ResumeMismatchError(f"{ckpt_path}: the weights do not fit the model: {detail}") from err
+        if ema is not None:
+            try:
+                ema.load_state_dict(state["ema"], state["model"])
+            except (ValueError, RuntimeError) as err:
+                raise ResumeMismatchError(
+                    f"{ckpt_path}: cannot restore the weight average: {' '.join(str(err).split())}"
+                ) from err
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
@@ -358,6 +381,7 @@ def fit(
             history = truncate_jsonl(metrics_path, max_epoch=start_epoch)
     elif ctx.is_main:
         write_text_durably(metrics_path, "")
+    evaluated = model if ema is None else ema.module  # what is evaluated, pictured and saved
     barrier(ctx)
 
     train_model: nn.Module = model
@@ -388,6 +412,7 @@ def fit(
             epochs=config.epochs,
             progress=config.progress,
             ctx=ctx,
+            ema=ema,
         )
         _check_finite_parameters(model, f"after epoch {epoch}")
         train_time = time.perf_counter() - epoch_start
@@ -403,39 +428,46 @@ def fit(
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             for split, loader in (("val", val_loader), ("test", test_loader)):
                 if loader is not None:
-                    scores = evaluate(model, loader, channels_last=config.channels_last)
+                    scores = evaluate(evaluated, loader, channels_last=config.channels_last)
                     record.update({f"{split}_{key}": scores[key] for key in ("loss", "accuracy", "error")})
         record["elapsed_s"] = elapsed_before + time.perf_counter() - run_start
         if ctx.is_main:
             append_jsonl(metrics_path, record)
-            save_checkpoint(
-                {
-                    "model_name": model_name,
-                    "model_kwargs": model_kwargs,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "world_size": ctx.world_size,  # resuming under another one is refused
-                    "elapsed_s": record["elapsed_s"],
-                    "config": config.to_dict(),
-                    "metrics": record,
-                },
-                ckpt_path,
-            )
+            state = {
+                "model_name": model_name,
+                "model_kwargs": model_kwargs,
+                "model": evaluated.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "world_size": ctx.world_size,  # resuming under another one is refused
+                "elapsed_s": record["elapsed_s"],
+                "config": config.to_dict(),
+                "metrics": record,
+            }
+            if ema is not None:
+                state.update(train_model=model.state_dict(), ema=ema.state_dict())
+            save_checkpoint(state, ckpt_path)
             history.append(record)
             if on_epoch_end is not None:
-                on_epoch_end(epoch, model, record)
+                on_epoch_end(epoch, evaluated, record)
             _print_epoch(record, config.epochs)
         barrier(ctx)
     check_in_sync(model, ctx)
-    return FitResult(history=history, checkpoint=ckpt_path, final=record)
+    return FitResult(history=history, checkpoint=ckpt_path, final=record, evaluated=evaluated)
 
 
-def _check_resumable(state: dict[str, Any], path: Path, *, model_name: str, ctx: DistContext) -> None:
+def _check_resumable(
+    state: dict[str, Any], path: Path, *, model_name: str, ctx: DistContext, ema: float | None
+) -> None:
     """Refuse (on every rank alike: they read the same file) a checkpoint this run cannot continue."""
     if state["model_name"] != model_name:
         raise ResumeMismatchError(f"{path} holds model {state['model_name']!r}, not {model_name!r}")
+    averaged = "train_model" in state and "ema" in state
+    if (ema is not None) != averaged:
+        had = "with" if averaged else "without"
+        wants = f"ema={ema}" if ema is not None else "no ema"
+        raise ResumeMismatchError(f"{path} was trained {had} a weight average (ema); this run has {wants}")
     missing = [key for key in ("optimizer", "scheduler") if key not in state]
     if missing:
         raise CheckpointError(f"{path} has no {' or '.join(missing)} state, so it cannot be resumed")
