@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from stnkit import cli, data
 from stnkit.cli.common import load_run
 from stnkit.engine import CHECKPOINT_NAME, TrainConfig, evaluate, save_checkpoint
-from stnkit.models import create_model
+from stnkit.models import create_model, get_pretrained, pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
     Pose,
@@ -274,6 +274,76 @@ def test_the_same_run_twice_gets_seed_then_position_in_its_label(
     assert cli.main([*args, "--shifts", "0", "--data-root", str(shared_data)]) == 0
     labels = [run["label"] for run in json.loads((tmp_path / "robustness.json").read_text())["runs"]]
     assert labels == ["cnn on mnist (seed 0) #1", "cnn on mnist (seed 0) #2"]
+
+
+def test_shipped_weights_are_swept_beside_checkpoints_and_say_what_they_are(
+    checkpoints: dict[str, Path], shared_data: Path, tmp_path: Path
+) -> None:
+    entry = get_pretrained("st-cnn-affine.rts")
+    out = tmp_path / "robust"
+    args = [
+        "robustness", str(checkpoints["mnist"]), "--pretrained", entry.name, "--out", str(out),
+        "--limit", str(LIMIT), "--angles", "0", "90", "--scales", "1", "--shifts", "0",
+        "--data-root", str(shared_data),
+    ]  # fmt: skip
+    assert cli.main(args) == 0
+    checkpoint_run, shipped = json.loads((out / "robustness.json").read_text())["runs"]
+    assert checkpoint_run["label"] == "cnn on mnist"
+    assert checkpoint_run["checkpoint"] == str(checkpoints["mnist"])
+    assert entry.test_error is not None
+    label = f"shipped st-cnn-affine.rts (on rts, test error {100 * entry.test_error:.2f}%)"
+    assert {key: value for key, value in shipped.items() if key != "errors"} == {
+        "label": label,
+        "pretrained": "st-cnn-affine.rts",
+        "model": "st-cnn-affine",
+        "dataset": "rts",
+        "recorded_test_error": entry.test_error,
+        "canvas": 42,
+    }
+    # The errors are those of the shipped weights themselves, loaded as `create_model` loads them.
+    digits, labels = _digits(shared_data, LIMIT)
+    model = create_model(entry.name, pretrained=True)
+    poses = [Pose(), Pose(angle_degrees=90.0)]
+    direct = pose_errors([model], digits, labels, poses, canvas=42)[0].tolist()
+    assert shipped["errors"] == {"angle": direct, "scale": direct[:1], "shift": direct[:1]}
+    assert f"| angle (degrees) | cnn on mnist | {label} |" in (out / "robustness.md").read_text()
+
+
+def test_shipped_weights_alone_and_twice_get_their_position(shared_data: Path, tmp_path: Path) -> None:
+    args = ["robustness", "--pretrained", "st-cnn-affine.rts", "--pretrained", "st-cnn-affine"]
+    args += ["--out", str(tmp_path), "--limit", "8", "--angles", "0", "--scales", "1", "--shifts", "0"]
+    assert cli.main([*args, "--data-root", str(shared_data)]) == 0
+    runs = json.loads((tmp_path / "robustness.json").read_text())["runs"]
+    assert [run["label"].rsplit(" ", 1)[1] for run in runs] == ["#1", "#2"]  # no seed: shipped weights
+    assert [run["pretrained"] for run in runs] == ["st-cnn-affine.rts"] * 2
+    assert "checkpoint" not in runs[0] and "seed" not in runs[0]
+
+
+def test_a_source_is_required_and_bad_shipped_weights_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert cli.main(["robustness", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        "stnkit robustness: error: give at least one checkpoint (CKPT) or --pretrained NAME, got neither\n"
+    )
+    assert cli.main(["robustness", "--pretrained", "no-such.weights", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("stnkit robustness: error: no pretrained weights named 'no-such.weights'")
+    assert "st-cnn-affine.rts" in err and err.count("\n") == 1
+    # Weights of a traffic-sign model are refused from their registry entry, before any file is read.
+    foreign = pretrained.PretrainedWeights(
+        name="cnn.gtsrb", model="cnn", model_kwargs={"in_channels": 3, "num_classes": 43, "image_size": [32, 32]},
+        dataset="gtsrb", filename="absent.safetensors", sha256="0" * 64, test_error=None,
+    )  # fmt: skip
+    monkeypatch.setitem(pretrained.PRETRAINED, foreign.name, foreign)
+    assert cli.main(["robustness", "--pretrained", "cnn.gtsrb", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "stnkit robustness: error: pretrained weights 'cnn.gtsrb': robustness sweeps single"
+    )
+    assert "got 3 channel(s), 43 classes" in err and err.count("\n") == 1
+    assert not out.exists()
 
 
 def test_default_sweeps_are_the_library_grid() -> None:

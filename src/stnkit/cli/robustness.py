@@ -1,4 +1,4 @@
-"""``stnkit robustness``: test error of checkpoints against rotation, scale and shift of the test digits."""
+"""``stnkit robustness``: test error of checkpoints or shipped weights against rotation, scale and shift."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch import nn
 from stnkit import data
 from stnkit.cli.common import CliError, add_data_root_argument, dataset_model_kwargs, load_run, positive_int
 from stnkit.files import atomic_write
+from stnkit.models import create_model, get_pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
     SWEEP_UNITS,
@@ -32,16 +33,22 @@ RESULT_VERSION = 1
 
 @dataclass
 class _Run:
-    """A loaded checkpoint and what the outputs say about it."""
+    """A loaded model, a checkpoint's or shipped weights', and what the outputs say about it.
 
-    checkpoint: str
+    Exactly one of ``checkpoint`` and ``pretrained`` is set; ``seed`` and ``epoch`` are a checkpoint's,
+    ``recorded_test_error`` the registry entry's of shipped weights.
+    """
+
     model: nn.Module
     model_name: str
     dataset: str
-    seed: int
-    epoch: int
     canvas: int
     data_root: str | None
+    checkpoint: str | None = None
+    pretrained: str | None = None
+    seed: int | None = None
+    epoch: int | None = None
+    recorded_test_error: float | None = None
     label: str = ""
 
 
@@ -49,14 +56,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``stnkit robustness``."""
     p = sub.add_parser(
         "robustness",
-        help="test error of checkpoints as the MNIST test digits are rotated, scaled and shifted",
+        help="test error of checkpoints or shipped weights as the MNIST test digits are rotated, scaled, shifted",
         description=(
             "Rotate (0-180 degrees), scale and shift the MNIST test digits over a fixed grid and measure "
-            f"each checkpoint's error at every value; write {RESULT_NAME}, {TABLE_NAME} and {PLOT_NAME} "
-            "into --out. Digits are drawn into the canvas each model takes (28 or 42 px)."
+            "each model's error at every value (checkpoints, then --pretrained shipped weights); write "
+            f"{RESULT_NAME}, {TABLE_NAME} and {PLOT_NAME} into --out. Digits are drawn into the canvas each "
+            "model takes (28 or 42 px)."
         ),
     )
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint.pt files of MNIST classifiers")
+    p.add_argument("checkpoints", nargs="*", metavar="CKPT", help="checkpoint.pt files of MNIST classifiers")
+    p.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help=(
+            "also sweep these shipped weights, e.g. st-cnn-affine.rts (repeatable; after the checkpoints; "
+            "see `stnkit models`)"
+        ),
+    )
     p.add_argument("--out", required=True, help="folder for the JSON, the table and the plot")
     p.add_argument("--limit", type=positive_int, help="the first N test digits (default: all 10,000)")
     for axis, flag in (("angle", "--angles"), ("scale", "--scales"), ("shift", "--shifts")):
@@ -75,34 +93,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_robustness)
 
 
-def _load(checkpoint: str) -> _Run:
-    model, state, config = load_run(checkpoint)
+def _canvas(dataset: str, model_kwargs: dict[str, Any], where: str) -> int:
+    """The canvas side of a model built with ``model_kwargs`` for ``dataset``, or a one-line error."""
     try:
-        size = dataset_model_kwargs(config.dataset, state["model_kwargs"])
-        canvas = mnist_canvas(
+        size = dataset_model_kwargs(dataset, model_kwargs)
+        return mnist_canvas(
             in_channels=int(size["in_channels"]),
             num_classes=int(size["num_classes"]),
             image_size=list(size["image_size"]),
         )
     except (TypeError, ValueError) as err:
-        raise CliError(f"{checkpoint}: {err}") from err
+        raise CliError(f"{where}: {err}") from err
+
+
+def _load(checkpoint: str) -> _Run:
+    model, state, config = load_run(checkpoint)
     return _Run(
-        checkpoint,
         model,
         model_name=state["model_name"],
         dataset=config.dataset,
+        canvas=_canvas(config.dataset, state["model_kwargs"], checkpoint),
+        data_root=config.data_root,
+        checkpoint=checkpoint,
         seed=config.seed,
         epoch=state["epoch"],
-        canvas=canvas,
-        data_root=config.data_root,
     )
 
 
+def _load_pretrained(name: str) -> _Run:
+    entry = get_pretrained(name)  # an unknown name is its one-line error, listing the shipped ones
+    canvas = _canvas(entry.dataset, dict(entry.model_kwargs), f"pretrained weights {entry.name!r}")
+    return _Run(
+        create_model(entry.name, pretrained=True),  # SHA-256 and metadata checked before loading
+        model_name=entry.model,
+        dataset=entry.dataset,
+        canvas=canvas,
+        data_root=None,
+        pretrained=entry.name,
+        recorded_test_error=entry.test_error,
+    )
+
+
+def _base_label(run: _Run) -> str:
+    """A checkpoint is "MODEL on DATASET"; shipped weights say they are, with their recorded test error."""
+    if run.pretrained is None:
+        return f"{run.model_name} on {run.dataset}"
+    error = "not recorded" if run.recorded_test_error is None else f"{100 * run.recorded_test_error:.2f}%"
+    return f"shipped {run.pretrained} (on {run.dataset}, test error {error})"
+
+
 def _label(runs: Sequence[_Run]) -> None:
-    """Legend labels "MODEL on DATASET", with the seed, then the position, where that is ambiguous."""
+    """Legend labels (:func:`_base_label`), with the seed, then the position, where that is ambiguous."""
     for run in runs:
-        run.label = f"{run.model_name} on {run.dataset}"
-    for extra in (lambda r, _: f" (seed {r.seed})", lambda _, k: f" #{k + 1}"):
+        run.label = _base_label(run)
+    for extra in (lambda r, _: "" if r.seed is None else f" (seed {r.seed})", lambda _, k: f" #{k + 1}"):
         seen: dict[str, int] = {}
         for run in runs:
             seen[run.label] = seen.get(run.label, 0) + 1
@@ -120,13 +164,17 @@ def _write_text(path: Path, text: str) -> None:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     """``stnkit robustness``."""
+    if not args.checkpoints and not args.pretrained:
+        raise CliError("give at least one checkpoint (CKPT) or --pretrained NAME, got neither")
     sweeps = {axis: [float(v) for v in getattr(args, axis)] for axis in DEFAULT_SWEEPS}
     poses = {axis: sweep_poses(axis, values) for axis, values in sweeps.items()}  # bad values fail here
-    runs = [_load(path) for path in args.checkpoints]
+    runs = [_load(path) for path in args.checkpoints] + [_load_pretrained(name) for name in args.pretrained]
     _label(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
-    digits, labels = data.load_source("mnist", "test", args.data_root or runs[0].data_root)
+    # Shipped weights record no data folder: the first checkpoint's, else the default.
+    root = args.data_root or next((run.data_root for run in runs if run.data_root), None)
+    digits, labels = data.load_source("mnist", "test", root)
     if args.limit:
         digits, labels = digits[: args.limit], labels[: args.limit]
     threads = torch.get_num_threads()
@@ -161,6 +209,25 @@ def _sweep(
     return errors
 
 
+def _record(run: _Run, errors: dict[str, list[float]]) -> dict[str, Any]:
+    """A run's entry in the JSON: where the weights come from, what they are, the errors per sweep."""
+    if run.pretrained is None:
+        source: dict[str, Any] = {"checkpoint": run.checkpoint}
+        details: dict[str, Any] = {"seed": run.seed, "epoch": run.epoch}
+    else:
+        source = {"pretrained": run.pretrained}
+        details = {"recorded_test_error": run.recorded_test_error}
+    return {
+        "label": run.label,
+        **source,
+        "model": run.model_name,
+        "dataset": run.dataset,
+        **details,
+        "canvas": run.canvas,
+        "errors": errors,
+    }
+
+
 def _write_outputs(
     out: Path,
     runs: Sequence[_Run],
@@ -175,19 +242,7 @@ def _write_outputs(
         "version": RESULT_VERSION,
         "digits": {"dataset": "mnist", "split": "test", "count": count},
         "sweeps": {axis: {"unit": SWEEP_UNITS[axis], "values": values} for axis, values in sweeps.items()},
-        "runs": [
-            {
-                "label": run.label,
-                "checkpoint": run.checkpoint,
-                "model": run.model_name,
-                "dataset": run.dataset,
-                "seed": run.seed,
-                "epoch": run.epoch,
-                "canvas": run.canvas,
-                "errors": errors[run.label],
-            }
-            for run in runs
-        ],
+        "runs": [_record(run, errors[run.label]) for run in runs],
     }
     _write_text(out / RESULT_NAME, json.dumps(result, indent=1) + "\n")
     tables = [
