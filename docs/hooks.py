@@ -4,6 +4,11 @@
 results. Until it exists, the site renders the same page in memory with the same renderer, from
 whatever result files are under ``results/`` (usually none: every row then says "not run yet"), so the
 navigation stays valid in strict mode and the page never claims numbers that were not measured.
+
+The demo page (``docs/demo.md``) runs the pretrained ST-CNN in the browser; its model, digit strip and
+onnxruntime-web's files are generated here into the site's ``demo/`` folder (``docs/demo_assets.py``).
+Without ``node_modules`` (``npm ci``) the build stops with a one-line message: a site whose demo page
+cannot run would pass strict mode otherwise.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import demo_assets  # docs/demo_assets.py: mkdocs puts the hook's folder on sys.path while loading it
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 PAPER_RESULTS = "paper-results.md"
+DEMO_FOLDER = "demo"  # beside docs/demo/demo.js; docs/demo.md is served as demo/index.html
 
 
 def _rendered_paper_results(repository: Path) -> str:
@@ -31,9 +39,23 @@ def _rendered_paper_results(repository: Path) -> str:
     return f"{title}\n\n{note}{body}"
 
 
+def _add_demo_files(files: Files, config: Any, repository: Path) -> None:
+    """The demo page's generated files: onnxruntime-web, the exported model, ``demo.json``."""
+    try:
+        generated = dict(demo_assets.ort_files(repository))
+        generated["model.onnx"] = demo_assets.model_file(repository)
+    except demo_assets.DemoAssetError as err:
+        raise PluginError(str(err)) from err
+    for name, source in generated.items():
+        files.append(File.generated(config, f"{DEMO_FOLDER}/{name}", abs_src_path=str(source)))
+    content = demo_assets.page_json(demo_assets.page_data())
+    files.append(File.generated(config, f"{DEMO_FOLDER}/demo.json", content=content))
+
+
 def on_files(files: Files, config: Any) -> Files:
-    """Add a rendered ``paper-results.md`` when the committed one is missing."""
+    """Add the demo page's files, and a rendered ``paper-results.md`` when the committed one is missing."""
+    repository = Path(config["config_file_path"]).parent
     if files.get_file_from_path(PAPER_RESULTS) is None:
-        repository = Path(config["config_file_path"]).parent
         files.append(File.generated(config, PAPER_RESULTS, content=_rendered_paper_results(repository)))
+    _add_demo_files(files, config, repository)
     return files

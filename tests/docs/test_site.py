@@ -1,20 +1,19 @@
 """The documentation site builds in strict mode and documents every public name.
 
-The build is the same as ``make docs`` (mkdocs.yml, strict), into a temporary folder. A broken link, a
-page missing from the navigation or an API name that no longer exists fails it.
+The build is the same as ``make docs`` (mkdocs.yml, strict), into a temporary folder, once per session
+(the ``site`` fixture of tests/docs/conftest.py, shared with the demo page's browser test). A broken
+link, a page missing from the navigation or an API name that no longer exists fails it.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.docs.site_build import build_site
 
 pytest.importorskip("mkdocs", reason="the docs site needs the dev extra: pip install -e '.[dev]'")
 
@@ -33,21 +32,6 @@ API_PAGES = {
     "robustness": "stnkit.robustness",
     "keras": "stnkit.keras",
 }
-
-
-def build_site(config: Path, site_dir: Path) -> subprocess.CompletedProcess[str]:
-    """``mkdocs build --strict`` of ``config`` into ``site_dir``."""
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site_dir)]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=config.parent, timeout=240)
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site_dir = tmp_path_factory.mktemp("site")
-    build = build_site(REPO_ROOT / "mkdocs.yml", site_dir)
-    assert build.returncode == 0, f"mkdocs build --strict failed:\n{build.stderr[-4000:]}"
-    return site_dir
 
 
 def public_names(module: str) -> list[str]:

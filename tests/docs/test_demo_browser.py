@@ -1,0 +1,248 @@
+"""The demo page (docs/demo.md) in headless Chromium: it loads cleanly and computes what stnkit computes.
+
+The built site (the session's ``site`` fixture) is served on 127.0.0.1 by Python's http.server in a
+thread; Playwright drives Debian's Chromium (``make setup`` installs it; Playwright's own browser
+downloads are never used). Without Chromium the tests skip and say why. Screenshots of the page, for a
+person to look at, go to ``build/demo-screenshots/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the browser test needs playwright (dev extra): pip install -e '.[dev]'"
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "build" / "demo-screenshots"
+CHROMIUM_ENV = "STNKIT_CHROMIUM"  # another Chromium binary than the one on PATH
+TOLERANCE = 1e-4
+NUM_DIGITS = 5
+DESKTOP = {"width": 1200, "height": 1000}
+PHONE = {"width": 390, "height": 844}
+SCREENSHOT_DIGIT = 4  # the strip digit in the screenshots: a tilted four, the grid turns with it
+
+
+def _chromium() -> str:
+    path = os.environ.get(CHROMIUM_ENV) or shutil.which("chromium")
+    if not path:
+        pytest.skip(
+            f"Chromium not found (no `chromium` on PATH, ${CHROMIUM_ENV} unset): the demo page's browser "
+            "test needs Debian's chromium package; `make setup` installs it when run as root"
+        )
+    return path
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Static files, quietly, with the types the page's module and WASM binary need."""
+
+    extensions_map: ClassVar[dict[str, str]] = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript",
+        ".wasm": "application/wasm",
+        ".json": "application/json",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    """The built site on a free port of 127.0.0.1; yields its URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(server: str) -> Iterator[Any]:
+    executable = _chromium()
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Problems:
+    """What went wrong while the page ran: console errors, uncaught exceptions, failed requests."""
+
+    console: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # requests to anywhere but the test server
+
+    def all(self) -> list[str]:
+        return self.console + self.exceptions + self.requests + self.foreign
+
+
+def _open_demo(browser: Any, server: str, viewport: dict[str, int]) -> tuple[Any, Problems]:
+    """A new page on the demo, once its model ran on the first strip digit; and what went wrong."""
+    page = browser.new_page(viewport=viewport)
+    problems = Problems()
+    page.on("console", lambda m: problems.console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.exceptions.append(str(error)))
+    page.on("requestfailed", lambda r: problems.requests.append(f"{r.url}: {r.failure}"))
+    page.on(
+        "response",
+        lambda r: problems.requests.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
+    )
+    page.on("request", lambda r: None if r.url.startswith(server) else problems.foreign.append(r.url))
+    page.goto(f"{server}/demo/", wait_until="load")
+    page.evaluate("() => window.stnkitDemo.ready")
+    return page, problems
+
+
+@pytest.fixture(scope="module")
+def demo(browser: Any, server: str) -> Iterator[tuple[Any, Problems]]:
+    page, problems = _open_demo(browser, server, DESKTOP)
+    yield page, problems
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    from stnkit.models import create_model
+
+    return create_model("st-cnn-affine", pretrained=True).eval()
+
+
+def _page_data(site: Path) -> dict[str, Any]:
+    return json.loads((site / "demo" / "demo.json").read_text(encoding="utf-8"))
+
+
+def _torch_outputs(model: torch.nn.Module, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What stnkit computes for one (1, 42, 42) input: the plain forward pass and the transformer's."""
+    x = pixels.reshape(1, 1, 42, 42)
+    with torch.no_grad():
+        logits = model(x)
+        transformed = model.stn(x)
+    return {
+        "probabilities": torch.softmax(logits.double(), dim=1)[0],
+        "theta": model.stn.last_params[0].double(),  # (6,): the 2 x 3 matrix, row-major
+        "transformed": transformed[0].flatten().double(),
+    }
+
+
+def _assert_page_matches_torch(result: dict[str, Any], expected: dict[str, torch.Tensor], what: str) -> None:
+    assert result["label"] == int(expected["probabilities"].argmax()), what
+    for name in ("probabilities", "theta", "transformed"):
+        got = torch.tensor(result[name], dtype=torch.float64)
+        assert got.shape == expected[name].shape, f"{what}: {name}"
+        difference = float((got - expected[name]).abs().max())
+        assert difference <= TOLERANCE, f"{what}: {name} differs from torch by {difference:.2e}"
+
+
+def test_the_page_loads_without_errors(demo: tuple[Any, Problems]) -> None:
+    page, problems = demo
+    assert problems.all() == []
+    assert page.inner_text("#stnkit-demo-status").startswith("Ready")
+    assert page.locator(".stnkit-demo-digit").count() == 12
+    assert len(page.locator(".stnkit-demo-bar").all()) == 10
+
+
+def test_the_strip_is_the_canonical_rts_test_set(site: Path, shared_data: Path) -> None:
+    from stnkit.data import TEST_SEED, make_loader
+
+    strip = _page_data(site)["strip"]
+    loader = make_loader("rts", split="test", batch_size=len(strip), limit=len(strip), seed=TEST_SEED)
+    images, labels = next(iter(loader))
+    assert [digit["label"] for digit in strip] == labels.tolist()
+    pixels = torch.tensor([digit["pixels"] for digit in strip], dtype=torch.float32) / 255.0
+    assert torch.equal(pixels, images.flatten(1))
+
+
+def test_test_digits_give_what_stnkit_computes(
+    demo: tuple[Any, Problems], site: Path, model: torch.nn.Module
+) -> None:
+    page, problems = demo
+    strip = _page_data(site)["strip"]
+    assert len(strip) >= NUM_DIGITS, "the site was built without the MNIST test set (strip_missing)"
+    for digit in strip[:NUM_DIGITS]:
+        pixels = torch.tensor(digit["pixels"], dtype=torch.float32) / 255.0
+        result = page.evaluate("pixels => window.stnkitDemo.run(pixels)", pixels.tolist())
+        what = f"test digit {digit['index']} (a {digit['label']})"
+        _assert_page_matches_torch(result, _torch_outputs(model, pixels), what)
+        # The grid the page draws from theta is stnkit's sampling grid (the convention's mapping).
+        grid = page.evaluate("theta => window.stnkitDemo.samplingGrid(theta)", result["theta"])
+        with torch.no_grad():
+            params = model.stn.localize(pixels.reshape(1, 1, 42, 42))
+            expected_grid = model.stn.grid(params, (1, 1, 42, 42))  # (1, 28, 28, 2)
+        difference = float((torch.tensor(grid) - expected_grid.flatten()).abs().max())
+        assert difference <= TOLERANCE, f"{what}: the sampling grid differs from stnkit's by {difference:.2e}"
+        # The page shows it: the predicted class and the tallest bar.
+        assert page.inner_text("#stnkit-demo-prediction").startswith(str(result["label"]))
+        bars = page.locator(".stnkit-demo-bar").all()
+        assert "stnkit-demo-bar--top" in (bars[result["label"]].get_attribute("class") or "")
+    assert problems.all() == []
+
+
+def test_a_drawing_is_the_input_the_model_sees(demo: tuple[Any, Problems], model: torch.nn.Module) -> None:
+    page, problems = demo
+    page.click("#stnkit-demo-clear")
+    box = page.locator("#stnkit-demo-input").bounding_box()
+    assert box is not None
+    # A "7": a bar along the top, then a stroke down and to the left, with the mouse (pointer events).
+    path = [(0.3, 0.3), (0.7, 0.3), (0.6, 0.5), (0.45, 0.75)]
+    page.mouse.move(box["x"] + path[0][0] * box["width"], box["y"] + path[0][1] * box["height"])
+    page.mouse.down()
+    for x, y in path[1:]:
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
+    page.mouse.up()
+    # Wait for the runs the drawing queued, then compare the last one with torch on the page's input.
+    state = page.evaluate(
+        "() => window.stnkitDemo.state.queue.then(() => ({"
+        " pixels: Array.from(window.stnkitDemo.state.pixels), result: window.stnkitDemo.state.result }))"
+    )
+    pixels = torch.tensor(state["pixels"], dtype=torch.float32)
+    assert 40 < int((pixels > 0.5).sum()) < 600  # ink, but not a filled square
+    _assert_page_matches_torch(state["result"], _torch_outputs(model, pixels), "the drawing")
+    assert problems.all() == []
+
+
+@pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
+def test_screenshots_and_the_page_fits_the_screen(
+    browser: Any, server: str, site: Path, name: str, viewport: dict[str, int]
+) -> None:
+    page, problems = _open_demo(browser, server, viewport)
+    try:
+        # Nothing wider than the screen (no sideways scrolling), and the drawing square fits on it.
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+        box = page.locator("#stnkit-demo-input").bounding_box()
+        assert box is not None and 200 <= box["width"] <= viewport["width"]
+        # A tap on a strip digit makes it the input.
+        digit = _page_data(site)["strip"][SCREENSHOT_DIGIT]
+        page.click(f'.stnkit-demo-digit[data-index="{SCREENSHOT_DIGIT}"]')
+        shown = page.evaluate(
+            "() => window.stnkitDemo.state.queue.then(() => Array.from(window.stnkitDemo.state.pixels))"
+        )
+        assert torch.equal(torch.tensor(shown), torch.tensor(digit["pixels"], dtype=torch.float32) / 255.0)
+        pressed = page.get_attribute(f'.stnkit-demo-digit[data-index="{SCREENSHOT_DIGIT}"]', "aria-pressed")
+        assert pressed == "true"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # The demo just below the theme's sticky header, as a reader scrolled to it sees it.
+        page.evaluate("() => window.scrollTo(0, document.getElementById('stnkit-demo').offsetTop - 60)")
+        page.wait_for_timeout(300)  # the header's title changes with a transition on scrolling
+        page.screenshot(path=str(SCREENSHOTS / f"demo-{name}.png"))
+        if name == "desktop":  # the demo alone, for docs/img/demo.png
+            page.locator("#stnkit-demo").screenshot(path=str(SCREENSHOTS / "demo-panels.png"))
+        assert problems.all() == []
+    finally:
+        page.close()
