@@ -249,7 +249,9 @@ def test_screenshots_and_the_page_fits_the_screen(
             selector = f'.stnkit-demo-digit[data-index="{SCREENSHOT_DIGIT}"]'
             assert page.get_attribute(selector, "aria-pressed") == "true"
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        # The demo just below the theme's sticky header, as a reader scrolled to it sees it.
+        # The demo just below the theme's sticky header, as a reader scrolled to it sees it; the last
+        # move is down, so the theme's "back to top" button (shown on scrolling up) stays hidden.
+        page.evaluate("() => window.scrollTo(0, 0)")
         page.evaluate("() => window.scrollTo(0, document.getElementById('stnkit-demo').offsetTop - 60)")
         page.wait_for_timeout(300)  # the header's title changes with a transition on scrolling
         page.screenshot(path=str(SCREENSHOTS / f"demo-{name}.png"))
