@@ -46,7 +46,7 @@ def make_step(
     model: nn.Module, compiled: bool
 ) -> tuple[Callable[[torch.Tensor, torch.Tensor], None], nn.Module]:
     """One training step (forward, backward, Adam) as a closure, optionally on a compiled model."""
-    optimizer = build_optimizer(model, TrainConfig())
+    optimizer = build_optimizer(model, TrainConfig(dataset="rts", model="st-cnn-affine"))
     forward = torch.compile(model) if compiled else model
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -84,7 +84,7 @@ def images_per_second(
 ) -> float:
     """Images/s of ``train_one_epoch`` over ``batches`` batches, data generation included."""
     model = build(model_name, dataset, kwargs)
-    optimizer = build_optimizer(model, TrainConfig(model=model_name))
+    optimizer = build_optimizer(model, TrainConfig(dataset="rts", model=model_name))
     warm = make_loader(dataset, split="train", batch_size=batch_size, limit=2 * batch_size)
     train_one_epoch(model, warm, optimizer, progress=False)
     loader = make_loader(dataset, split="train", batch_size=batch_size, limit=batches * batch_size)

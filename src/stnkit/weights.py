@@ -50,8 +50,8 @@ def train_command(config: TrainConfig) -> str:
         >>> train_command(TrainConfig(dataset="gtsrb", model="gtsrb-st-cnn", epochs=30, seed=2))
         'stnkit train --dataset gtsrb --model gtsrb-st-cnn --epochs 30 --seed 2'
     """
-    default = TrainConfig()
-    flags: list[str] = []
+    default = TrainConfig(dataset=config.dataset, model=config.model)
+    flags = ["--dataset", config.dataset, "--model", config.model]  # always named: no default
     for item in dataclasses.fields(TrainConfig):
         value = getattr(config, item.name)
         if item.name in _NOT_RECIPE or value == getattr(default, item.name):

@@ -176,7 +176,9 @@ def _diverging_worker(rank: int, world: int, port: int, out: str) -> None:
 def _diverging_fit(rank: int, world: int, ctx, run: Path, kind: str) -> str:
     torch.manual_seed(0)
     model = InfLossModel() if kind == "inf-loss" else create_model("st-fcn-affine", **MODEL_KWARGS)
-    config = TrainConfig(dataset="tiny", epochs=2, batch_size=16, out=str(run), progress=False)
+    config = TrainConfig(
+        dataset="tiny", model="st-fcn-affine", epochs=2, batch_size=16, out=str(run), progress=False
+    )
     poison = (2, 1, kind) if rank == 1 else None
     try:
         fit(

@@ -74,7 +74,7 @@ def test_bad_decay_is_refused(decay) -> None:
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
 def test_config_refuses_a_decay_outside_0_1(decay: float) -> None:
     with pytest.raises(ValueError, match=r"ema must be in \(0, 1\)"):
-        TrainConfig(ema=decay)
+        TrainConfig(dataset="mnist", model="cnn", ema=decay)
 
 
 def test_load_state_dict_restores_and_checks() -> None:

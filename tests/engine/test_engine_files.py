@@ -34,7 +34,7 @@ def _read_checkpoint(path: Path) -> int:
 
 
 def _write_config(path: Path, version: int) -> None:
-    TrainConfig(epochs=version).save(path)
+    TrainConfig(dataset="mnist", model="cnn", epochs=version).save(path)
 
 
 def _read_config(path: Path) -> int:

@@ -137,7 +137,7 @@ def test_huge_learning_rate_is_caught(tmp_path: Path) -> None:
 
 def test_localization_group_gets_its_multiplier() -> None:
     model = _model()
-    config = TrainConfig(lr=0.5, loc_lr_mult=0.1)
+    config = TrainConfig(dataset="mnist", model="st-cnn-affine", lr=0.5, loc_lr_mult=0.1)
     opt = build_optimizer(model, config)
     loc = {id(p) for p in localization_parameters(model)}
     assert loc and loc == {id(p) for p in model.stn.parameters()}
@@ -150,7 +150,7 @@ def test_localization_group_gets_its_multiplier() -> None:
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
 def test_schedules_stay_in_range(schedule: str) -> None:
     model = torch.nn.Linear(2, 2)
-    config = TrainConfig(schedule=schedule, epochs=6, lr=1.0)
+    config = TrainConfig(dataset="mnist", model="cnn", schedule=schedule, epochs=6, lr=1.0)
     opt = build_optimizer(model, config)
     sched = build_scheduler(opt, config, steps_per_epoch=5)
     lrs = []
@@ -184,7 +184,7 @@ def test_evaluate_counts() -> None:
 )
 def test_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValueError):
-        TrainConfig(**bad)
+        TrainConfig(dataset="mnist", model="cnn", **bad)
 
 
 def test_config_roundtrip_and_presets(tmp_path: Path) -> None:
@@ -192,13 +192,16 @@ def test_config_roundtrip_and_presets(tmp_path: Path) -> None:
 
     from stnkit.engine import config_from_dict, paper_config
 
-    config = TrainConfig(epochs=7, model_kwargs={"hidden": [64]})
+    config = TrainConfig(dataset="mnist", model="cnn", epochs=7, model_kwargs={"hidden": [64]})
     config.save(tmp_path / "config.json")
     assert config_from_dict(json.loads((tmp_path / "config.json").read_text())) == config
     with pytest.raises(ValueError, match="unknown config keys"):
         config_from_dict({**config.to_dict(), "learning_rate": 1.0})
-    paper = paper_config(epochs=5)
+    paper = paper_config("rts", "st-cnn-affine", epochs=5)
     assert (paper.optimizer, paper.lr, paper.schedule, paper.epochs) == ("sgd", 0.01, "step", 5)
+    assert (paper.dataset, paper.model) == ("rts", "st-cnn-affine")
+    with pytest.raises(TypeError):
+        TrainConfig()  # type: ignore[call-arg]  # the engine has no default dataset or model
 
 
 def _rewrite_checkpoint(path: Path, *, drop: tuple[str, ...] = (), **changes) -> None:

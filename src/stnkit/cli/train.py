@@ -67,9 +67,13 @@ def _decay(text: str) -> float:
     return value
 
 
+# The main job: what `stnkit train` trains when no --dataset or --model is given.
+MAIN_JOB_DATASET, MAIN_JOB_MODEL = "rts", "st-cnn-affine"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``stnkit train``."""
-    d = TrainConfig()
+    d = TrainConfig(dataset=MAIN_JOB_DATASET, model=MAIN_JOB_MODEL)
     p = sub.add_parser(
         "train",
         help="train a model and write a run folder (checkpoint, metrics, pictures, report)",
@@ -193,11 +197,9 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, 
         given["deterministic"] = False
     if args.no_progress:
         given["progress"] = False
-    base = TrainConfig()
-    model = given.get("model", base.model)
-    dataset = given.get("dataset", base.dataset)
-    out = args.out or f"runs/{model}-{dataset}"
-    return dataclasses.replace(base, out=out, **given), given
+    named = {"dataset": MAIN_JOB_DATASET, "model": MAIN_JOB_MODEL, **given}
+    out = args.out or f"runs/{named['model']}-{named['dataset']}"
+    return TrainConfig(**{**named, "out": out}), given
 
 
 def _resumed_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainConfig:

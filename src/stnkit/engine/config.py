@@ -1,7 +1,8 @@
 """The training recipe as one typed dataclass, plus presets that replace a few fields.
 
-The defaults are the main job's recipe: ST-CNN (affine) on RTS-MNIST, tuned to reach its best test
-error within about 15 minutes of training on a 2-core CPU (see docs/training.md for why each value).
+The dataset and the model are always named by the caller (the engine names no dataset); the other
+defaults are the main job's recipe (``stnkit train`` without flags), tuned to reach its best test error
+within about 15 minutes of training on a 2-core CPU (see docs/training.md for why each value).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ class TrainConfig:
     """Everything that decides a training run; saved as ``config.json`` in every run folder."""
 
     # what to train
-    dataset: str = "rts"
-    model: str = "st-cnn-affine"
+    dataset: str  # a name the data layer knows; the engine only records it
+    model: str  # a registered model name
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments
     epochs: int = 20  # ~31 s/epoch for ST-CNN on RTS on 2 quiet cores: ~11 of the 15 minutes
     batch_size: int = 128  # small enough for many updates per epoch, large enough for BLAS
@@ -61,7 +62,7 @@ class TrainConfig:
     channels_last: bool = False  # measured no faster for these small nets on CPU
     compile: bool = False  # torch.compile the model (first epoch pays the compile time)
     # output
-    out: str = "runs/st-cnn-affine-rts"
+    out: str = "runs/train"
     progress: bool = True  # tqdm progress bar (rank 0 only)
     eval_every: int = 1  # evaluate on the test split every this many epochs (and at the end)
     snapshot_images: int = 16  # fixed test images whose transformer output is drawn per epoch
@@ -114,12 +115,20 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def paper_config(**overrides: Any) -> TrainConfig:
-    """The paper's optimisation recipe: SGD at 0.01, divided by 10 every third of training.
+def paper_config(dataset: str, model: str, **overrides: Any) -> TrainConfig:
+    """The paper's optimisation recipe for ``model`` on ``dataset``: SGD at 0.01, divided by 10 every
+    third of training.
 
     The paper trains 150k iterations of batch 256; pass ``epochs`` to choose the length.
     """
     base = TrainConfig(
-        optimizer="sgd", lr=0.01, momentum=0.9, schedule="step", batch_size=256, loc_lr_mult=1.0
+        dataset=dataset,
+        model=model,
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        schedule="step",
+        batch_size=256,
+        loc_lr_mult=1.0,
     )
     return dataclasses.replace(base, **overrides)
