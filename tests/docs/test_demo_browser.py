@@ -9,6 +9,7 @@ person to look at, go to ``build/demo-screenshots/`` (gitignored).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -205,27 +206,63 @@ def test_test_digits_give_what_stnkit_computes(
     assert problems.all() == []
 
 
+def _input_and_result(page: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The page's model input and its last result, once the runs that drawing queued are done."""
+    state = page.evaluate(
+        "() => window.stnkitDemo.state.queue.then(() => ({"
+        " pixels: Array.from(window.stnkitDemo.state.pixels), result: window.stnkitDemo.state.result }))"
+    )
+    return torch.tensor(state["pixels"], dtype=torch.float32), state["result"]
+
+
+# A "7" in fractions of the drawing square: a bar along the top, then a stroke down and to the left.
+SEVEN = [(0.3, 0.3), (0.7, 0.3), (0.6, 0.5), (0.45, 0.75)]
+
+
 def test_a_drawing_is_the_input_the_model_sees(demo: tuple[Any, Problems], model: torch.nn.Module) -> None:
     page, problems = demo
     page.click("#stnkit-demo-clear")
     box = page.locator("#stnkit-demo-input").bounding_box()
     assert box is not None
-    # A "7": a bar along the top, then a stroke down and to the left, with the mouse (pointer events).
-    path = [(0.3, 0.3), (0.7, 0.3), (0.6, 0.5), (0.45, 0.75)]
-    page.mouse.move(box["x"] + path[0][0] * box["width"], box["y"] + path[0][1] * box["height"])
+    page.mouse.move(box["x"] + SEVEN[0][0] * box["width"], box["y"] + SEVEN[0][1] * box["height"])
     page.mouse.down()
-    for x, y in path[1:]:
+    for x, y in SEVEN[1:]:
         page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=8)
     page.mouse.up()
-    # Wait for the runs the drawing queued, then compare the last one with torch on the page's input.
-    state = page.evaluate(
-        "() => window.stnkitDemo.state.queue.then(() => ({"
-        " pixels: Array.from(window.stnkitDemo.state.pixels), result: window.stnkitDemo.state.result }))"
-    )
-    pixels = torch.tensor(state["pixels"], dtype=torch.float32)
+    pixels, result = _input_and_result(page)
     assert 40 < int((pixels > 0.5).sum()) < 600  # ink, but not a filled square
-    _assert_page_matches_torch(state["result"], _torch_outputs(model, pixels), "the drawing")
+    _assert_page_matches_torch(result, _torch_outputs(model, pixels), "the drawing")
     assert problems.all() == []
+
+
+def test_a_finger_draws_on_a_phone(browser: Any, server: str, model: torch.nn.Module) -> None:
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/demo/")
+        page.evaluate("() => window.stnkitDemo.ready")
+        page.click("#stnkit-demo-clear")
+        page.locator("#stnkit-demo-input").scroll_into_view_if_needed()
+        box = page.locator("#stnkit-demo-input").bounding_box()
+        assert box is not None
+        scroll = page.evaluate("() => window.scrollY")
+        # Touch events as a phone sends them (the page sees pointer events of type "touch").
+        cdp = context.new_cdp_session(page)
+        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in SEVEN]
+        steps = [points[0]] + [
+            (a[0] + (b[0] - a[0]) * t / 8, a[1] + (b[1] - a[1]) * t / 8)
+            for a, b in itertools.pairwise(points)
+            for t in range(1, 9)
+        ]
+        for kind, (x, y) in [("touchStart", steps[0])] + [("touchMove", p) for p in steps[1:]]:
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        pixels, result = _input_and_result(page)
+        assert 40 < int((pixels > 0.5).sum()) < 600, "the finger drew nothing (or scrolled the page?)"
+        assert page.evaluate("() => window.scrollY") == scroll  # drawing does not scroll the page
+        _assert_page_matches_torch(result, _torch_outputs(model, pixels), "the finger drawing")
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
