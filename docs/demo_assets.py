@@ -66,6 +66,9 @@ def model_file(repository: Path) -> Path:
     entry = get_pretrained(PRETRAINED)
     cache = repository / CACHE_FOLDER
     path = cache / f"{PRETRAINED}-{_cache_key(WEIGHTS_DIR / entry.filename)}.onnx"
+    for stale in cache.glob(f"{PRETRAINED}-*.onnx"):  # made from older weights or export code
+        if stale != path:
+            stale.unlink(missing_ok=True)
     if path.is_file():
         return path
     import onnx
@@ -100,7 +103,7 @@ def page_data() -> dict[str, Any]:
     """
     import torch
 
-    from stnkit.data import TEST_SEED, DataNotFoundError, make_loader
+    from stnkit.data import TEST_SEED, DataNotFoundError, class_names, make_loader
     from stnkit.models.pretrained import create_pretrained, get_pretrained
 
     entry = get_pretrained(PRETRAINED)
@@ -112,7 +115,7 @@ def page_data() -> dict[str, Any]:
         "input_shape": [channels, height, width],
         "output_size": list(stn.out_size or (height, width)),
         "align_corners": stn.align_corners,
-        "classes": [str(digit) for digit in range(10)],
+        "classes": list(class_names(entry.dataset)),
         "strip": [],
     }
     try:
