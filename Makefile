@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 # npm ci empties node_modules/ first, so the stamp inside it goes too: a fresh install, a fresh stamp.
 $(NPM_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install PACKAGES="nodejs npm"
+	@command -v npm >/dev/null 2>&1 || { echo "make setup: npm is needed for the docs site (install Debian's nodejs and npm)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NPM_STAMP)
 
@@ -37,10 +38,12 @@ $(NPM_STAMP): package.json package-lock.json
 chromium:
 	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory apt-install PACKAGES=chromium
 
-# apt-get install PACKAGES as root; otherwise say what is missing and go on.
+# apt-get install PACKAGES as root; otherwise, or when that fails, say what is missing and go on (what
+# needs them says so: the browser test skips with the reason, the npm step stops).
 apt-install:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PACKAGES); \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PACKAGES); } || \
+			echo "make setup: apt-get could not install $(PACKAGES): install it yourself"; \
 	else \
 		echo "make setup: $(PACKAGES) not installed and not root with apt-get: install it yourself"; \
 	fi

@@ -266,3 +266,24 @@ def test_resume_without_optimizer_state_is_refused(tmp_path: Path) -> None:
     _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, drop=("optimizer",))
     with pytest.raises(CheckpointError, match="has no optimizer state, so it cannot be resumed"):
         _fit(tmp_path, TinyLoader(), resume=True)
+
+
+def test_the_epoch_line_shows_validation_error_when_there_is_a_split(capsys) -> None:
+    from stnkit.engine.loop import _print_epoch
+
+    base = {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.9, "images_per_s": 100.0}
+    test = {"test_loss": 0.25, "test_error": 0.0125}
+    _print_epoch({**base, **test, "val_loss": 0.5, "val_error": 0.0375}, 5)
+    _print_epoch({**base, **test}, 5)
+    with_val, without_val = capsys.readouterr().out.splitlines()
+    assert "val loss 0.5000 error 3.75%" in with_val and "test" not in with_val
+    assert "test loss 0.2500 error 1.25%" in without_val
+
+
+def test_a_config_without_dataset_or_model_is_a_value_error() -> None:
+    from stnkit.engine import config_from_dict
+
+    values = TrainConfig(dataset="mnist", model="cnn").to_dict()
+    del values["dataset"]
+    with pytest.raises(ValueError, match=r"config lacks the keys \['dataset'\]"):
+        config_from_dict(values)

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from stnkit.cli.common import CliError, load_run
+from stnkit.cli.common import CliError, dataset_model_kwargs, load_run
 from stnkit.export import MIN_OPSET, TRANSFORMER_OUTPUTS, export_onnx, onnx_differences, require_onnx
 from stnkit.models.pretrained import entry_source
 from stnkit.weights import pack_checkpoint
@@ -54,8 +54,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CliError("--with-transformer is for --onnx (safetensors files hold weights, not outputs)")
         return _export_safetensors(args)
     require_onnx(runtime=not args.no_check)  # before the export, which takes seconds
-    model, state, _ = load_run(args.checkpoint)
-    kwargs = state["model_kwargs"]
+    model, state, config = load_run(args.checkpoint)
+    # The dataset's shape, overridden by what the checkpoint's builder arguments say.
+    kwargs = dataset_model_kwargs(config.dataset, state["model_kwargs"])
     h, w = kwargs["image_size"]
     example = torch.rand(2, int(kwargs["in_channels"]), int(h), int(w))
     outputs = TRANSFORMER_OUTPUTS if args.with_transformer else ("logits",)

@@ -64,7 +64,7 @@ DEFAULT_RECIPE = Recipe(
     "Adam, one-cycle to lr 4e-3, 20 epochs, batch 128, grad clip 5; 50k train / 10k validation",
 )
 # GTSRB (32x32, whole images), fixed before any GTSRB run: Sermanet & LeCun's jitter (+-2 px, scale
-# 0.9-1.1, +-15 degrees) plus mild perspective, brightness and contrast, on the fly; label smoothing 0.1;
+# 0.9-1.1, +-15 degrees) plus brightness and contrast 0.2, no perspective, on the fly; label smoothing 0.1;
 # an exponential moving average of the weights (evaluated and saved); 30 epochs of the default optimiser.
 # The selection phase holds out ~4,000 images as whole tracks (docs/training.md); the final phase trains
 # on all 39,209 images and its test error is the one reported.

@@ -13,7 +13,8 @@ the spec, so switching one jitter on does not change the draws of the others), a
 image order, from a generator seeded by ``(seed, dataset, epoch)``: the jitter of image ``j`` depends
 only on ``(seed, epoch, j)``, not on batch size, workers or ranks.
 
-The pixels come out the same on every machine: positions are computed in float64 and sampled by
+The pixels come out the same on every machine but for odds of about one in 1e11 per position (see
+:mod:`stnkit.geometry.fixed_point`): positions are computed in float64 and sampled by
 :func:`stnkit.geometry.sample_fixed_point` (8-bit images, exact bilinear interpolation), and the
 photometric jitter is two elementwise float32 operations with per-image factors computed in float64
 (no reductions in float32, whose summation order depends on the CPU).

@@ -106,12 +106,16 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Rebuild a config from :meth:`TrainConfig.to_dict`, rejecting unknown keys.
 
     Raises:
-        ValueError: a key is not a TrainConfig field or a value is out of range.
+        ValueError: a key is not a TrainConfig field, ``dataset`` or ``model`` is missing, or a value
+            is out of range.
     """
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys: {unknown}")
+    missing = [name for name in ("dataset", "model") if name not in values]
+    if missing:
+        raise ValueError(f"config lacks the keys {missing} (no default: name the dataset and model)")
     return TrainConfig(**values)
 
 

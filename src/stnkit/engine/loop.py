@@ -489,6 +489,10 @@ def _print_epoch(record: dict[str, Any], epochs: int) -> None:
         f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f} "
         f"acc {record['train_accuracy']:.4f}  {record['images_per_s']:.0f} img/s"
     )
-    if "test_error" in record:
+    # With a validation split, that is what the epoch line shows: a recipe is chosen on it, and a
+    # test error on screen every epoch invites choosing on the test set. metrics.jsonl has both.
+    if "val_error" in record:
+        line += f"  val loss {record['val_loss']:.4f} error {100 * record['val_error']:.2f}%"
+    elif "test_error" in record:
         line += f"  test loss {record['test_loss']:.4f} error {100 * record['test_error']:.2f}%"
     print(line, flush=True)
