@@ -259,3 +259,16 @@ def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
     ]
     # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
     assert "| rts | cnn | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1
+
+
+def test_a_picture_whose_run_folder_is_gone_stays_in_the_report(tmp_path: Path) -> None:
+    image_dir = tmp_path / "img" / "paper"
+    image_dir.mkdir(parents=True)
+    (image_dir / "rts-st-cnn-affine.png").write_bytes(b"\x89PNG drawn by an earlier render")
+    caption = "st-cnn-affine on rts, seed 0, epoch 20"
+    (image_dir / reproduce.CAPTIONS_NAME).write_text(json.dumps({"rts-st-cnn-affine.png": caption}))
+    pictures = reproduce.render_pictures([], tmp_path / "no-runs", image_dir, data_root=None)
+    kept = pictures["table1", "rts-st-cnn-affine"]
+    assert kept.link == "img/paper/rts-st-cnn-affine.png"
+    assert kept.caption == f"{caption} (drawn earlier; its run folder is not here)"
+    assert pictures["table1", "rts-st-cnn-tps"].link is None  # never drawn: says where the run would be

@@ -310,6 +310,7 @@ def _mean_std(values: list[float]) -> str:
 # --- the report's pictures ------------------------------------------------------------------------
 
 PICTURE_DIR = Path("img") / "paper"  # beside the report: docs/img/paper/<dataset>-<model>.png
+CAPTIONS_NAME = "captions.json"  # beside the pictures: the caption each was drawn with
 PICTURE_IMAGES = 8  # the first 8 images of each canonical test set, the same in every picture
 
 
@@ -365,9 +366,18 @@ def render_pictures(
     for result in results:
         finished.setdefault((result["grid"], result["cell"]), set()).add(int(result["seed"]))
     pictures = {}
+    # Captions of the pictures drawn so far: a picture whose run folder is gone (another machine, an
+    # earlier session) stays in the report under its old caption instead of vanishing.
+    captions_path = image_dir / CAPTIONS_NAME
+    captions: dict[str, str] = json.loads(captions_path.read_text()) if captions_path.is_file() else {}
     for grid, cells in GRIDS.items():
         for cell in filter(_has_transformer, cells):
             seeds = _run_seeds(runs / grid, cell)
+            name = f"{cell.name}.png"
+            if not seeds and name in captions and (image_dir / name).is_file():
+                caption = f"{captions[name]} (drawn earlier; its run folder is not here)"
+                pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
+                continue
             if not seeds:
                 where = runs / grid / f"{cell.name}-s*" / CHECKPOINT_NAME
                 pictures[grid, cell.name] = Picture(None, f"no run folder yet (`{where.as_posix()}`)")
@@ -378,10 +388,12 @@ def render_pictures(
             model, state, config = load_run(str(checkpoint))
             images = first_images(cell.dataset, PICTURE_IMAGES, root=data_root or config.data_root)
             title = f"{cell.model} on {cell.dataset}, seed {seed}, epoch {state['epoch']}"
-            name = f"{cell.name}.png"
             plot_transformer(images, transformer_views(model, images), image_dir / name, title=title)
             caption = title if seed in done else f"{title} (unfinished run: no result file yet)"
             pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
+            captions[name] = caption
+    if captions:
+        _write_text(captions_path, json.dumps(captions, indent=1, sort_keys=True) + "\n")
     return pictures
 
 
@@ -403,11 +415,12 @@ def _pictures_section(pictures: dict[tuple[str, str], Picture]) -> list[str]:
                 picture = pictures.get((grid, cell.name))
                 if picture is None:
                     continue
+                label = f"{cell.model} ({cell.tag})" if cell.tag else cell.model
                 if picture.link is None:
-                    lines += [f"- {cell.model}: {picture.caption}.", ""]
+                    lines += [f"- {label}: {picture.caption}.", ""]
                 else:
                     lines += [
-                        f"- {cell.model}: {picture.caption}",
+                        f"- {label}: {picture.caption}",
                         "",
                         f"  ![{cell.name}]({picture.link})",
                         "",
