@@ -52,9 +52,10 @@ def test_resume_refuses_another_augment(tmp_path: Path, capsys) -> None:
     recorded = json.loads((out / "config.json").read_text())["augment"]
     assert data.parse_augment(recorded) == data.parse_augment("gtsrb")
     capsys.readouterr()
-    resumed = [*TINY, "--augment", "shift=1", "--data-root", root, "--out", str(out), "--resume"]
-    assert cli.main(resumed) == 1
-    assert "augment" in capsys.readouterr().err
+    for other in ("none", "shift=1"):  # an explicit "none" is another recipe, not "not given"
+        resumed = [*TINY, "--augment", other, "--data-root", root, "--out", str(out), "--resume"]
+        assert cli.main(resumed) == cli.EXIT_ERROR
+        assert "augment" in capsys.readouterr().err
 
 
 def test_no_augment_by_default(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from stnkit.robustness import (
 __all__ = ["RESULT_NAME", "add_parser", "cmd_robustness"]
 
 RESULT_NAME, PLOT_NAME, TABLE_NAME = "robustness.json", "robustness.png", "robustness.md"
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: a run may be shipped weights (pretrained, recorded_test_error; no seed/epoch)
 
 
 @dataclass

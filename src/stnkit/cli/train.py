@@ -50,13 +50,20 @@ _TRAIN_FIELDS = (
 )  # fmt: skip
 
 
-def _augment_argument(text: str) -> str | None:
-    """argparse type: an augmentation spec -> its canonical string (None for no augmentation)."""
+_NO_AUGMENT = "none"
+
+
+def _augment_argument(text: str) -> str:
+    """argparse type: an augmentation spec -> its canonical string ("none" for no augmentation).
+
+    "none" and not None, so that an explicit ``--augment none`` is told apart from no flag (and
+    ``--resume`` of a jittered run with it is refused); the config stores None.
+    """
     try:
         spec = data.parse_augment(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
-    return None if spec.is_identity else spec.to_string()
+    return _NO_AUGMENT if spec.is_identity else spec.to_string()
 
 
 def _decay(text: str) -> float:
@@ -182,6 +189,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, 
     }
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None
+    if given.get("augment") == _NO_AUGMENT:
+        given["augment"] = None
     if args.model_kwargs is not None:
         try:
             extra = json.loads(args.model_kwargs)
