@@ -5,8 +5,9 @@ results. Until it exists, the site renders the same page in memory with the same
 whatever result files are under ``results/`` (usually none: every row then says "not run yet"), so the
 navigation stays valid in strict mode and the page never claims numbers that were not measured.
 
-The demo page (``docs/demo.md``) runs the pretrained ST-CNN in the browser; its model, digit strip and
-onnxruntime-web's files are generated here into the site's ``demo/`` folder (``docs/demo_assets.py``).
+The demo page (``docs/demo.md``) runs the shipped pretrained ST-CNNs in the browser; their models, test
+image strips and onnxruntime-web's files are generated here into the site's ``demo/`` folder
+(``docs/demo_assets.py``, which lists the models).
 Without ``node_modules`` (``npm ci``) the build stops with a one-line message: a site whose demo page
 cannot run would pass strict mode otherwise.
 """
@@ -40,16 +41,17 @@ def _rendered_paper_results(repository: Path) -> str:
 
 
 def _add_demo_files(files: Files, config: Any, repository: Path) -> None:
-    """The demo page's generated files: onnxruntime-web, the exported model, ``demo.json``."""
+    """The demo page's generated files: onnxruntime-web, the exported models, ``demo.json``."""
     try:
-        generated = dict(demo_assets.ort_files(repository))
-        generated["model.onnx"] = demo_assets.model_file(repository)
+        generated = demo_assets.site_files(repository)
     except demo_assets.DemoAssetError as err:
         raise PluginError(str(err)) from err
     for name, source in generated.items():
-        files.append(File.generated(config, f"{DEMO_FOLDER}/{name}", abs_src_path=str(source)))
-    content = demo_assets.page_json(demo_assets.page_data())
-    files.append(File.generated(config, f"{DEMO_FOLDER}/demo.json", content=content))
+        uri = f"{DEMO_FOLDER}/{name}"
+        if isinstance(source, Path):
+            files.append(File.generated(config, uri, abs_src_path=str(source)))
+        else:
+            files.append(File.generated(config, uri, content=source))
 
 
 def on_files(files: Files, config: Any) -> Files:

@@ -1,13 +1,16 @@
-// The demo page (docs/demo.md): the pretrained ST-CNN in the browser with onnxruntime-web.
+// The demo page (docs/demo.md): the shipped pretrained ST-CNNs in the browser with onnxruntime-web.
 //
 // Files (docs/hooks.py generates all but this one and demo.css into the site's demo/ folder):
-//   model.onnx  input "images" (N, 1, 42, 42) in [0, 1]; outputs "logits" (N, 10), "theta" (N, 2, 3)
-//               and "transformed" (N, 1, 28, 28): stnkit.export.TRANSFORMER_OUTPUTS
-//   demo.json   sizes, align_corners and the strip of canonical RTS test digits (8-bit pixels)
+//   demo.json   {"models": [...]}: per model (docs/demo_assets.py's DEMO_MODELS that are shipped) its
+//               sizes, align_corners, class names, how the page shows it and its strip of canonical
+//               test images (8-bit pixels, C*H*W); with more than one, the page shows a switch
+//   KEY.onnx    per model: input "images" (N, C, H, W) in [0, 1]; outputs "logits" (N, classes),
+//               "theta" (N, 2, 3) and "transformed" (N, C, H_out, W_out): stnkit.export.TRANSFORMER_OUTPUTS
 //   ort/        onnxruntime-web's WASM build, loaded by demo.md before this script (global `ort`)
 //
-// window.stnkitDemo.run(pixels) runs the model on C*H*W values in [0, 1] (row-major), shows the
-// result and resolves to it; samplingGrid(theta) is the grid the page draws from (a subset of) it.
+// window.stnkitDemo.run(pixels) runs the current model on C*H*W values in [0, 1] (row-major, channel
+// by channel), shows the result and resolves to it; select(key) switches the model (and runs it on its
+// first strip image); samplingGrid(theta) is the grid the page draws from (a subset of) it.
 // tests/docs/test_demo_browser.py drives the page through them.
 (function () {
   "use strict";
@@ -21,12 +24,16 @@
   const outputCanvas = $("stnkit-demo-output");
   const status = $("stnkit-demo-status");
   const INK_SCALE = 8; // the drawing is made at 8x the model's resolution, then scaled down
+  const INPUT_SIZE = 336; // about the canvases' resolution: a whole number of blocks per model pixel
+  const OUTPUT_SIZE = 224;
   const STROKE = 0.075; // stroke width as a fraction of the input's width (MNIST-like strokes)
   const GRID_STEP = 3; // draw every third row and column of the output grid
 
   const state = {
-    config: null,
-    session: null,
+    models: [], // demo.json's models
+    config: null, // the current model's entry of demo.json
+    session: null, // its inference session
+    sessions: new Map(), // key -> Promise of the model's inference session, made on first use
     base: null, // Float32Array(C*H*W): a picked digit, or zeros
     pixels: null, // Float32Array(C*H*W): the model's input (base and ink)
     ink: null, // canvas of the strokes, INK_SCALE times the input size
@@ -65,7 +72,7 @@
       probabilities,
       logits,
       theta: Array.from(out.theta.data), // row-major 2 x 3, output -> input, normalised
-      transformed: Array.from(out.transformed.data), // row-major (1, 28, 28)
+      transformed: Array.from(out.transformed.data), // row-major (C, H_out, W_out)
     };
   }
 
@@ -95,16 +102,19 @@
 
   // --- Pictures ------------------------------------------------------------------------------
 
-  // Draws a (h, w) image of values in [0, 1] onto a canvas, one flat-coloured block per pixel.
-  function drawImage(canvas, values, h, w) {
+  const to8bit = (v) => Math.round(255 * Math.min(1, Math.max(0, v)));
+
+  // Draws a (c, h, w) image of values in [0, 1] (grey: c = 1, RGB: c = 3) onto a canvas, one
+  // flat-coloured block per pixel.
+  function drawImage(canvas, values, c, h, w) {
     const small = document.createElement("canvas");
     small.width = w;
     small.height = h;
     const smallContext = small.getContext("2d");
     const image = smallContext.createImageData(w, h);
+    const plane = c >= 3 ? h * w : 0; // offset of the green and blue planes
     for (let i = 0; i < h * w; i++) {
-      const v = Math.round(255 * Math.min(1, Math.max(0, values[i])));
-      image.data.set([v, v, v, 255], 4 * i);
+      image.data.set([to8bit(values[i]), to8bit(values[plane + i]), to8bit(values[2 * plane + i]), 255], 4 * i);
     }
     smallContext.putImageData(image, 0, 0);
     const context = canvas.getContext("2d");
@@ -178,16 +188,24 @@
     context.fill();
   }
 
+  // One bar per class in label order, or (top_classes) the most likely few, most likely first.
   function drawBars(probabilities, label) {
     const bars = $("stnkit-demo-bars");
+    const top = state.config.top_classes;
+    const classes = probabilities.map((p, k) => k);
+    const shown = top ? classes.sort((a, b) => probabilities[b] - probabilities[a]).slice(0, top) : classes;
+    bars.classList.toggle("stnkit-demo-bars--names", state.config.classes.some((name) => name.length > 2));
     bars.replaceChildren(
-      ...probabilities.map((p, k) => {
+      ...shown.map((k) => {
+        const p = probabilities[k];
         const row = document.createElement("div");
         row.className = "stnkit-demo-bar" + (k === label ? " stnkit-demo-bar--top" : "");
+        row.dataset.class = String(k);
         row.dataset.probability = String(p);
         const name = document.createElement("span");
         name.className = "stnkit-demo-bar-label";
         name.textContent = state.config.classes[k];
+        name.title = state.config.classes[k];
         const track = document.createElement("span");
         track.className = "stnkit-demo-bar-track";
         const fill = document.createElement("span");
@@ -204,13 +222,13 @@
   }
 
   function render() {
-    const [, h, w] = state.config.input_shape;
-    drawImage(inputCanvas, state.pixels, h, w);
+    const [c, h, w] = state.config.input_shape;
+    drawImage(inputCanvas, state.pixels, c, h, w);
     const result = state.result;
     if (!result) return;
     drawGrid(result.theta);
     const [outH, outW] = state.config.output_size;
-    drawImage(outputCanvas, result.transformed, outH, outW);
+    drawImage(outputCanvas, result.transformed, c, outH, outW);
     drawBars(result.probabilities, result.label);
     const top = result.probabilities[result.label];
     $("stnkit-demo-prediction").textContent = `${state.config.classes[result.label]} (${(100 * top).toFixed(1)}%)`;
@@ -223,9 +241,9 @@
     context.clearRect(0, 0, state.ink.width, state.ink.height);
   }
 
-  // pixels = max(base, the ink scaled down to the model's size), as MNIST: white on black.
+  // pixels = max(base, the ink scaled down to the model's size) in every channel, as MNIST: white on black.
   function composeInput() {
-    const [, h, w] = state.config.input_shape;
+    const [c, h, w] = state.config.input_shape;
     const small = document.createElement("canvas");
     small.width = w;
     small.height = h;
@@ -234,7 +252,9 @@
     context.imageSmoothingQuality = "high";
     context.drawImage(state.ink, 0, 0, w, h);
     const alpha = context.getImageData(0, 0, w, h).data;
-    for (let i = 0; i < h * w; i++) state.pixels[i] = Math.max(state.base[i], alpha[4 * i + 3] / 255);
+    for (let k = 0; k < c * h * w; k++) {
+      state.pixels[k] = Math.max(state.base[k], alpha[4 * (k % (h * w)) + 3] / 255);
+    }
   }
 
   function inkPoint(event) {
@@ -247,8 +267,8 @@
 
   function setUpDrawing() {
     let last = null;
-    const context = state.ink.getContext("2d");
     const stroke = (from, to) => {
+      const context = state.ink.getContext("2d"); // the current model's ink canvas
       context.lineCap = "round";
       context.lineJoin = "round";
       context.strokeStyle = "#fff";
@@ -262,7 +282,7 @@
       scheduleLive();
     };
     inputCanvas.addEventListener("pointerdown", (event) => {
-      if (!state.session) return;
+      if (!state.session || !state.config.drawing) return;
       event.preventDefault();
       inputCanvas.setPointerCapture(event.pointerId);
       last = inkPoint(event);
@@ -286,7 +306,7 @@
     });
   }
 
-  // --- The strip of test digits -----------------------------------------------------------------
+  // --- The strip of test images ------------------------------------------------------------------
 
   function selectStrip(index) {
     for (const button of $("stnkit-demo-strip").children) {
@@ -296,7 +316,9 @@
 
   function setUpStrip() {
     const strip = $("stnkit-demo-strip");
-    const [, h, w] = state.config.input_shape;
+    const [c, h, w] = state.config.input_shape;
+    $("stnkit-demo-strip-caption").textContent = state.config.strip_caption;
+    strip.replaceChildren();
     if (state.config.strip_missing) {
       strip.textContent = state.config.strip_missing;
       return;
@@ -306,12 +328,12 @@
       button.type = "button";
       button.className = "stnkit-demo-digit";
       button.dataset.index = String(digit.index);
-      button.title = `test digit ${digit.index} (a ${digit.label})`;
+      button.title = `test ${state.config.strip_noun} ${digit.index} (${state.config.classes[digit.label]})`;
       button.setAttribute("aria-label", button.title);
       const canvas = document.createElement("canvas");
       canvas.width = w;
       canvas.height = h;
-      drawImage(canvas, digit.pixels.map((v) => v / 255), h, w);
+      drawImage(canvas, digit.pixels.map((v) => v / 255), c, h, w);
       button.append(canvas);
       button.addEventListener("click", () => {
         selectStrip(digit.index);
@@ -342,38 +364,117 @@
     console.error(error);
   }
 
-  async function start() {
-    const response = await fetch(new URL("demo.json", here));
-    if (!response.ok) throw new Error(`demo.json: HTTP ${response.status}`);
-    state.config = await response.json();
-    const [, h, w] = state.config.input_shape;
-    state.base = new Float32Array(inputLength());
-    state.pixels = new Float32Array(inputLength());
+  // --- The models and the switch between them ------------------------------------------------------
+
+  function loadSession(config) {
+    if (!state.sessions.has(config.key)) {
+      const session = ort.InferenceSession.create(new URL(config.onnx, here).href, {
+        executionProviders: ["wasm"],
+      });
+      state.sessions.set(config.key, session);
+      session.catch(() => state.sessions.delete(config.key)); // a later switch tries again
+    }
+    return state.sessions.get(config.key);
+  }
+
+  // Sizes, captions, drawing and strip of the current model (state.config).
+  function showModel() {
+    const config = state.config;
+    const [, h, w] = config.input_shape;
+    const [outH, outW] = config.output_size;
+    const resize = (canvas, n, rows, columns) => {
+      const scale = Math.max(1, Math.round(n / Math.max(rows, columns)));
+      canvas.width = columns * scale;
+      canvas.height = rows * scale;
+      canvas.style.aspectRatio = `${columns} / ${rows}`;
+    };
+    resize(inputCanvas, INPUT_SIZE, h, w);
+    resize(outputCanvas, OUTPUT_SIZE, outH, outW);
+    inputCanvas.classList.toggle("stnkit-demo-draw", config.drawing);
+    inputCanvas.setAttribute(
+      "aria-label",
+      `The ${h}x${w} input${config.drawing ? ": draw here;" : ";"} the sampling grid is drawn over it`,
+    );
+    outputCanvas.setAttribute("aria-label", `The transformer's ${outH}x${outW} output`);
+    $("stnkit-demo-input-caption").textContent = `Input ${h}x${w} and the sampling grid`;
+    $("stnkit-demo-output-caption").textContent = `The transformer's output, ${outH}x${outW}`;
+    $("stnkit-demo-clear").hidden = !config.drawing;
+    $("stnkit-demo-intro").textContent = config.intro;
     state.ink = document.createElement("canvas");
     state.ink.width = w * INK_SCALE;
     state.ink.height = h * INK_SCALE;
-    render();
     setUpStrip();
+    for (const button of $("stnkit-demo-models").children) {
+      button.setAttribute("aria-pressed", String(button.dataset.key === config.key));
+    }
+  }
+
+  function readyText() {
+    const config = state.config;
+    const hint = config.drawing
+      ? `Draw in the big square, or pick a ${config.strip_noun} below.`
+      : `Pick a ${config.strip_noun} below.`;
+    return `Ready: ${config.model}, running in this browser. ${hint}`;
+  }
+
+  // Switch to the model `key` of demo.json: load it, show it, run it on its first strip image (or
+  // zeros) and resolve to that result. Queued after the runs asked for before it.
+  function select(key) {
+    const config = state.models.find((model) => model.key === key);
+    if (!config) {
+      const keys = state.models.map((model) => model.key).join(", ");
+      return Promise.reject(new Error(`select() expects one of ${keys}, got ${key}`));
+    }
+    return enqueue(async () => {
+      if (config === state.config) return state.result;
+      setStatus(`Loading ${config.model}…`);
+      const session = await loadSession(config);
+      state.config = config;
+      state.session = session;
+      state.result = null;
+      showModel();
+      const first = config.strip[0];
+      selectStrip(first ? first.index : null);
+      state.base = first ? Float32Array.from(first.pixels, (v) => v / 255) : new Float32Array(inputLength());
+      state.pixels = state.base.slice();
+      const result = await runAndShow(state.pixels.slice());
+      setStatus(readyText());
+      return result;
+    });
+  }
+
+  // One button per model, shown only when there is a choice.
+  function setUpSwitch() {
+    const buttons = $("stnkit-demo-models");
+    if (state.models.length < 2) return;
+    for (const model of state.models) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "stnkit-demo-model";
+      button.dataset.key = model.key;
+      button.textContent = model.label;
+      button.setAttribute("aria-pressed", "false");
+      button.addEventListener("click", () => select(model.key).catch(reportError));
+      buttons.append(button);
+    }
+    buttons.hidden = false;
+  }
+
+  async function start() {
+    const response = await fetch(new URL("demo.json", here));
+    if (!response.ok) throw new Error(`demo.json: HTTP ${response.status}`);
+    state.models = (await response.json()).models;
+    setUpSwitch();
     // WASM on one thread: no SharedArrayBuffer, so no cross-origin isolation headers are needed.
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.wasmPaths = new URL("ort/", here).href;
-    state.session = await ort.InferenceSession.create(new URL("model.onnx", here).href, {
-      executionProviders: ["wasm"],
-    });
     setUpDrawing();
-    const first = state.config.strip[0];
-    if (first) {
-      selectStrip(first.index);
-      await run(first.pixels.map((v) => v / 255));
-    } else {
-      await run(new Float32Array(inputLength()));
-    }
-    setStatus(`Ready: ${state.config.model}, running in this browser. Draw in the big square, or pick a digit below.`);
+    await select(state.models[0].key);
   }
 
   const ready = start().catch((error) => {
     reportError(error);
     throw error;
   });
-  window.stnkitDemo = { ready, run, samplingGrid, state };
+  window.stnkitDemo = { ready, run, select, samplingGrid, state };
 })();

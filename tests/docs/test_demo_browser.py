@@ -4,10 +4,15 @@ The built site (the session's ``site`` fixture) is served on 127.0.0.1 by Python
 thread; Playwright drives Debian's Chromium (``make setup`` installs it; Playwright's own browser
 downloads are never used). Without Chromium the tests skip and say why. Screenshots of the page, for a
 person to look at, go to ``build/demo-screenshots/`` (gitignored).
+
+The traffic-sign model is tested on a copy of the site whose demo files docs/demo_assets.py made with a
+tiny random ``gtsrb-st-cnn`` registered as pretrained weights (tests/docs/demo_models.py), so the page's
+switch and its sign model are tested whether or not ``gtsrb-st-cnn.gtsrb`` is shipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -22,6 +27,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from tests.docs.demo_models import demo_models_with_tiny_signs, load_demo_assets, register_tiny_signs
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser test needs playwright (dev extra): pip install -e '.[dev]'"
@@ -32,6 +38,8 @@ SCREENSHOTS = REPO_ROOT / "build" / "demo-screenshots"
 CHROMIUM_ENV = "STNKIT_CHROMIUM"  # another Chromium binary than the one on PATH
 TOLERANCE = 1e-4
 NUM_DIGITS = 5
+NUM_SIGNS = 3
+DIGIT_SHAPE = (1, 42, 42)
 DESKTOP = {"width": 1200, "height": 1000}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOT_DIGIT = 4  # the strip digit in the screenshots: a tilted four, the grid turns with it
@@ -61,15 +69,24 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def _serve(directory: Path) -> Iterator[str]:
+    """``directory`` on a free port of 127.0.0.1; yields its URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(directory)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture(scope="module")
 def server(site: Path) -> Iterator[str]:
     """The built site on a free port of 127.0.0.1; yields its URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with _serve(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +142,16 @@ def model() -> torch.nn.Module:
     return create_model("st-cnn-affine", pretrained=True).eval()
 
 
+def _page_models(site: Path) -> list[dict[str, Any]]:
+    """demo.json's models, the page's first (the digits) first."""
+    return json.loads((site / "demo" / "demo.json").read_text(encoding="utf-8"))["models"]
+
+
 def _page_data(site: Path) -> dict[str, Any]:
-    return json.loads((site / "demo" / "demo.json").read_text(encoding="utf-8"))
+    """The digit model's entry of demo.json."""
+    digits = _page_models(site)[0]
+    assert digits["key"] == "digits"
+    return digits
 
 
 def _strip(site: Path) -> list[dict[str, Any]]:
@@ -137,9 +162,11 @@ def _strip(site: Path) -> list[dict[str, Any]]:
     return data["strip"]
 
 
-def _torch_outputs(model: torch.nn.Module, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What stnkit computes for one (1, 42, 42) input: the plain forward pass and the transformer's."""
-    x = pixels.reshape(1, 1, 42, 42)
+def _torch_outputs(
+    model: torch.nn.Module, pixels: torch.Tensor, shape: tuple[int, ...] = DIGIT_SHAPE
+) -> dict[str, torch.Tensor]:
+    """What stnkit computes for one (C, H, W) input: the plain forward pass and the transformer's."""
+    x = pixels.reshape(1, *shape)
     with torch.no_grad():
         logits = model(x)
         transformed = model.stn(x)
@@ -164,6 +191,11 @@ def test_the_page_loads_without_errors(demo: tuple[Any, Problems], site: Path) -
     assert problems.all() == []
     assert page.inner_text("#stnkit-demo-status").startswith("Ready")
     assert len(page.locator(".stnkit-demo-bar").all()) == 10
+    # The digits first; a switch between the models only when there is more than one.
+    models = _page_models(site)
+    assert page.evaluate("() => window.stnkitDemo.state.config.key") == "digits"
+    assert page.locator("#stnkit-demo-models").is_visible() == (len(models) > 1)
+    assert page.locator(".stnkit-demo-model").count() == (len(models) if len(models) > 1 else 0)
     data = _page_data(site)
     assert page.locator(".stnkit-demo-digit").count() == len(data["strip"])
     if not data["strip"]:
@@ -297,3 +329,88 @@ def test_screenshots_and_the_page_fits_the_screen(
         assert problems.all() == []
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def sign_site(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, torch.nn.Module]]:
+    """A copy of the site whose demo runs the digits and a tiny random sign model; and that model."""
+    demo_assets = load_demo_assets()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        model = register_tiny_signs(monkeypatch, tmp_path_factory.mktemp("weights"))
+        generated = demo_assets.site_files(REPO_ROOT, models=demo_models_with_tiny_signs(demo_assets))
+    if "signs.onnx" not in generated:
+        pytest.skip("no GTSRB test images for the sign model's strip: stnkit data download gtsrb")
+    copy = tmp_path_factory.mktemp("sign-site") / "site"
+    shutil.copytree(site, copy, copy_function=os.link)  # hard links: fast, and the site's files stay
+    for name, source in generated.items():
+        target = copy / "demo" / name
+        target.unlink(missing_ok=True)  # replace the link, never write through it
+        if isinstance(source, Path):
+            shutil.copyfile(source, target)
+        else:
+            target.write_text(source, encoding="utf-8")
+    yield copy, model
+
+
+def test_the_sign_model_gives_what_stnkit_computes_and_the_switch_works(
+    browser: Any, sign_site: tuple[Path, torch.nn.Module], model: torch.nn.Module
+) -> None:
+    site, sign_model = sign_site
+    signs = _page_models(site)[1]
+    assert signs["key"] == "signs"
+    shape = tuple(signs["input_shape"])
+    with _serve(site) as url:
+        page, problems = _open_demo(browser, url, DESKTOP)
+        try:
+            buttons = page.locator(".stnkit-demo-model")
+            assert buttons.count() == 2 and page.locator("#stnkit-demo-models").is_visible()
+            assert page.get_attribute('.stnkit-demo-model[data-key="digits"]', "aria-pressed") == "true"
+            # The switch: the sign model, its strip of RGB images, no drawing.
+            page.click('.stnkit-demo-model[data-key="signs"]')
+            page.evaluate("() => window.stnkitDemo.state.queue")
+            assert page.get_attribute('.stnkit-demo-model[data-key="signs"]', "aria-pressed") == "true"
+            assert page.inner_text("#stnkit-demo-status").startswith(f"Ready: {signs['model']}")
+            assert page.locator(".stnkit-demo-digit").count() == len(signs["strip"]) == 12
+            assert not page.locator("#stnkit-demo-clear").is_visible()
+            assert "stnkit-demo-draw" not in (page.get_attribute("#stnkit-demo-input", "class") or "")
+            assert page.inner_text("#stnkit-demo-intro") == signs["intro"]
+            page.click('.stnkit-demo-digit[data-index="1"]')  # a tap on a sign makes it the input
+            shown, _ = _input_and_result(page)
+            assert torch.equal(shown, torch.tensor(signs["strip"][1]["pixels"], dtype=torch.float32) / 255.0)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the tiny model's picks are random
+            page.locator("#stnkit-demo").screenshot(path=str(SCREENSHOTS / "demo-signs-panels.png"))
+            for image in signs["strip"][:NUM_SIGNS]:
+                pixels = torch.tensor(image["pixels"], dtype=torch.float32) / 255.0
+                result = page.evaluate("pixels => window.stnkitDemo.run(pixels)", pixels.tolist())
+                what = f"test sign {image['index']} ({signs['classes'][image['label']]})"
+                _assert_page_matches_torch(result, _torch_outputs(sign_model, pixels, shape), what)
+                grid = page.evaluate("theta => window.stnkitDemo.samplingGrid(theta)", result["theta"])
+                with torch.no_grad():
+                    x = pixels.reshape(1, *shape)
+                    expected_grid = sign_model.stn.grid(sign_model.stn.localize(x), x.shape)
+                assert float((torch.tensor(grid) - expected_grid.flatten()).abs().max()) <= TOLERANCE, what
+                # The five most likely classes, most likely first, named.
+                bars = page.locator(".stnkit-demo-bar")
+                top5 = torch.tensor(result["probabilities"]).topk(5).indices.tolist()
+                assert [int(bars.nth(k).get_attribute("data-class") or -1) for k in range(5)] == top5
+                assert bars.count() == 5 and "stnkit-demo-bar--top" in (
+                    bars.nth(0).get_attribute("class") or ""
+                )
+                assert page.inner_text("#stnkit-demo-prediction").startswith(
+                    signs["classes"][result["label"]]
+                )
+            # And back: the digits, their drawing square and ten bars, computing what stnkit computes.
+            page.click('.stnkit-demo-model[data-key="digits"]')
+            page.evaluate("() => window.stnkitDemo.state.queue")
+            assert page.locator(".stnkit-demo-bar").count() == 10
+            assert page.locator("#stnkit-demo-clear").is_visible()
+            digit = _page_data(site)["strip"][0]
+            pixels = torch.tensor(digit["pixels"], dtype=torch.float32) / 255.0
+            shown, result = _input_and_result(page)
+            assert torch.equal(shown, pixels)
+            _assert_page_matches_torch(
+                result, _torch_outputs(model, pixels), "the first digit after the switch"
+            )
+            assert problems.all() == []
+        finally:
+            page.close()
