@@ -8,7 +8,7 @@ the page shows a switch between them. Into the site's ``demo/`` folder, next to 
 - ``KEY.onnx`` per model: its pretrained weights exported with the transformer's outputs
   (``stnkit.export.TRANSFORMER_OUTPUTS``: logits, theta, transformed), one file with its weights inside.
   The export takes seconds, so it is cached under ``build/docs-demo/``, keyed by the weights, the
-  export code and the torch and onnx versions.
+  code of the model and of the export, and the torch and onnx versions.
 - ``demo.json``: ``{"models": [...]}``, per model what the page needs to know (input size, the
   transformer's output size and ``align_corners``, for the grid; class names; whether it takes a
   drawing) and its strip of canonical test images (8-bit pixels).
@@ -112,12 +112,19 @@ def shipped_models(models: Sequence[DemoModel] = DEMO_MODELS) -> list[DemoModel]
 
 
 def _cache_key(weights: Path) -> str:
-    """What the exported file depends on: the weights, the export code, torch's and onnx's versions."""
-    import stnkit.export
+    """What the exported file depends on: the weights, the code that builds, runs and exports the
+    model (stnkit's export, models, nn and geometry), torch's and onnx's versions."""
+    import stnkit
 
+    package = Path(stnkit.__file__).parent
     digest = hashlib.sha256()
     digest.update(weights.read_bytes())
-    digest.update(Path(stnkit.export.__file__).read_bytes())
+    sources = [package / "export.py"]
+    for folder in ("models", "nn", "geometry"):
+        sources += sorted((package / folder).rglob("*.py")) + sorted((package / folder).rglob("*.cpp"))
+    for source in sources:
+        digest.update(source.relative_to(package).as_posix().encode())
+        digest.update(source.read_bytes())
     # Versions without importing onnx (seconds): a cached file then costs no onnx import at all.
     digest.update(" ".join(metadata.version(name) for name in ("torch", "onnx", "onnxscript")).encode())
     return digest.hexdigest()[:16]
