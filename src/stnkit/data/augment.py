@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from stnkit.data.distortions import homography_from_points
+from stnkit.data.pixels import to_uint8, to_unit_float
 from stnkit.geometry import affine_grid, projective_grid, sample_fixed_point
 
 __all__ = [
@@ -262,13 +263,6 @@ def augment_matrices(params: Params, size: tuple[int, int]) -> Tensor:
     return to_normalized @ pixels @ to_pixels
 
 
-def _to_uint8(images: Tensor) -> Tensor:
-    """uint8 (N, C, H, W) as it is, or float in [0, 1] rounded to 8 bits."""
-    if images.dtype == torch.uint8:
-        return images
-    return (images.double() * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
-
-
 def _warp(images: Tensor, matrices: Tensor, padding: str) -> Tensor:
     """uint8 (N, C, H, W) through float64 homographies (N, 3, 3) -> uint8 (N, C, H, W), one sampling."""
     n, c, height, width = images.shape
@@ -294,7 +288,7 @@ def _photometric(pixels: Tensor, contrast: Tensor, brightness: Tensor) -> Tensor
     mean = flat.sum(dim=1, dtype=torch.int64).double() / (255.0 * max(1, flat.shape[1]))  # (N,)
     gain = (contrast * brightness).float()
     offset = (mean * (1.0 - contrast) * brightness).float()
-    images = pixels.float().div_(255.0)
+    images = to_unit_float(pixels)
     return images.mul_(gain[:, None, None, None]).add_(offset[:, None, None, None]).clamp_(0.0, 1.0)
 
 
@@ -318,12 +312,12 @@ def apply_augment(images: Tensor, params: Params, spec: AugmentSpec) -> Tensor:
         raise ValueError(f"images must be (N, C, H, W), got shape {list(images.shape)}")
     if spec.is_identity and images.dtype == torch.float32:
         return images
-    pixels = _to_uint8(images)
+    pixels = to_uint8(images)
     if spec.is_geometric and pixels.shape[0]:
         pixels = _warp(pixels, augment_matrices(params, (pixels.shape[2], pixels.shape[3])), spec.padding)
     if spec.is_photometric:
         return _photometric(pixels, params["contrast"], params["brightness"])
-    return pixels.float().div_(255.0)
+    return to_unit_float(pixels)
 
 
 def augment_batch(images: Tensor, spec: AugmentSpec, generator: torch.Generator) -> Tensor:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from stnkit.data.pixels import to_uint8, to_unit_float
 from stnkit.geometry import affine_grid, projective_grid, tps_grid_matrix, tps_lattice
 from stnkit.geometry.fixed_point import sample_fixed_point
 
@@ -145,25 +146,9 @@ def similarity_theta(
     return torch.cat((linear, offset), dim=2)
 
 
-def _to_uint8(digits: Tensor) -> Tensor:
-    """uint8 (B, [C,] H, W), or float in [0, 1] (rounded to 1/255 steps) -> uint8 (B, C, H, W)."""
-    if digits.dim() == 3:
-        digits = digits[:, None]
-    if digits.dtype == torch.uint8:
-        return digits
-    if not digits.is_floating_point():
-        raise TypeError(f"digits must be uint8, or floating point in [0, 1], got {digits.dtype}")
-    return (digits.double() * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
-
-
-def _to_unit_float(images: Tensor) -> Tensor:
-    """uint8 -> float32 in [0, 1] (exactly the multiples of 1/255 the loaders give for plain MNIST)."""
-    return images.float().div_(255.0)
-
-
 def _sample(digits: Tensor, grid: Tensor) -> Tensor:
     """Digits (B, [C,] 28, 28) at the float64 positions of ``grid`` (B, H, W, 2) -> float32 (B, C, H, W)."""
-    return _to_unit_float(sample_fixed_point(_to_uint8(digits), grid))
+    return to_unit_float(sample_fixed_point(to_uint8(digits, "digits"), grid))
 
 
 def _affine(digits: Tensor, theta: Tensor, out_size: int) -> Tensor:
@@ -330,7 +315,7 @@ def _clutter(sources: Tensor, params: Params) -> Tensor:
     source, crop, place = params["source"], params["crop"], params["place"]
     b = source.shape[0]
     # Gather the (B, K, size * size) crops from the source digits, then add them into the flat canvas.
-    flat_sources = _to_uint8(sources).flatten(1)  # (N, 28 * 28)
+    flat_sources = to_uint8(sources, "digits").flatten(1)  # (N, 28 * 28)
     patches = flat_sources[source[..., None], _patch_index(crop, TC_CLUTTER_SIZE, DIGIT)].int()
     canvas = torch.zeros(b, TC_CANVAS * TC_CANVAS, dtype=torch.int32)
     canvas.scatter_add_(1, _patch_index(place, TC_CLUTTER_SIZE, TC_CANVAS).flatten(1), patches.flatten(1))
@@ -348,12 +333,12 @@ def apply_translated_cluttered(digits: Tensor, params: Params, sources: Tensor) 
         params: from :func:`sample_translated_cluttered_params`.
         sources: uint8 Tensor[N, 28, 28], the split's digits the clutter is cropped from.
     """
-    flat_digits = _to_uint8(digits).flatten(1).int()  # (B, 28 * 28)
+    flat_digits = to_uint8(digits, "digits").flatten(1).int()  # (B, 28 * 28)
     top_left = params["shift"] + (TC_CANVAS - DIGIT) // 2  # (B, 2) (x, y): the shift moves the centre
     canvas = _clutter(sources, params)
     canvas.scatter_add_(1, _patch_index(top_left, DIGIT, TC_CANVAS), flat_digits)
     images = canvas.clamp_(max=255).to(torch.uint8)
-    return _to_unit_float(images.view(-1, 1, TC_CANVAS, TC_CANVAS))
+    return to_unit_float(images.view(-1, 1, TC_CANVAS, TC_CANVAS))
 
 
 # --- MNIST addition ------------------------------------------------------------------------
