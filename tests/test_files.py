@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stnkit.files import atomic_write, current_umask, default_file_mode
+from stnkit.files import atomic_write, atomic_write_text, current_umask, default_file_mode
 
 
 def test_current_umask_reads_without_changing_it() -> None:
@@ -43,3 +43,11 @@ def test_atomic_write_failure_keeps_the_old_file_and_no_temp(tmp_path: Path) -> 
         atomic_write(path, fail_half_way)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_atomic_write_text_writes_utf8_and_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "report.md"
+    assert atomic_write_text(path, "first\n") == path
+    atomic_write_text(path, "± 0.14 %\n")
+    assert path.read_bytes() == "± 0.14 %\n".encode()
+    assert [p.name for p in path.parent.iterdir()] == ["report.md"]  # no temporary file left

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "current_umask", "default_file_mode"]
+__all__ = ["atomic_write", "atomic_write_text", "current_umask", "default_file_mode"]
 
 
 def current_umask() -> int:
@@ -61,3 +61,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Replace ``path`` by ``text`` (UTF-8) with :func:`atomic_write`."""
+    data = text.encode("utf-8")
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return atomic_write(path, write)

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from stnkit import data
 from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
 from stnkit.export import MissingDependencyError
-from stnkit.files import atomic_write
+from stnkit.files import atomic_write_text
 from stnkit.models import UnknownModelError, create_model
 
 __all__ = [
@@ -173,9 +173,4 @@ def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
 
 def write_json(path: str | Path, record: Mapping[str, Any]) -> Path:
     """Write ``record`` as indented JSON (one trailing newline), atomically."""
-    text = json.dumps(record, indent=1) + "\n"
-
-    def write(handle: BinaryIO) -> None:
-        handle.write(text.encode())
-
-    return atomic_write(path, write)
+    return atomic_write_text(path, json.dumps(record, indent=1) + "\n")

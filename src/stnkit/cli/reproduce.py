@@ -21,13 +21,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
-from stnkit.cli.common import CliError, add_data_root_argument, first_images, load_run, positive_int
+from stnkit.cli.common import (
+    CliError,
+    add_data_root_argument,
+    first_images,
+    load_run,
+    positive_int,
+    write_json,
+)
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
-from stnkit.files import atomic_write
+from stnkit.files import atomic_write_text
 from stnkit.machine import cpu_model
 
 __all__ = [
@@ -132,13 +139,6 @@ def _table1() -> list[Cell]:
     headline = [Cell("table1", d, m, _TABLE1[m][d]) for d in datasets for m in _HEADLINE]
     others = [m for m in _TABLE1 if m not in _HEADLINE]
     return headline + [Cell("table1", d, m, _TABLE1[m][d]) for m in others for d in datasets]
-
-
-def _write_text(path: str | Path, text: str) -> None:
-    def write(handle: BinaryIO) -> None:
-        handle.write(text.encode())
-
-    atomic_write(path, write)
 
 
 def _gtsrb() -> list[Cell]:
@@ -275,8 +275,7 @@ def _run_cell(cell: Cell, seed: int, args: argparse.Namespace) -> Path:
             f"cell {cell.run_name(seed)} failed (stnkit train exited with {status}); rerun to resume"
         )
     result = cell_result(cell, seed, read_jsonl(run_dir / METRICS_NAME), command)
-    text = json.dumps(result, indent=1) + "\n"
-    _write_text(result_path, text)
+    write_json(result_path, result)
     return result_path
 
 
@@ -393,7 +392,7 @@ def render_pictures(
             pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
             captions[name] = caption
     if captions:
-        _write_text(captions_path, json.dumps(captions, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(captions_path, json.dumps(captions, indent=1, sort_keys=True) + "\n")
     return pictures
 
 
@@ -595,7 +594,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         image_dir = Path(args.report).parent / PICTURE_DIR
         pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)
         report = render_report(results, pictures)
-        _write_text(args.report, report)
+        atomic_write_text(args.report, report)
         print(f"stnkit reproduce: wrote {args.report}")
         return 0
     if args.grid is None:

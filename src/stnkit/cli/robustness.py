@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from torch import nn
 
 from stnkit import data
-from stnkit.cli.common import CliError, add_data_root_argument, dataset_model_kwargs, load_run, positive_int
-from stnkit.files import atomic_write
+from stnkit.cli.common import (
+    CliError,
+    add_data_root_argument,
+    dataset_model_kwargs,
+    load_run,
+    positive_int,
+    write_json,
+)
+from stnkit.files import atomic_write_text
 from stnkit.models import create_model, get_pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
@@ -155,13 +161,6 @@ def _label(runs: Sequence[_Run]) -> None:
                 run.label += extra(run, k)
 
 
-def _write_text(path: Path, text: str) -> None:
-    def write(handle: BinaryIO) -> None:
-        handle.write(text.encode())
-
-    atomic_write(path, write)
-
-
 def cmd_robustness(args: argparse.Namespace) -> int:
     """``stnkit robustness``."""
     if not args.checkpoints and not args.pretrained:
@@ -244,13 +243,13 @@ def _write_outputs(
         "sweeps": {axis: {"unit": SWEEP_UNITS[axis], "values": values} for axis, values in sweeps.items()},
         "runs": [_record(run, errors[run.label]) for run in runs],
     }
-    _write_text(out / RESULT_NAME, json.dumps(result, indent=1) + "\n")
+    write_json(out / RESULT_NAME, result)
     tables = [
         format_table(axis, values, {label: errors[label][axis] for label in errors})
         for axis, values in sweeps.items()
     ]
     header = f"Test error (%) on the first {count} MNIST test digits, posed without randomness.\n\n"
-    _write_text(out / TABLE_NAME, header + "\n\n".join(tables) + "\n")
+    atomic_write_text(out / TABLE_NAME, header + "\n\n".join(tables) + "\n")
     title = f"MNIST test digits ({count}): error against pose"
     plot_robustness(sweeps, errors, out / PLOT_NAME, units=SWEEP_UNITS, title=title)
     print(f"wrote {out / RESULT_NAME}, {out / TABLE_NAME} and {out / PLOT_NAME}")
