@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +31,7 @@ from stnkit.data.augment import AugmentSpec, apply_augment, sample_augment_param
 from stnkit.data.distortions import DISTORTIONS, Distortion, Params
 from stnkit.data.gtsrb import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, GtsrbArrays, holdout_tracks, load_gtsrb
 from stnkit.data.mnist import load_mnist
+from stnkit.data.pixels import to_unit_float
 
 __all__ = [
     "TEST_SEED",
@@ -329,28 +330,32 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
         """Distortion parameters of every source image for the current epoch (cached)."""
         if self.distortion is None:
             return {}
-        epoch = self._effective_epoch
-        if epoch not in self._params:
-            generator = _generator(self.seed, self.name, self.split, "params", epoch)
-            n = self.images.shape[0]  # always the whole split: independent of `limit`
-            params = self.distortion.sample(n, generator, n)
-            for old in [e for e in self._params if e < epoch - 1]:
-                del self._params[old]  # keep memory bounded: the previous epoch at most
-            self._params[epoch] = params
-        return self._params[epoch]
+        distortion = self.distortion
+        return self._epoch_params(self._params, "params", lambda g, n: distortion.sample(n, g, n))
 
     def augment_params(self) -> Params:
         """Jitter parameters of every source image for the current epoch (cached; empty without augment)."""
         if self.augment is None:
             return {}
+        spec = self.augment
+        return self._epoch_params(
+            self._augment_params, "augment", lambda g, n: sample_augment_params(spec, n, g)
+        )
+
+    def _epoch_params(
+        self, cache: dict[int, Params], purpose: str, draw: Callable[[torch.Generator, int], Params]
+    ) -> Params:
+        """``draw(generator, n)`` for the current epoch, from a generator of (seed, dataset, split,
+        ``purpose``, epoch), for all n images of the split in image order, so that image j's draw
+        depends on (seed, epoch, j) only, not on ``limit``, ranks or batches. Cached in ``cache``."""
         epoch = self._effective_epoch
-        if epoch not in self._augment_params:
-            generator = _generator(self.seed, self.name, self.split, "augment", epoch)
-            # Always the whole split, in image order: image j's jitter depends on (seed, epoch, j) only.
-            params = sample_augment_params(self.augment, self.images.shape[0], generator)
-            self._augment_params.clear()  # one epoch at a time
-            self._augment_params[epoch] = params
-        return self._augment_params[epoch]
+        if epoch not in cache:
+            generator = _generator(self.seed, self.name, self.split, purpose, epoch)
+            params = draw(generator, self.images.shape[0])
+            for old in [e for e in cache if e < epoch - 1]:
+                del cache[old]  # keep memory bounded: the previous epoch at most
+            cache[epoch] = params
+        return cache[epoch]
 
     def batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         """The images and labels of the given source indices (any order, any count).
@@ -371,7 +376,7 @@ class BatchDataset(Dataset[tuple[Tensor, Tensor]]):
             jitter = {key: value[index] for key, value in self.augment_params().items()}
             return apply_augment(images, jitter, self.augment), labels
         if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
+            images = to_unit_float(images)
         return images, labels
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
