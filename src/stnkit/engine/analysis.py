@@ -13,7 +13,7 @@ work for predictions from anywhere:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,10 @@ __all__ = [
     "ClassErrors",
     "Comparison",
     "Predictions",
+    "classification_scores",
     "compare_predictions",
     "confusion_matrix",
+    "eval_logits",
     "format_class_table",
     "hardest_first",
     "per_class_errors",
@@ -63,8 +65,29 @@ class Predictions:
         count = int(self.labels.numel())
         correct = int((self.predictions == self.labels).sum())
         loss = float(F.cross_entropy(self.logits, self.labels, reduction="sum")) if count else 0.0
-        accuracy = correct / max(count, 1)
-        return {"loss": loss / max(count, 1), "accuracy": accuracy, "error": 1.0 - accuracy, "count": count}
+        return classification_scores(loss, correct, count)
+
+
+def classification_scores(loss_sum: float, correct: int, count: int) -> dict[str, float]:
+    """``loss`` (mean cross-entropy), ``accuracy``, ``error`` and ``count`` from sums over ``count`` examples."""
+    accuracy = correct / max(count, 1)
+    return {"loss": loss_sum / max(count, 1), "accuracy": accuracy, "error": 1.0 - accuracy, "count": count}
+
+
+def eval_logits(
+    model: nn.Module, loader: Iterable[Batch], *, channels_last: bool = False
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(logits, labels)`` of each batch of ``loader``, with ``model`` in eval mode meanwhile (its mode
+    is restored when the iteration ends). Call it under ``torch.no_grad()``."""
+    was_training = model.training
+    model.eval()
+    try:
+        for images, labels in loader:
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield model(images), labels
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -77,18 +100,11 @@ def predict(model: nn.Module, loader: Iterable[Batch], *, channels_last: bool = 
         >>> predict(model, batches).logits.shape
         torch.Size([2, 3])
     """
-    was_training = model.training
-    model.eval()
     labels: list[Tensor] = []
     logits: list[Tensor] = []
-    try:
-        for images, batch_labels in loader:
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            logits.append(model(images).float().cpu())  # (B, K)
-            labels.append(batch_labels.cpu())
-    finally:
-        model.train(was_training)
+    for batch_logits, batch_labels in eval_logits(model, loader, channels_last=channels_last):
+        logits.append(batch_logits.float().cpu())  # (B, K)
+        labels.append(batch_labels.cpu())
     if not labels:
         raise ValueError("the loader yielded no batches: nothing to predict")
     return Predictions(labels=torch.cat(labels).long(), logits=torch.cat(logits))

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from stnkit.engine.analysis import classification_scores, eval_logits
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig
 from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, check_in_sync
@@ -279,24 +280,12 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], *, channels_last: bool =
         >>> sorted(evaluate(model, batches))
         ['accuracy', 'count', 'error', 'loss']
     """
-    was_training = model.training
-    model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    for images, labels in loader:
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images)
+    for logits, labels in eval_logits(model, loader, channels_last=channels_last):
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(dim=1) == labels).sum())
         count += labels.numel()
-    model.train(was_training)
-    accuracy = correct / max(count, 1)
-    return {
-        "loss": loss_sum / max(count, 1),
-        "accuracy": accuracy,
-        "error": 1.0 - accuracy,
-        "count": count,
-    }
+    return classification_scores(loss_sum, correct, count)
 
 
 def fit(
