@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from stnkit.models import create_model
-from stnkit.models.parts import ImageStandardize
+from stnkit.models.parts import ImageStandardize, LocalContrastNorm
 
 
 def test_each_image_comes_out_with_zero_mean_and_unit_variance() -> None:
@@ -46,3 +48,104 @@ def test_gtsrb_standardize_adds_no_parameters_and_sits_in_the_path(name: str) ->
     dim = torch.rand(2, 3, 32, 32) * 0.2  # a dark image: standardising changes what the net sees
     assert not torch.allclose(plain(dim), normed(dim), atol=1e-4)
     assert any(isinstance(m, ImageStandardize) for m in normed.modules())
+
+
+def _local_contrast_reference(x: torch.Tensor, kernel_size: int, sigma: float, eps: float) -> torch.Tensor:
+    # Pixel by pixel, from the definition: Gaussian weights over the window's pixels inside the image
+    # (all channels), renormalised to sum 1; subtract the weighted mean, divide by the weighted
+    # deviation of the centred image, floored by the image's mean deviation.
+    b, c, h, w = x.shape
+    r = kernel_size // 2
+
+    def weighted_mean(values: torch.Tensor, n: int, i: int, j: int) -> torch.Tensor:
+        total = values.new_zeros(())
+        weight = 0.0
+        for di in range(-r, r + 1):
+            for dj in range(-r, r + 1):
+                if 0 <= i + di < h and 0 <= j + dj < w:
+                    g = math.exp(-(di * di + dj * dj) / (2 * sigma * sigma))
+                    total = total + g * values[n, :, i + di, j + dj].sum()
+                    weight += g * c
+        return total / weight
+
+    centred = torch.empty_like(x)
+    for n in range(b):
+        for i in range(h):
+            for j in range(w):
+                centred[n, :, i, j] = x[n, :, i, j] - weighted_mean(x, n, i, j)
+    deviation = torch.empty(b, 1, h, w, dtype=x.dtype)
+    for n in range(b):
+        for i in range(h):
+            for j in range(w):
+                deviation[n, 0, i, j] = weighted_mean(centred.square(), n, i, j).clamp_min(eps**2).sqrt()
+    floor = deviation.mean(dim=(2, 3), keepdim=True)
+    return centred / torch.maximum(deviation, floor)
+
+
+@pytest.mark.parametrize(("kernel_size", "sigma"), [(3, 1.0), (5, 1.5)])
+def test_local_contrast_norm_equals_the_pixel_by_pixel_definition(kernel_size: int, sigma: float) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 6, 7, dtype=torch.float64)
+    x[1, :, :, :3] *= 0.1  # a dark half: the local deviation falls below the image's mean there
+    norm = LocalContrastNorm(3, kernel_size=kernel_size, sigma=sigma)
+    expected = _local_contrast_reference(x, kernel_size, sigma, norm.eps)
+    assert torch.allclose(norm.double()(x), expected, atol=1e-12)
+
+
+def test_local_contrast_norm_takes_out_gain_and_offset_and_evens_out_light_within_an_image() -> None:
+    torch.manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    norm = LocalContrastNorm(3, eps=1e-9).double()
+    assert torch.allclose(norm(0.3 * x + 0.1), norm(x), atol=1e-9)
+    # A shadow over the left half: its local deviation falls below the image's mean one, so the
+    # floor caps how far it is lifted, but away from the shadow's edge it comes out much closer to the
+    # lit image than under one global mean and deviation (ImageStandardize).
+    shadowed = x.clone()
+    shadowed[..., :8] *= 0.25
+    left = (..., slice(None), slice(0, 3))  # columns 3+ window radii from the shadow's edge
+    standardize = ImageStandardize(eps=0.0)
+    local_gap = (norm(shadowed)[left] - norm(x)[left]).abs().mean()
+    global_gap = (standardize(shadowed)[left] - standardize(x)[left]).abs().mean()
+    assert local_gap < 0.8 * global_gap
+
+
+def test_local_contrast_norm_is_finite_with_gradients_on_a_flat_image() -> None:
+    flat = torch.full((1, 3, 8, 8), 0.5, dtype=torch.float64, requires_grad=True)
+    out = LocalContrastNorm(3).double()(flat)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and out.abs().max() < 1e-6
+    assert flat.grad is not None and torch.isfinite(flat.grad).all()
+
+
+def test_local_contrast_norm_gradcheck() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    norm = LocalContrastNorm(2, kernel_size=3, sigma=1.0).double()
+    assert torch.autograd.gradcheck(norm, (x,))
+    assert torch.autograd.gradgradcheck(norm, (x,))
+
+
+@pytest.mark.parametrize(("kernel_size", "sigma"), [(4, 1.0), (0, 1.0), (3, 0.0)])
+def test_local_contrast_norm_refuses_bad_windows(kernel_size: int, sigma: float) -> None:
+    with pytest.raises(ValueError, match="kernel_size must be odd|sigma must be"):
+        LocalContrastNorm(3, kernel_size=kernel_size, sigma=sigma)
+
+
+@pytest.mark.parametrize("name", ["gtsrb-cnn", "gtsrb-st-cnn", "gtsrb-multi-st-cnn"])
+def test_gtsrb_local_contrast_sits_where_standardize_does(name: str) -> None:
+    torch.manual_seed(0)
+    standardized = create_model(name, standardize=True).eval()
+    local = create_model(name, local_contrast=True).eval()
+    # the same parameters (the norm has none and saves nothing), so the same state dict keys
+    assert list(standardized.state_dict()) == list(local.state_dict())
+    local.load_state_dict(standardized.state_dict())
+    n_std = sum(isinstance(m, ImageStandardize) for m in standardized.modules())
+    n_local = sum(isinstance(m, LocalContrastNorm) for m in local.modules())
+    assert n_local == n_std >= 1
+    image = torch.rand(2, 3, 32, 32)
+    assert not torch.allclose(standardized(image), local(image), atol=1e-4)
+
+
+def test_gtsrb_refuses_both_contrast_norms() -> None:
+    with pytest.raises(Exception, match="standardize and local_contrast"):
+        create_model("gtsrb-st-cnn", standardize=True, local_contrast=True)

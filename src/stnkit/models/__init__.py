@@ -10,6 +10,7 @@ from stnkit.models import gtsrb, mnist  # noqa: F401  (registers the builders)
 from stnkit.models.parts import (
     Classifier,
     ImageStandardize,
+    LocalContrastNorm,
     ParallelSpatialTransformer,
     count_parameters,
 )
@@ -32,6 +33,7 @@ from stnkit.models.registry import (
 __all__ = [
     "Classifier",
     "ImageStandardize",
+    "LocalContrastNorm",
     "ModelArgumentError",
     "ParallelSpatialTransformer",
     "PretrainedWeights",

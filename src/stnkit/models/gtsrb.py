@@ -16,7 +16,14 @@ from typing import Any
 from torch import nn
 
 from stnkit.models.mnist import cnn_localization
-from stnkit.models.parts import Classifier, ImageStandardize, conv_stage, feature_shape, mlp
+from stnkit.models.parts import (
+    Classifier,
+    ImageStandardize,
+    LocalContrastNorm,
+    conv_stage,
+    feature_shape,
+    mlp,
+)
 from stnkit.models.registry import register_model
 from stnkit.nn import SpatialTransformer
 
@@ -37,6 +44,7 @@ def build_gtsrb_net(
     loc_channels: Sequence[int] = (32, 64),
     loc_features: int = 128,
     standardize: bool = False,
+    local_contrast: bool = False,
 ) -> Classifier:
     """Conv + BN + ReLU + max-pool stages with transformers before the chosen stages.
 
@@ -55,12 +63,17 @@ def build_gtsrb_net(
         standardize: contrast-normalise each image (:class:`ImageStandardize`) where the input
             enters the localisation net and the first conv stage; the transformer itself samples
             the raw image, so its output stays a picture.
+        local_contrast: the same places, :class:`LocalContrastNorm` instead (the records'
+            preprocessing: it also evens out light within an image); not with ``standardize``.
     """
+    if standardize and local_contrast:
+        raise ValueError("choose one of standardize and local_contrast, not both")
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
     shape: tuple[int, ...] = (in_channels, int(image_size[0]), int(image_size[1]))
     stn: nn.Module | None = None
-    layers: list[nn.Module] = [ImageStandardize()] if standardize else []
+    normalize = standardize or local_contrast
+    layers: list[nn.Module] = [_contrast_norm(in_channels, local_contrast)] if normalize else []
     for stage, (c, k) in enumerate(zip(channels, kernel_sizes)):
         if transform is not None and stage in stn_stages:
             # The input transformer looks at a 2x downsampled image; later ones at the maps.
@@ -70,8 +83,8 @@ def build_gtsrb_net(
                 out_features=loc_features,
                 downsample=2 if stage == 0 else 1,
             )
-            if standardize and stage == 0:
-                loc = nn.Sequential(ImageStandardize(), loc)
+            if normalize and stage == 0:
+                loc = nn.Sequential(_contrast_norm(in_channels, local_contrast), loc)
             module = SpatialTransformer(localization=loc, transform=transform)
             if stage == 0:
                 stn = module
@@ -83,6 +96,10 @@ def build_gtsrb_net(
     features = nn.Sequential(*layers)
     head = mlp(int(shape[0] * shape[1] * shape[2]), hidden, num_classes, dropout=dropout)
     return Classifier(features=features, head=head, stn=stn)
+
+
+def _contrast_norm(in_channels: int, local: bool) -> nn.Module:
+    return LocalContrastNorm(in_channels) if local else ImageStandardize()
 
 
 @register_model("gtsrb-cnn")

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stnkit.nn import InputGradConv2d, SpatialTransformer
@@ -13,6 +14,7 @@ from stnkit.nn import InputGradConv2d, SpatialTransformer
 __all__ = [
     "Classifier",
     "ImageStandardize",
+    "LocalContrastNorm",
     "ParallelSpatialTransformer",
     "conv_stage",
     "count_parameters",
@@ -144,6 +146,59 @@ class ImageStandardize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         var, mean = torch.var_mean(x, dim=(1, 2, 3), keepdim=True, correction=0)
         return (x - mean) * torch.rsqrt(var + self.eps)
+
+
+class LocalContrastNorm(nn.Module):
+    """Subtractive, then divisive local contrast normalisation (Jarrett et al. 2009), per image.
+
+    Each pixel minus the Gaussian-weighted mean of its neighbourhood (all channels together), over
+    the Gaussian-weighted standard deviation there; where that deviation is below the image's mean
+    deviation, the mean is used instead, so flat regions are not blown up into noise. This is the
+    preprocessing of the GTSRB records (Sermanet & LeCun 2011; Moodstocks; Arcos-Garcia et al. 2018):
+    unlike :class:`ImageStandardize` it works per neighbourhood, so part of a sign in shadow keeps
+    more of its contrast (up to that floor). Near the border the window's weights are renormalised over the
+    pixels inside the image instead of counting zeros.
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
+
+    Args:
+        in_channels: image channels (the window spans all of them).
+        kernel_size: side of the Gaussian window, odd.
+        sigma: its standard deviation in pixels.
+        eps: floor of the divisor.
+    """
+
+    window: Tensor
+
+    def __init__(self, in_channels: int = 3, kernel_size: int = 7, sigma: float = 2.0, eps: float = 1e-3):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.eps = eps
+        self.padding = kernel_size // 2
+        offsets = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
+        gauss = torch.exp(-(offsets**2) / (2 * sigma**2))
+        window = (gauss[:, None] * gauss[None, :]).expand(in_channels, kernel_size, kernel_size)
+        # (1, C, k, k), summing to 1: one weighted mean over the window and the channels. Derived from
+        # the arguments, so not saved in checkpoints.
+        self.register_buffer("window", (window / window.sum()).unsqueeze(0).float(), persistent=False)
+
+    def _local_mean(self, x: Tensor, coverage: Tensor) -> Tensor:
+        # (B, C, H, W) -> (B, 1, H, W): the window's weighted mean of the pixels inside the image.
+        return F.conv2d(x, self.window.to(x.dtype), padding=self.padding) / coverage
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The window's weight that falls inside the image, (1, 1, H, W): 1 away from the border.
+        ones = torch.ones_like(x[:1])
+        coverage = F.conv2d(ones, self.window.to(x.dtype), padding=self.padding)
+        centred = x - self._local_mean(x, coverage)
+        # Floored before the square root, whose derivative is infinite at 0 (a flat patch).
+        variance = self._local_mean(centred.square(), coverage).clamp_min(self.eps**2)
+        deviation = variance.sqrt()  # (B, 1, H, W)
+        floor = deviation.mean(dim=(2, 3), keepdim=True)  # the image's mean deviation, (B, 1, 1, 1)
+        return centred / torch.maximum(deviation, floor)
 
 
 def conv_stage(
