@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from stnkit.engine import CHECKPOINT_NAME, DivergenceError, TrainConfig, fit, load_checkpoint
+from stnkit.engine import CHECKPOINT_NAME, DivergenceError, TrainConfig, evaluate, fit, load_checkpoint
 from stnkit.engine.distributed import cleanup_distributed, init_distributed
 from stnkit.models import create_model
 
@@ -44,16 +44,23 @@ class ShardLoader:
 
     ``poison=(epoch, step, kind)`` spoils one batch of this rank: ``"nan"`` puts a NaN pixel in
     the first image, ``"inf-loss"`` marks the first image of class 0 for :class:`InfLossModel`.
+    ``stop_at=(epoch, step)`` raises KeyboardInterrupt there (a killed run).
     """
 
-    def __init__(self, rank: int, world: int, poison: tuple[int, int, str] | None = None) -> None:
+    def __init__(
+        self,
+        rank: int,
+        world: int,
+        poison: tuple[int, int, str] | None = None,
+        stop_at: tuple[int, int] | None = None,
+    ) -> None:
         g = torch.Generator().manual_seed(0)
         self.labels = torch.arange(48) % 3
         self.images = torch.rand(48, 1, 8, 8, generator=g)
         for c in range(3):
             self.images[self.labels == c, 0, 2 * c + 1] += 1.0
         self.rank, self.world, self.epoch = rank, world, 1
-        self.poison = poison
+        self.poison, self.stop_at = poison, stop_at
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -64,6 +71,8 @@ class ShardLoader:
     def __iter__(self):
         order = torch.randperm(48, generator=torch.Generator().manual_seed(self.epoch))
         for step in range(len(self)):
+            if self.stop_at == (self.epoch, step):
+                raise KeyboardInterrupt("killed")
             b = step * self.world + self.rank
             idx = order[b * 8 : (b + 1) * 8]
             images, labels = self.images[idx].clone(), self.labels[idx]
@@ -213,6 +222,134 @@ def test_divergence_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
         assert "1 of 2 ranks" in outcomes[0] and "rank 0 was finite" in outcomes[0], outcomes
         assert "on rank 1: " in outcomes[1], outcomes
         assert load_checkpoint(tmp_path / kind / CHECKPOINT_NAME)["epoch"] == 1  # last good one
+
+
+# --- weight averaging (EMA) under DDP --------------------------------------------------------------
+
+
+class BatchNormNet(nn.Module):
+    """A tiny classifier with batch norm: under DDP each rank's running statistics are its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.layers(images)  # (B, 3)
+
+
+class JointLoader:
+    """Both ranks' batches of :class:`ShardLoader` concatenated: one process, the same global batch."""
+
+    def __init__(self) -> None:
+        self.shards = [ShardLoader(rank, 2) for rank in range(2)]
+
+    def set_epoch(self, epoch: int) -> None:
+        for shard in self.shards:
+            shard.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.shards[0])
+
+    def __iter__(self):
+        for (a, labels_a), (b, labels_b) in zip(*self.shards):
+            yield torch.cat([a, b]), torch.cat([labels_a, labels_b])
+
+
+# run name -> (model, optimiser); "st" is compared with one process, "bn" has buffers to average
+EMA_RUNS = {
+    "st": ("st-fcn-affine", "sgd"),
+    "bn": ("batch-norm-net", "adam"),
+    "bn-cut": ("batch-norm-net", "adam"),
+}
+
+
+def _ema_fit(run: Path, name: str, loader, *, ctx=None, resume: bool = False):
+    """2 epochs with a weight average, global batch 16: returns (trained model, FitResult)."""
+    model_name, optimizer = EMA_RUNS[name]
+    torch.manual_seed(0)
+    kwargs = {} if model_name == "batch-norm-net" else MODEL_KWARGS
+    model = BatchNormNet() if model_name == "batch-norm-net" else create_model(model_name, **kwargs)
+    config = TrainConfig(
+        dataset="tiny", model=model_name, epochs=2, batch_size=16, optimizer=optimizer, lr=0.05,
+        ema=0.5, out=str(run), progress=False,
+    )  # fmt: skip
+    result = fit(
+        model, loader, ShardLoader(0, 1), config, model_name=model_name, model_kwargs=kwargs,
+        out_dir=run, ctx=ctx, resume=resume,
+    )  # fmt: skip
+    return model, result
+
+
+def _ema_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Each run of ``EMA_RUNS`` on 2 ranks; "bn-cut" is killed in epoch 2, then resumed.
+
+    Each rank saves its average and its trained weights to ``out/<run>/rank<r>.pt``.
+    """
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    ctx = init_distributed()
+    try:
+        for name in EMA_RUNS:
+            run, resume = Path(out) / name, False
+            if name == "bn-cut":
+                try:  # both ranks are killed at the same step, before its collectives
+                    _ema_fit(run, name, ShardLoader(rank, world, stop_at=(2, 1)), ctx=ctx)
+                except KeyboardInterrupt:
+                    resume = True
+            model, result = _ema_fit(run, name, ShardLoader(rank, world), ctx=ctx, resume=resume)
+            assert result.evaluated is not None and result.evaluated is not model
+            weights = {"ema": result.evaluated.state_dict(), "model": model.state_dict()}
+            torch.save(weights, run / f"rank{rank}.pt")
+    finally:
+        cleanup_distributed()
+
+
+def _differing(a: dict[str, Tensor], b: dict[str, Tensor]) -> list[str]:
+    """The names whose tensors differ (or that only one side has)."""
+    return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k]))
+
+
+@pytest.mark.usefixtures("repo_on_path")
+def test_weight_average_under_two_gloo_ranks(tmp_path: Path) -> None:
+    _spawn(_ema_worker, (str(tmp_path),), timeout_s=120)
+    ranks = {
+        name: [torch.load(tmp_path / name / f"rank{r}.pt", weights_only=True) for r in range(2)]
+        for name in EMA_RUNS
+    }
+    ckpts = {name: load_checkpoint(tmp_path / name / CHECKPOINT_NAME) for name in EMA_RUNS}
+    for name, (rank0, rank1) in ranks.items():
+        # Every rank holds the same average, batch-norm statistics included, and it is the
+        # checkpoint's "model" (written by rank 0), trained weights beside it.
+        across_ranks = _differing(rank0["ema"], rank1["ema"])
+        assert not across_ranks, (name, across_ranks)
+        assert not _differing(ckpts[name]["model"], rank0["ema"]), name
+        assert not _differing(ckpts[name]["train_model"], rank0["model"]), name
+        assert _differing(rank0["ema"], rank0["model"]), name  # the average is not the trained weights
+        assert ckpts[name]["ema"] == {"decay": 0.5, "updates": 2 * 3}, name
+    assert "layers.2.running_mean" in ranks["bn"][0]["ema"]
+    # A run killed in epoch 2 and resumed on 2 ranks ends like the uninterrupted one, bit for bit.
+    for part in ("model", "train_model"):
+        assert not _differing(ckpts["bn-cut"][part], ckpts["bn"][part]), part
+    for rank in range(2):
+        assert not _differing(ranks["bn-cut"][rank]["ema"], ranks["bn"][rank]["ema"]), rank
+    # The recorded test metrics are the average's.
+    averaged = BatchNormNet().eval()
+    averaged.load_state_dict(ckpts["bn"]["model"])
+    assert ckpts["bn"]["metrics"]["test_loss"] == pytest.approx(
+        evaluate(averaged, ShardLoader(0, 1))["loss"], rel=1e-6
+    )
+    # 2 ranks x 8 images per step = 1 process x 16 (no batch norm in "st"): DDP averages the
+    # gradients, so the weights and their average match one process up to rounding.
+    model, result = _ema_fit(tmp_path / "single", "st", JointLoader())
+    assert result.evaluated is not None
+    for part, single in (("model", model.state_dict()), ("ema", result.evaluated.state_dict())):
+        for key, value in single.items():
+            torch.testing.assert_close(
+                ranks["st"][0][part][key], value, rtol=1e-5, atol=1e-6, msg=f"{part} {key}"
+            )
 
 
 def test_cli_train_under_torchrun(tmp_path: Path) -> None:

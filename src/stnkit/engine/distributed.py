@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,7 @@ __all__ = [
     "DistContext",
     "all_reduce_sum",
     "barrier",
+    "broadcast_from_main",
     "check_in_sync",
     "cleanup_distributed",
     "init_distributed",
@@ -73,6 +75,14 @@ def barrier(ctx: DistContext) -> None:
     """Wait for every rank (a no-op for one process)."""
     if ctx.enabled:
         dist.barrier()
+
+
+@torch.no_grad()
+def broadcast_from_main(tensors: Iterable[torch.Tensor], ctx: DistContext) -> None:
+    """Overwrite each tensor, in place, with rank 0's (a no-op for one process)."""
+    if ctx.enabled:
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
 
 
 @torch.no_grad()

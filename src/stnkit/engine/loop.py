@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from stnkit.engine.analysis import classification_scores, eval_logits
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig
-from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, check_in_sync
+from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, broadcast_from_main, check_in_sync
 from stnkit.engine.durable import write_text_durably
 from stnkit.engine.ema import ModelEma
 from stnkit.engine.metrics import append_jsonl, truncate_jsonl
@@ -314,10 +314,13 @@ def fit(
     (:class:`stnkit.engine.ModelEma`) is updated after every step, and it is the average that is
     evaluated, passed to ``on_epoch_end``, returned as ``FitResult.evaluated`` and saved as the
     checkpoint's ``"model"`` (so ``stnkit eval``, ``show`` and ``export`` use it); the trained weights
-    are saved beside it as ``"train_model"``, with ``"ema"`` (decay, updates), for resuming.
+    are saved beside it as ``"train_model"``, with ``"ema"`` (decay, updates), for resuming. Under
+    DDP every rank updates its own average from the same trained weights, and at the end of every
+    epoch all take rank 0's batch-norm statistics of the average, so every rank holds rank 0's.
 
     Args:
-        model: the model, already built (and seeded) by the caller; trained in place.
+        model: the model, already built (and seeded) by the caller; trained in place. Under DDP,
+            the same weights on every rank: a weight average starts from each rank's copy.
         train_loader: training batches; ``set_epoch`` is called if present.
         test_loader: evaluated every ``config.eval_every`` epochs and after the last; may be None.
         config: the recipe.
@@ -404,6 +407,12 @@ def fit(
             ema=ema,
         )
         _check_finite_parameters(model, f"after epoch {epoch}")
+        if ema is not None:
+            # The ranks' averaged weights agree (DDP keeps the trained ones identical), but each
+            # rank's batch-norm statistics are its own (DDP hands rank 0's to the trained model
+            # before every forward, never to the average): all take rank 0's, which the checkpoint
+            # keeps, so every rank evaluates, resumes from and returns the same average.
+            broadcast_from_main(ema.module.buffers(), ctx)
         train_time = time.perf_counter() - epoch_start
         record = {
             "epoch": epoch,
