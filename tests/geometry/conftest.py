@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from stnkit.geometry import fast
+
 
 def _assert_same_outputs_and_gradients(
     ours: torch.Tensor, theirs: torch.Tensor, inputs: tuple[torch.Tensor, torch.Tensor]
@@ -27,3 +29,19 @@ def _assert_same_outputs_and_gradients(
 @pytest.fixture
 def assert_same_outputs_and_gradients() -> Callable[..., None]:
     return _assert_same_outputs_and_gradients
+
+
+def _assert_fast_path_ran(output: torch.Tensor, *, fused: bool) -> None:
+    """``output`` came from the fast path's autograd node, through the C++ kernel (fused) or torch ops.
+
+    A test that holds the fast path to torch would otherwise pass on the wrong implementation where the
+    kernel is silently unavailable or the plain grid + grid_sample path is taken.
+    """
+    node = output.grad_fn
+    assert node is not None and node._forward_cls is fast._AffineWarp2d, type(node).__name__
+    assert node.fused is fused, f"expected the {'kernel' if fused else 'torch-op path'} to run"
+
+
+@pytest.fixture
+def assert_fast_path_ran() -> Callable[..., None]:
+    return _assert_fast_path_ran

@@ -168,21 +168,46 @@ def second_derivatives(
     )
 
 
-@pytest.mark.parametrize(("mode", "padding_mode", "align_corners"), CASES)
-@pytest.mark.parametrize("kernels", [True, False])
+# The kernel choice only matters for bilinear sampling; the other modes always take the torch-op path.
+DOUBLE_BACKWARD_CASES = [
+    (mode, padding_mode, align_corners, kernels)
+    for mode, padding_mode, align_corners in CASES
+    for kernels in ([True, False] if mode == "bilinear" else [False])
+]
+
+
+def spy_on_differentiable_gradients(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """Count the calls of the fast path's create_graph branch (one entry per call)."""
+    calls: list[None] = []
+    original = fast._differentiable_gradients
+
+    def spy(*args: object, **kwargs: object) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        calls.append(None)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fast, "_differentiable_gradients", spy)
+    return calls
+
+
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "kernels"), DOUBLE_BACKWARD_CASES)
 @pytest.mark.parametrize("at_identity", [False, True])
-def test_double_backward_values_equal_torchs(
+def test_double_backward_is_torchs_own(
     mode: str,
     padding_mode: str,
     align_corners: bool,
     kernels: bool,
     at_identity: bool,
     monkeypatch: pytest.MonkeyPatch,
+    assert_fast_path_ran: Callable[..., None],
 ) -> None:
-    # Both of the fast path's implementations (the kernel for bilinear, torch ops otherwise or without
-    # the kernel), against F.affine_grid + F.grid_sample; the identity with equal sizes included.
+    # With create_graph=True the fast path's backward differentiates F.affine_grid + F.grid_sample
+    # itself (fast._differentiable_gradients), so its first and second derivatives are torch's by
+    # construction, the same bits. What this can catch is the routing: which node and implementation
+    # ran the forward, that the backward took that branch, and what it handed on (sizes, options, the
+    # upstream gradient). Independent values: the reference sampler below, and gradgradcheck above.
     if not kernels:
         monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
+    calls = spy_on_differentiable_gradients(monkeypatch)
     image = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
     theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
     if not at_identity:
@@ -191,19 +216,60 @@ def test_double_backward_values_equal_torchs(
     kwargs = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
 
     def ours(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return stnkit.warp(x, t, transform="affine", **kwargs)  # type: ignore[arg-type]
+        out = stnkit.warp(x, t, transform="affine", **kwargs)  # type: ignore[arg-type]
+        assert_fast_path_ran(out, fused=kernels and fast.kernel.kernel_available())
+        return out
 
     def torchs(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         grid = F.affine_grid(t, list(x.shape), align_corners=align_corners)
         return F.grid_sample(x, grid, **kwargs)  # type: ignore[arg-type]
 
-    for got, expected in zip(
-        second_derivatives(ours, image, theta, 1), second_derivatives(torchs, image, theta, 1)
-    ):
+    got = second_derivatives(ours, image, theta, 1)
+    assert len(calls) == 1  # the create_graph branch, not the kernel's (or torch-op) backward
+    for mine, expected in zip(got, second_derivatives(torchs, image, theta, 1), strict=True):
         if expected is None:
-            assert got is None or not bool(got.any())
+            assert mine is None or not bool(mine.any())
             continue
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+        assert mine is not None and torch.equal(mine, expected)
+
+
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "kernels"), DOUBLE_BACKWARD_CASES)
+def test_double_backward_values_equal_the_reference_samplers(
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    kernels: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    assert_fast_path_ran: Callable[..., None],
+) -> None:
+    # The fast path's second derivatives against an implementation that shares no code with torch's grid
+    # sampler: autograd through stnkit's reference sampler (from scratch in plain tensor ops). Random
+    # points, off the kinks, where both are exact; on a kink (the identity) the side each takes depends
+    # on its grid's last bit, so that case is held to torch's own above.
+    if not kernels:
+        monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
+    generator = torch.Generator().manual_seed(2)
+    image = torch.randn(2, 2, 6, 7, dtype=torch.float64, generator=generator).requires_grad_()
+    noise = 0.3 * torch.randn(2, 2, 3, dtype=torch.float64, generator=generator)
+    theta = (torch.eye(2, 3, dtype=torch.float64) + noise).requires_grad_()
+    kwargs = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners}
+
+    def ours(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = stnkit.warp(x, t, transform="affine", **kwargs)  # type: ignore[arg-type]
+        assert_fast_path_ran(out, fused=kernels and fast.kernel.kernel_available())
+        return out
+
+    def reference(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return stnkit.warp(x, t, transform="affine", backend="reference", **kwargs)  # type: ignore[arg-type]
+
+    got = second_derivatives(ours, image, theta, 3)
+    expected = second_derivatives(reference, image, theta, 3)
+    assert any(e is not None and bool(e.any()) for e in expected[2:])  # there are second derivatives
+    for mine, theirs in zip(got, expected, strict=True):
+        if mine is None or theirs is None:  # no path (torch's nearest mode) or an all-zero one
+            assert all(g is None or not bool(g.any()) for g in (mine, theirs))
+            continue
+        torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-9)
 
 
 # ---- Memory ---------------------------------------------------------------------------------------

@@ -74,6 +74,7 @@ def test_kernel_matches_torch_in_float64(
     align_corners: bool,
     channels: int,
     assert_same_outputs_and_gradients: Callable[..., None],
+    assert_fast_path_ran: Callable[..., None],
 ) -> None:
     torch.manual_seed(0)
     image = torch.randn(4, channels, 9, 13, dtype=torch.float64, requires_grad=True)
@@ -86,6 +87,7 @@ def test_kernel_matches_torch_in_float64(
         padding_mode=padding_mode,
         align_corners=align_corners,
     )
+    assert_fast_path_ran(ours, fused=True)
     theirs = torch_warp(image, theta, (11, 7), padding_mode, align_corners)
     assert_same_outputs_and_gradients(ours, theirs, (image, theta))
 
@@ -96,7 +98,7 @@ def test_kernel_matches_torch_in_float64(
 )
 @pytest.mark.parametrize("channels", [1, 3])
 def test_kernel_matches_reference_in_float32_on_a_parallel_batch(
-    padding_mode: str, align_corners: bool, channels: int
+    padding_mode: str, align_corners: bool, channels: int, assert_fast_path_ran: Callable[..., None]
 ) -> None:
     # 40 x C x 32 x 32 outputs: enough work for the kernel's OpenMP loop to split the batch.
     torch.manual_seed(1)
@@ -104,6 +106,7 @@ def test_kernel_matches_reference_in_float32_on_a_parallel_batch(
     theta = (torch.eye(2, 3) + 0.2 * torch.randn(40, 2, 3)).requires_grad_()
     kwargs = {"transform": "affine", "padding_mode": padding_mode, "align_corners": align_corners}
     ours = stnkit.warp(image, theta, **kwargs)  # type: ignore[arg-type]
+    assert_fast_path_ran(ours, fused=True)
     reference = stnkit.warp(image.double(), theta.double(), backend="reference", **kwargs)  # type: ignore[arg-type]
     torch.testing.assert_close(ours, reference.float(), rtol=0, atol=1e-5)
     upstream = torch.randn_like(ours)
@@ -117,12 +120,15 @@ def test_kernel_matches_reference_in_float32_on_a_parallel_batch(
 
 @needs_kernel
 @pytest.mark.parametrize(("need_input", "need_theta"), [(True, False), (False, True), (True, True)])
-def test_kernel_returns_just_the_gradients_asked_for(need_input: bool, need_theta: bool) -> None:
+def test_kernel_returns_just_the_gradients_asked_for(
+    need_input: bool, need_theta: bool, assert_fast_path_ran: Callable[..., None]
+) -> None:
     image = torch.randn(3, 2, 6, 6, dtype=torch.float64, requires_grad=need_input)
     theta = (
         torch.eye(2, 3, dtype=torch.float64) + 0.2 * torch.randn(3, 2, 3, dtype=torch.float64)
     ).requires_grad_(need_theta)
     ours = stnkit.warp(image, theta, transform="affine")
+    assert_fast_path_ran(ours, fused=True)
     theirs = torch_warp(image, theta, (6, 6), "zeros", False)
     wanted = [t for t in (image, theta) if t.requires_grad]
     for got, expected in zip(
@@ -132,11 +138,12 @@ def test_kernel_returns_just_the_gradients_asked_for(need_input: bool, need_thet
 
 
 @needs_kernel
-def test_kernel_gradcheck() -> None:
+def test_kernel_gradcheck(assert_fast_path_ran: Callable[..., None]) -> None:
     image = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
     theta = (
         torch.eye(2, 3, dtype=torch.float64) + 0.3 * torch.randn(2, 2, 3, dtype=torch.float64)
     ).requires_grad_()
+    assert_fast_path_ran(stnkit.warp(image, theta, transform="affine", out_size=(4, 7)), fused=True)
     for padding_mode, align_corners in itertools.product(PADDING_MODES, [False, True]):
         assert torch.autograd.gradcheck(
             lambda i, t, p=padding_mode, a=align_corners: stnkit.warp(
@@ -176,7 +183,7 @@ def test_kernel_gradient_at_the_identity_is_the_forward_difference() -> None:
 
 
 @needs_kernel
-def test_kernel_skips_non_finite_values_that_torch_skips() -> None:
+def test_kernel_skips_non_finite_values_that_torch_skips(assert_fast_path_ran: Callable[..., None]) -> None:
     # Taps outside the image are never read: an inf stored where an outside tap would point (offset 0)
     # must not turn into NaN through 0 * inf, in the output or the gradients.
     image = torch.zeros(1, 1, 4, 4, requires_grad=True)
@@ -184,6 +191,7 @@ def test_kernel_skips_non_finite_values_that_torch_skips() -> None:
         image[0, 0, 0, 0] = float("inf")
     theta = torch.tensor([[[1.0, 0.0, 3.0], [0.0, 1.0, 3.0]]], requires_grad=True)
     ours = stnkit.warp(image, theta, transform="affine")
+    assert_fast_path_ran(ours, fused=True)
     theirs = torch_warp(image, theta, (4, 4), "zeros", False)
     assert torch.equal(ours, theirs)
     upstream = torch.full_like(ours, float("inf"))
@@ -344,7 +352,9 @@ def test_kernel_matches_torch_for_huge_infinite_and_nan_theta(
 @pytest.mark.parametrize(
     ("padding_mode", "align_corners"), list(itertools.product(PADDING_MODES, [False, True]))
 )
-def test_kernel_matches_torch_with_nan_and_inf_in_the_input(padding_mode: str, align_corners: bool) -> None:
+def test_kernel_matches_torch_with_nan_and_inf_in_the_input(
+    padding_mode: str, align_corners: bool, assert_fast_path_ran: Callable[..., None]
+) -> None:
     torch.manual_seed(5)
     image = torch.randn(2, 2, 6, 7, dtype=torch.float64)
     image[0, 0, 2, 3], image[0, 1, 0, 0], image[1, 0, 5, 6] = float("nan"), float("inf"), -float("inf")
@@ -353,6 +363,7 @@ def test_kernel_matches_torch_with_nan_and_inf_in_the_input(padding_mode: str, a
         torch.eye(2, 3, dtype=torch.float64) + 0.4 * torch.randn(2, 2, 3, dtype=torch.float64)
     ).requires_grad_()
     ours = stnkit.warp(image, theta, padding_mode=padding_mode, align_corners=align_corners)
+    assert_fast_path_ran(ours, fused=True)
     theirs = torch_warp(image, theta, (6, 7), padding_mode, align_corners)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12, equal_nan=True)
     upstream = torch.randn_like(ours)
