@@ -195,6 +195,8 @@ def test_wrong_version_and_missing_keys(tmp_path: Path) -> None:
         ("metrics", 0.5),
         ("elapsed_s", float("nan")),
         ("elapsed_s", -1.0),
+        ("cpu_s", float("inf")),
+        ("cpu_s", "12"),
         ("world_size", 0),
         ("world_size", "2"),
     ],

@@ -246,6 +246,26 @@ def test_resume_without_recorded_world_size_is_accepted(tmp_path: Path) -> None:
     assert [r["epoch"] for r in result.history] == [1, 2]
 
 
+def test_cpu_time_is_counted_per_epoch_and_summed_over_a_resume(tmp_path: Path) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    first = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert first["cpu_s"] == first["metrics"]["cpu_s"] > 0
+    # Resumed from a checkpoint that says it has used 1,000 CPU seconds: the count goes on from there.
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, cpu_s=1000.0)
+    _, result = _fit(tmp_path, TinyLoader(), resume=True, epochs=2)
+    assert 1000.0 < result.final["cpu_s"] < 1000.0 + 60.0
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["cpu_s"] == result.final["cpu_s"]
+
+
+def test_resume_of_a_run_that_did_not_count_cpu_time_records_none(tmp_path: Path) -> None:
+    # Its earlier epochs' CPU time is unknown: a partial count would understate the run.
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, drop=("cpu_s",))
+    _, result = _fit(tmp_path, TinyLoader(), resume=True, epochs=2)
+    assert "cpu_s" not in result.final
+    assert "cpu_s" not in load_checkpoint(tmp_path / CHECKPOINT_NAME)
+
+
 def test_resume_another_model_or_shape_is_refused(tmp_path: Path) -> None:
     _fit(tmp_path, TinyLoader(), epochs=1)
     with pytest.raises(ResumeMismatchError, match="holds model 'st-fcn-affine', not 'fcn'"):

@@ -53,7 +53,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     The file is read with ``torch.load(..., weights_only=True)``, and the fields a caller uses are
     checked: ``model_name`` a non-empty str, ``model_kwargs`` and ``config`` dicts with str keys,
     ``model`` a dict of tensors, ``epoch`` an int >= 0; ``optimizer``, ``scheduler`` and
-    ``metrics`` dicts, ``elapsed_s`` a number >= 0, ``world_size`` an int >= 1, ``train_model`` a
+    ``metrics`` dicts, ``elapsed_s`` and ``cpu_s`` numbers >= 0, ``world_size`` an int >= 1, ``train_model`` a
     dict of tensors and ``ema`` a dict where present.
 
     Under a weight average (``TrainConfig.ema``), ``model`` holds the averaged weights (the ones
@@ -153,6 +153,7 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
         "scheduler": (_is_str_keyed_dict, "a dict with str keys (a scheduler state_dict)"),
         "metrics": (_is_str_keyed_dict, "a dict with str keys"),
         "elapsed_s": (_is_seconds, "a finite number >= 0"),
+        "cpu_s": (_is_seconds, "a finite number >= 0"),
         "world_size": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
         "train_model": (_is_tensor_dict, "a dict of str -> tensor (the trained weights under EMA)"),
         "ema": (_is_str_keyed_dict, "a dict with str keys (decay, updates)"),

@@ -348,6 +348,10 @@ def fit(
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, max(1, len(train_loader)))
     start_epoch, elapsed_before, history = 0, 0.0, []
+    # CPU seconds of this process (all its threads), summed over resumes like the wall time: on a
+    # shared machine a run's wall time grows with the other work, its CPU time much less. None when
+    # resuming a checkpoint that did not count it (its earlier epochs' share is unknown).
+    cpu_before: float | None = 0.0
     ema = None if config.ema is None else ModelEma(model, decay=config.ema)
     if resume:
         state = load_checkpoint(ckpt_path)
@@ -369,6 +373,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
+        cpu_before = float(state["cpu_s"]) if "cpu_s" in state else None
         if ctx.is_main:
             history = truncate_jsonl(metrics_path, max_epoch=start_epoch)
     elif ctx.is_main:
@@ -383,7 +388,7 @@ def fit(
         train_model = torch.compile(train_model)  # type: ignore[assignment]
 
     record: dict[str, Any] = history[-1] if history else {}
-    run_start = time.perf_counter()
+    run_start, run_cpu_start = time.perf_counter(), time.process_time()
     for epoch in range(start_epoch + 1, config.epochs + 1):
         # Reseed per epoch (and rank): dropout and any model randomness depend on (seed, epoch)
         # only, so a resumed run draws the same numbers as an uninterrupted one.
@@ -429,6 +434,8 @@ def fit(
                     scores = evaluate(evaluated, loader, channels_last=config.channels_last)
                     record.update({f"{split}_{key}": scores[key] for key in ("loss", "accuracy", "error")})
         record["elapsed_s"] = elapsed_before + time.perf_counter() - run_start
+        if cpu_before is not None:
+            record["cpu_s"] = cpu_before + time.process_time() - run_cpu_start
         if ctx.is_main:
             append_jsonl(metrics_path, record)
             state = {
@@ -443,6 +450,8 @@ def fit(
                 "config": config.to_dict(),
                 "metrics": record,
             }
+            if "cpu_s" in record:
+                state["cpu_s"] = record["cpu_s"]
             if ema is not None:
                 state.update(train_model=model.state_dict(), ema=ema.state_dict())
             save_checkpoint(state, ckpt_path)
