@@ -38,13 +38,25 @@ def test_registry_lists_the_paper_models() -> None:
         "st-fcn-projective",
         "st-fcn-tps",
         "2xst-fcn-affine",
+        "2xst-fcn-projective",
+        "2xst-fcn-tps",
         "st-cnn-inner-affine",
         "gtsrb-st-cnn",
         "gtsrb-multi-st-cnn",
     ):
         assert expected in names
     assert names == sorted(names)
-    assert list_models("tps") == ["st-cnn-tps", "st-fcn-tps"]
+    assert list_models("tps") == ["2xst-cnn-tps", "2xst-fcn-tps", "st-cnn-tps", "st-fcn-tps"]
+
+
+@pytest.mark.parametrize("transform", ["affine", "projective", "tps"])
+def test_two_transformer_models_have_two_heads_of_their_transform(transform: str) -> None:
+    model = create_model(f"2xst-fcn-{transform}", in_channels=2, num_classes=19, image_size=(42, 42))
+    assert isinstance(model.stn, ParallelSpatialTransformer)
+    heads = list(model.stn.heads)
+    assert len(heads) == 2
+    single = create_model(f"st-fcn-{transform}", in_channels=2, num_classes=19, image_size=(42, 42))
+    assert type(heads[0].transform) is type(single.stn.transform)
 
 
 @pytest.mark.parametrize("name", list_models())

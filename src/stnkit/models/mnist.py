@@ -252,6 +252,24 @@ def _register_paper_models() -> None:
         register_model(f"st-cnn-{name}")(st_cnn)
         register_model(f"st-fcn-{name}")(st_fcn)
 
+        # MNIST addition: two transformers in parallel on one localisation net (section 4.1).
+        def two_st_cnn(*, _t: str = name, **kwargs: Any) -> Classifier:
+            kwargs.setdefault("num_heads", 2)
+            return build_cnn(transform=_t, **kwargs)
+
+        def two_st_fcn(*, _t: str = name, **kwargs: Any) -> Classifier:
+            kwargs.setdefault("num_heads", 2)
+            return build_fcn(transform=_t, **kwargs)
+
+        two_st_cnn.__doc__ = (
+            f"Two parallel {name} transformers on one localisation net, then a CNN (MNIST addition)."
+        )
+        two_st_fcn.__doc__ = (
+            f"Two parallel {name} transformers on one localisation net, then an FCN (MNIST addition)."
+        )
+        register_model(f"2xst-cnn-{name}")(two_st_cnn)
+        register_model(f"2xst-fcn-{name}")(two_st_fcn)
+
 
 _register_paper_models()
 
@@ -262,17 +280,3 @@ def st_cnn_inner_affine(**kwargs: Any) -> Classifier:
     kwargs.setdefault("stn_stage", 1)
     kwargs.setdefault("loc_downsample", 1)
     return build_cnn(transform="affine", **kwargs)
-
-
-@register_model("2xst-cnn-affine")
-def two_st_cnn_affine(**kwargs: Any) -> Classifier:
-    """Two parallel affine transformers on one localisation net, then a CNN (MNIST addition)."""
-    kwargs.setdefault("num_heads", 2)
-    return build_cnn(transform="affine", **kwargs)
-
-
-@register_model("2xst-fcn-affine")
-def two_st_fcn_affine(**kwargs: Any) -> Classifier:
-    """Two parallel affine transformers on one localisation net, then an FCN (MNIST addition)."""
-    kwargs.setdefault("num_heads", 2)
-    return build_fcn(transform="affine", **kwargs)
