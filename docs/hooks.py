@@ -27,10 +27,10 @@ DEMO_FOLDER = "demo"  # beside docs/demo/demo.js; docs/demo.md is served as demo
 
 def _rendered_paper_results(repository: Path) -> str:
     # Imported here: only a build without the committed page pays for importing torch.
-    from stnkit.cli.reproduce import _load_results, render_report
+    from stnkit.reproduce import load_results, render_report
 
     results_dir = repository / "results"
-    results = _load_results(results_dir) if results_dir.is_dir() else []
+    results = load_results(results_dir)  # a missing folder holds no results
     note = (
         "!!! note\n"
         "    This page was rendered while building the site, because `docs/paper-results.md` is not\n"

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from stnkit import cli, data
-from stnkit.cli.common import load_run
 from stnkit.engine import CHECKPOINT_NAME, TrainConfig, save_checkpoint
 from stnkit.models import create_model
+from stnkit.runs import load_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TEST_LIMIT = 96

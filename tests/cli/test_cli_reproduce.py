@@ -1,4 +1,7 @@
-"""``stnkit reproduce``: the grid, its order, a tiny real cell end to end, resuming, the report."""
+"""``stnkit reproduce``: the order of the cells, a tiny real cell end to end, resuming, the report's files.
+
+The grids, result files and report as a library: tests/reproduce.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +12,16 @@ import pytest
 
 from stnkit import cli
 from stnkit.cli import reproduce
-from stnkit.cli.common import first_images, load_run
+from stnkit.data import first_test_images
 from stnkit.engine import CHECKPOINT_NAME, read_jsonl
+from stnkit.reproduce import DEFAULT_RECIPE, GRIDS, PICTURE_IMAGES, Cell, Recipe, cells_of
+from stnkit.runs import load_run
 
-TINY = reproduce.Recipe(
+TINY = Recipe(
     "tiny",
     ("--epochs", "2", "--limit", "96", "--test-limit", "64", "--val-size", "64", "--batch-size", "32"),
     "two epochs on 96 images",
 )
-
-
-def test_table1_has_every_paper_cell_headline_first() -> None:
-    cells = reproduce.cells_of("table1")
-    assert len(cells) == 4 * 8 and len({cell.name for cell in cells}) == 32
-    assert [cell.model for cell in cells[:8]] == ["cnn", "st-cnn-affine"] * 4
-    rts = {cell.model: cell.paper_error for cell in cells if cell.dataset == "rts"}
-    assert rts["st-cnn-affine"] == 0.5 and rts["cnn"] == 0.8 and rts["fcn"] == 5.2
-    assert [cell.name for cell in reproduce.cells_of("all", "tc-*")] == [
-        "tc-fcn", "tc-cnn", "tc-st-fcn-affine", "tc-st-cnn-affine"
-    ]  # fmt: skip
 
 
 def test_dry_run_lists_headline_cells_with_all_seeds_first(
@@ -61,8 +55,8 @@ def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -
 def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cell = reproduce.Cell("table1", "rts", "st-cnn-affine", 0.5, recipe=TINY)
-    monkeypatch.setitem(reproduce.GRIDS, "table1", [cell])
+    cell = Cell("table1", "rts", "st-cnn-affine", 0.5, recipe=TINY)
+    monkeypatch.setitem(GRIDS, "table1", [cell])
     out, runs = tmp_path / "results", tmp_path / "runs"
     common = ["--seeds", "3", "--out", str(out), "--runs", str(runs), "--data-root", str(shared_data)]
     assert cli.main(["reproduce", "table1", *common]) == 0
@@ -92,8 +86,8 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
 def test_a_killed_cell_resumes_from_its_last_epoch(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cell = reproduce.Cell("tc", "mnist", "cnn", None, recipe=TINY)
-    monkeypatch.setitem(reproduce.GRIDS, "tc", [cell])
+    cell = Cell("tc", "mnist", "cnn", None, recipe=TINY)
+    monkeypatch.setitem(GRIDS, "tc", [cell])
     out, runs = tmp_path / "results", tmp_path / "runs"
     command = reproduce._train_command(
         cell, 0, runs / "tc" / "mnist-cnn-s0", cli.build_parser().parse_args(
@@ -122,22 +116,15 @@ def test_a_killed_cell_resumes_from_its_last_epoch(
 # --- the report's pictures ------------------------------------------------------------------------
 
 
-def test_the_picture_comes_from_a_finished_run_seed_0_first() -> None:
-    assert reproduce._picture_seed([0, 1, 2], finished={0, 1, 2}) == 0
-    assert reproduce._picture_seed([0, 1, 2], finished={1, 2}) == 1
-    assert reproduce._picture_seed([1, 2], finished=set()) == 1
-    assert reproduce._picture_seed([0, 2], finished={2}) == 2
-
-
 def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_is(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stnkit.viz import plot_transformer, transformer_views
 
-    cells = [reproduce.Cell("table1", "rts", m, None) for m in ("cnn", "st-cnn-affine", "st-fcn-affine")]
-    monkeypatch.setitem(reproduce.GRIDS, "table1", cells)
-    monkeypatch.setitem(reproduce.GRIDS, "tc", [])
-    monkeypatch.setitem(reproduce.GRIDS, "addition", [])
+    cells = [Cell("table1", "rts", m, None) for m in ("cnn", "st-cnn-affine", "st-fcn-affine")]
+    monkeypatch.setitem(GRIDS, "table1", cells)
+    monkeypatch.setitem(GRIDS, "tc", [])
+    monkeypatch.setitem(GRIDS, "addition", [])
     runs, results = tmp_path / "runs", tmp_path / "results"
     run = runs / "table1" / "rts-st-cnn-affine-s1"
     train = ["train", "--dataset", "rts", "--model", "st-cnn-affine", "--epochs", "1", "--limit", "64"]
@@ -159,7 +146,7 @@ def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_
     picture = tmp_path / "docs" / "img" / "paper" / "rts-st-cnn-affine.png"
     # The picture is plot_transformer of the canonical test set's first images through the checkpoint.
     model = load_run(str(run / CHECKPOINT_NAME))[0]
-    images = first_images("rts", reproduce.PICTURE_IMAGES, root=str(shared_data))
+    images = first_test_images("rts", PICTURE_IMAGES, root=str(shared_data))
     direct = plot_transformer(
         images,
         transformer_views(model, images),
@@ -190,50 +177,13 @@ def test_report_refuses_a_file_it_cannot_read_and_ignores_other_experiments(
     assert "rts-cnn-s0.json: not a result file of this version" in capsys.readouterr().err
 
 
-def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
-    cells = reproduce.cells_of("gtsrb")
-    names = [cell.name for cell in cells]
-    assert names[:3] == ["gtsrb-st-cnn-select", "gtsrb-st-cnn", "gtsrb-cnn"]
-    assert len(set(names)) == len(names)
-    for cell in cells:
-        flags = cell.recipe.flags
-        assert ("--val-size" in flags) == (cell.tag == "select")
-        assert cell.model_kwargs == {"standardize": True}
-    assert reproduce.cells_of("all", "gtsrb-cnn*") == [cells[2], cells[3]]
-
-
-def _result(cell: reproduce.Cell, seed: int, val: float | None, test: float) -> dict[str, object]:
-    return {
-        "grid": cell.grid, "cell": cell.name, "seed": seed, "final_val_error": val,
-        "final_test_error": test, "wall_time_s": 600.0,
-        "machine": {"cpu": "Some CPU", "cores": 2},
-    }  # fmt: skip
-
-
-def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -> None:
-    select, final = reproduce.cells_of("gtsrb")[:2]
-    results = [
-        _result(select, 0, 0.0125, 0.0999),  # a selection run's test error must not appear
-        _result(final, 0, None, 0.0040),
-        _result(final, 1, None, 0.0060),
-    ]
-    report = reproduce.render_report(results)
-    section = report.split("## gtsrb")[1].split("\n## ")[0]
-    select_row = next(line for line in section.splitlines() if line.startswith("| gtsrb-st-cnn | select"))
-    assert "| 1.25 |" in select_row and "9.99" not in section and "not used" in select_row
-    final_row = next(line for line in section.splitlines() if line.startswith("| gtsrb-st-cnn | final"))
-    assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
-    assert "| gtsrb-cnn | final | gtsrb-aug30 | not run yet" in section
-    assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
-
-
 def test_mnist_grid_is_the_robustness_models_on_plain_mnist_with_the_default_recipe(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cells = reproduce.cells_of("mnist")
+    cells = cells_of("mnist")
     assert [cell.name for cell in cells] == ["mnist-cnn", "mnist-st-cnn-affine"]
     assert {(cell.dataset, cell.paper_error, cell.recipe.name) for cell in cells} == {
-        ("mnist", None, reproduce.DEFAULT_RECIPE.name)
+        ("mnist", None, DEFAULT_RECIPE.name)
     }
     argv = ["reproduce", "mnist", "--seeds", "0", "1", "--dry-run", "--out", str(tmp_path)]
     assert cli.main([*argv, "--runs", str(tmp_path / "runs")]) == 0
@@ -244,31 +194,3 @@ def test_mnist_grid_is_the_robustness_models_on_plain_mnist_with_the_default_rec
     assert command.startswith("train --dataset mnist --model st-cnn-affine --seed 0 ")
     assert command.endswith("--epochs 20 --val-size 10000")
     assert not (tmp_path / "mnist").exists()  # a dry run writes no result
-
-
-def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
-    st = reproduce.cells_of("mnist")[1]
-    report = reproduce.render_report([_result(st, 0, 0.009, 0.0080), _result(st, 1, 0.010, 0.0100)])
-    title = "## plain MNIST (for the robustness figure; not in the paper's table)"
-    assert report.count(title) == 1 and "\n## mnist\n" not in report  # its own section, not a paper table
-    section = report.split(title)[1].split("\n## ")[0]
-    rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
-    assert rows == [
-        "| mnist | cnn |  | not run yet | | | | |",
-        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 | Some CPU (2 cores) |",
-    ]
-    # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
-    assert "| rts | cnn | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1
-
-
-def test_a_picture_whose_run_folder_is_gone_stays_in_the_report(tmp_path: Path) -> None:
-    image_dir = tmp_path / "img" / "paper"
-    image_dir.mkdir(parents=True)
-    (image_dir / "rts-st-cnn-affine.png").write_bytes(b"\x89PNG drawn by an earlier render")
-    caption = "st-cnn-affine on rts, seed 0, epoch 20"
-    (image_dir / reproduce.CAPTIONS_NAME).write_text(json.dumps({"rts-st-cnn-affine.png": caption}))
-    pictures = reproduce.render_pictures([], tmp_path / "no-runs", image_dir, data_root=None)
-    kept = pictures["table1", "rts-st-cnn-affine"]
-    assert kept.link == "img/paper/rts-st-cnn-affine.png"
-    assert kept.caption == f"{caption} (drawn earlier; its run folder is not here)"
-    assert pictures["table1", "rts-st-cnn-tps"].link is None  # never drawn: says where the run would be

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from stnkit import cli, data
-from stnkit.cli.common import load_run
 from stnkit.engine import CHECKPOINT_NAME, TrainConfig, evaluate, save_checkpoint
 from stnkit.models import create_model, get_pretrained, pretrained
 from stnkit.robustness import (
@@ -24,6 +23,7 @@ from stnkit.robustness import (
     pose_errors,
     sweep_poses,
 )
+from stnkit.runs import load_run
 from stnkit.viz import plot_robustness
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

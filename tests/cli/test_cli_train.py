@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from stnkit import cli
-from stnkit.cli.common import load_run
 from stnkit.engine import CHECKPOINT_NAME, load_checkpoint, read_jsonl
 from stnkit.engine import loop as engine_loop
 from stnkit.export import onnx_max_abs_diff
 from stnkit.models import create_model
+from stnkit.runs import load_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # A few hundred real MNIST images, small batches so that a few epochs make many steps.

@@ -30,6 +30,8 @@ API_PAGES = {
     "viz": "stnkit.viz",
     "export": "stnkit.export",
     "robustness": "stnkit.robustness",
+    "reproduce": "stnkit.reproduce",
+    "runs": "stnkit.runs",
     "keras": "stnkit.keras",
 }
 

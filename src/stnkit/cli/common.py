@@ -1,4 +1,4 @@
-"""What the commands share: exit codes, the error types shown as one line, flag types, run loading."""
+"""What the commands share: exit codes, the error types shown as one line, flag types, dataset checks."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor, nn
 
 from stnkit import data
-from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
+from stnkit.engine import CheckpointError
 from stnkit.export import MissingDependencyError
 from stnkit.files import atomic_write_text
-from stnkit.models import UnknownModelError, create_model
+from stnkit.models import UnknownModelError
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -26,8 +25,6 @@ __all__ = [
     "add_data_root_argument",
     "check_dataset_fits",
     "dataset_model_kwargs",
-    "first_images",
-    "load_run",
     "nonneg_float",
     "one_line",
     "positive_float",
@@ -103,7 +100,7 @@ def add_data_root_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> No
     )
 
 
-# --- runs and data ------------------------------------------------------------------------------
+# --- data and files -----------------------------------------------------------------------------
 
 
 def dataset_model_kwargs(dataset: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -115,48 +112,6 @@ def dataset_model_kwargs(dataset: str, extra: dict[str, Any]) -> dict[str, Any]:
         "image_size": [int(s) for s in info.image_size],
         **extra,
     }
-
-
-def load_run(checkpoint: str) -> tuple[nn.Module, dict[str, Any], TrainConfig]:
-    """Rebuild the model of a checkpoint with its weights, in eval mode.
-
-    Raises:
-        CheckpointError: the file cannot be read, or its model fields cannot rebuild a model
-            (the message names the file and the field).
-    """
-    state = load_checkpoint(checkpoint)
-    name, kwargs, weights = state["model_name"], state["model_kwargs"], state["model"]
-    if not isinstance(name, str):
-        raise CheckpointError(f"{checkpoint}: field 'model_name' should be a model name, got {name!r}")
-    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
-        raise CheckpointError(
-            f"{checkpoint}: field 'model_kwargs' should map argument names to values, got {kwargs!r}"
-        )
-    if not isinstance(weights, dict):
-        raise CheckpointError(
-            f"{checkpoint}: field 'model' should hold the weights (a state dict), "
-            f"got {type(weights).__name__}"
-        )
-    try:
-        config = config_from_dict(state["config"])
-        model = create_model(name, **kwargs)
-    except (UnknownModelError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{checkpoint}: {one_line(err)}") from err
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CheckpointError(f"{checkpoint}: weights do not fit the model: {err}") from err
-    model.eval()
-    return model, state, config
-
-
-def first_images(dataset: str, count: int, *, root: str | None) -> Tensor:
-    """The first ``count`` images of the canonical test set (the pictures' fixed batch)."""
-    loader = data.make_loader(
-        dataset, split="test", batch_size=count, root=root, seed=data.TEST_SEED, limit=count
-    )
-    images, _ = next(iter(loader))
-    return images[:count]
 
 
 def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:

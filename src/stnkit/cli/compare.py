@@ -15,7 +15,6 @@ from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
     check_dataset_fits,
-    load_run,
     positive_int,
     write_json,
 )
@@ -27,6 +26,7 @@ from stnkit.engine import (
     predict,
     select_examples,
 )
+from stnkit.runs import load_run
 
 __all__ = ["PICTURE_NAME", "RESULT_NAME", "add_parser", "cmd_compare"]
 

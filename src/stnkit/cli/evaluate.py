@@ -18,12 +18,12 @@ from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
     check_dataset_fits,
-    load_run,
     positive_int,
     write_json,
 )
 from stnkit.engine import confusion_matrix, evaluate, per_class_errors, predict
 from stnkit.models import create_model, get_pretrained
+from stnkit.runs import load_run
 
 __all__ = ["add_parser", "cmd_eval"]
 

@@ -8,9 +8,10 @@ import sys
 
 import torch
 
-from stnkit.cli.common import CliError, dataset_model_kwargs, load_run
+from stnkit.cli.common import CliError, dataset_model_kwargs
 from stnkit.export import MIN_OPSET, TRANSFORMER_OUTPUTS, export_onnx, onnx_differences, require_onnx
 from stnkit.models.pretrained import entry_source
+from stnkit.runs import load_run
 from stnkit.weights import pack_checkpoint
 
 __all__ = ["add_parser", "cmd_export"]

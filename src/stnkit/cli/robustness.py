@@ -16,7 +16,6 @@ from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
     dataset_model_kwargs,
-    load_run,
     positive_int,
     write_json,
 )
@@ -30,6 +29,7 @@ from stnkit.robustness import (
     pose_errors,
     sweep_poses,
 )
+from stnkit.runs import load_run
 
 __all__ = ["RESULT_NAME", "add_parser", "cmd_robustness"]
 

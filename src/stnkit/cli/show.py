@@ -9,11 +9,11 @@ from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
     check_dataset_fits,
-    first_images,
-    load_run,
     positive_int,
 )
+from stnkit.data import first_test_images
 from stnkit.models import create_model, get_pretrained
+from stnkit.runs import load_run
 
 __all__ = ["add_parser", "cmd_show"]
 
@@ -63,7 +63,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     check_dataset_fits(dataset, built_with)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
-    images = first_images(dataset, args.num, root=root)
+    images = first_test_images(dataset, args.num, root=root)
     title = f"{model_name} on {dataset}, {when}"
     path = plot_transformer(
         images, transformer_views(model, images), out / PICTURES["transformer"], title=title

@@ -19,7 +19,6 @@ from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
     dataset_model_kwargs,
-    first_images,
     nonneg_float,
     positive_float,
     positive_int,
@@ -320,7 +319,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         config.save(out / "config.json")
         _print_config(config, model, ctx)
         if getattr(model, "stn", None) is not None:
-            snapshot = first_images(config.dataset, config.snapshot_images, root=config.data_root)
+            snapshot = data.first_test_images(config.dataset, config.snapshot_images, root=config.data_root)
             if not resume:
                 save_epoch_frame(model, snapshot, out, epoch=0)
 

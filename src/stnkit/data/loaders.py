@@ -41,6 +41,7 @@ __all__ = [
     "canonical_digest",
     "class_names",
     "dataset_info",
+    "first_test_images",
     "list_datasets",
     "load_source",
     "make_loader",
@@ -553,3 +554,28 @@ def canonical_digest(
         pixels.update((images * 255.0).round_().to(torch.uint8).numpy().tobytes())
         labels.update(batch_labels.numpy().tobytes())
     return hashlib.sha256(pixels.digest() + labels.digest()).hexdigest()
+
+
+def first_test_images(name: str, count: int, *, root: str | os.PathLike[str] | None = None) -> Tensor:
+    """The first ``count`` images of a dataset's canonical test set: a fixed batch for pictures.
+
+    The same images on every machine (the canonical test sets are bit-identical), so pictures of
+    different models, runs or epochs show the same inputs.
+
+    Args:
+        name: a name from :func:`list_datasets`.
+        count: how many images, >= 1 (fewer if the test set is smaller).
+        root: data root; see :func:`stnkit.data.resolve_data_root`.
+
+    Returns:
+        float32 Tensor[count, C, H, W] in [0, 1].
+
+    Example:
+        >>> first_test_images("rts", 8).shape  # doctest: +SKIP
+        torch.Size([8, 1, 42, 42])
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    loader = make_loader(name, split="test", batch_size=count, root=root, seed=TEST_SEED, limit=count)
+    images, _ = next(iter(loader))
+    return images[:count]

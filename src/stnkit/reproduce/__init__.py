@@ -1,0 +1,70 @@
+"""The paper's experiments as grids of training runs: the cells, their result files, the report.
+
+``stnkit reproduce`` trains each :class:`Cell` of a grid (one dataset, one model, one recipe) once per
+seed and leaves one result file per run (:func:`cell_result`); ``stnkit reproduce --report`` renders
+docs/paper-results.md from those files (:func:`render_report`) with a picture of each transformer
+(:func:`render_pictures`). The same from Python:
+
+Example:
+    >>> from stnkit.reproduce import cells_of, load_results, render_report
+    >>> ", ".join(cell.name for cell in cells_of("tc"))
+    'tc-fcn, tc-cnn, tc-st-fcn-affine, tc-st-cnn-affine'
+    >>> results = load_results("results")  # doctest: +SKIP
+    >>> page = render_report(results)  # doctest: +SKIP
+"""
+
+from stnkit.reproduce.grids import (
+    DEFAULT_RECIPE,
+    GRIDS,
+    GTSRB_RECIPE,
+    GTSRB_SELECT_RECIPE,
+    HEADLINE_MODELS,
+    RECIPES,
+    SHARED_DEVIATIONS,
+    Cell,
+    Recipe,
+    cells_of,
+)
+from stnkit.reproduce.report import (
+    CAPTIONS_NAME,
+    PICTURE_DIR,
+    PICTURE_IMAGES,
+    Picture,
+    render_pictures,
+    render_report,
+)
+from stnkit.reproduce.results import (
+    RESULT_VERSION,
+    ResultFileError,
+    cell_result,
+    format_mean_sd,
+    load_results,
+    machine_facts,
+    results_by_cell,
+)
+
+__all__ = [
+    "CAPTIONS_NAME",
+    "DEFAULT_RECIPE",
+    "GRIDS",
+    "GTSRB_RECIPE",
+    "GTSRB_SELECT_RECIPE",
+    "HEADLINE_MODELS",
+    "PICTURE_DIR",
+    "PICTURE_IMAGES",
+    "RECIPES",
+    "RESULT_VERSION",
+    "SHARED_DEVIATIONS",
+    "Cell",
+    "Picture",
+    "Recipe",
+    "ResultFileError",
+    "cell_result",
+    "cells_of",
+    "format_mean_sd",
+    "load_results",
+    "machine_facts",
+    "render_pictures",
+    "render_report",
+    "results_by_cell",
+]

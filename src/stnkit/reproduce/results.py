@@ -1,0 +1,160 @@
+"""Result files: the JSON summary one finished cell and seed leaves, and reading them back.
+
+A result file is ``<folder>/<grid>/<cell>-s<seed>.json`` (:meth:`Cell.run_name`); its fields are those
+of :func:`cell_result`, under ``"version": RESULT_VERSION``. Errors are fractions (0.005 is 0.5%),
+except ``paper_error_percent``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stnkit.machine import cpu_model
+from stnkit.reproduce.grids import GRIDS, Cell
+
+__all__ = [
+    "RESULT_VERSION",
+    "ResultFileError",
+    "cell_result",
+    "format_mean_sd",
+    "load_results",
+    "machine_facts",
+    "results_by_cell",
+]
+
+RESULT_VERSION = 1
+
+
+class ResultFileError(ValueError):
+    """A file under a grid's result folder is not a readable result file of this version."""
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a result records about the machine: CPU, cores, GPU (or None), torch and Python versions."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
+def cell_result(
+    cell: Cell, seed: int, records: Sequence[dict[str, Any]], command: Sequence[str]
+) -> dict[str, Any]:
+    """The JSON-ready summary of a finished cell from its per-epoch metrics.
+
+    Args:
+        cell: the cell that ran.
+        seed: its seed.
+        records: the run's ``metrics.jsonl`` records, one per epoch, the last one final.
+        command: the arguments of ``stnkit`` that trained it (``["train", "--dataset", ...]``).
+
+    Returns:
+        The final epoch's test and validation errors, the per-epoch curves, time and speed, the
+        machine (:func:`machine_facts`), the git commit of the working directory, the command.
+    """
+    last = records[-1]
+    evaluated = [r for r in records if "test_error" in r]
+    return {
+        "version": RESULT_VERSION,
+        "grid": cell.grid,
+        "cell": cell.name,
+        "dataset": cell.dataset,
+        "model": cell.model,
+        "seed": seed,
+        "recipe": cell.recipe.name,
+        "paper_error_percent": cell.paper_error,
+        "final_test_error": last["test_error"],
+        "final_val_error": last.get("val_error"),
+        "epochs": last["epoch"],
+        "curves": {
+            "epoch": [r["epoch"] for r in evaluated],
+            "val_error": [r.get("val_error") for r in evaluated],
+            "test_error": [r["test_error"] for r in evaluated],
+            "train_error": [r["train_error"] for r in evaluated],
+        },
+        "wall_time_s": last["elapsed_s"],
+        "images_per_s": statistics.fmean(r["images_per_s"] for r in records),
+        "machine": machine_facts(),
+        "git_commit": _git_commit(),
+        "command": shlex.join(["stnkit", *command]),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every result file under the grids' folders of ``folder``, grid by grid, files in name order.
+
+    Only ``folder/<grid>/*.json`` for the grids of :data:`GRIDS` are read: a results folder may hold
+    other experiments' files too (``results/keras``, ...). A missing folder holds no results.
+
+    Raises:
+        ResultFileError: a file cannot be read or parsed, or is not a result of this version
+            (the message names the file).
+    """
+    folder = Path(folder)
+    results = []
+    paths = [path for grid in GRIDS for path in sorted((folder / grid).glob("*.json"))]
+    for path in paths:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ResultFileError(f"{path}: not a readable result file ({err})") from err
+        if not (isinstance(result, dict) and result.get("version") == RESULT_VERSION and "cell" in result):
+            raise ResultFileError(
+                f"{path}: not a result file of this version ({RESULT_VERSION}) of stnkit reproduce"
+            )
+        results.append(result)
+    return results
+
+
+def results_by_cell(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The results of each cell, keyed by ``(grid, cell name)``, in ascending seed order.
+
+    Example:
+        >>> runs = [{"grid": "tc", "cell": "tc-cnn", "seed": 1}, {"grid": "tc", "cell": "tc-cnn", "seed": 0}]
+        >>> tuple(r["seed"] for r in results_by_cell(runs)["tc", "tc-cnn"])
+        (0, 1)
+    """
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for result in results:
+        by_cell.setdefault((result["grid"], result["cell"]), []).append(result)
+    return {key: sorted(runs, key=lambda r: r["seed"]) for key, runs in by_cell.items()}
+
+
+def format_mean_sd(errors: Sequence[float]) -> str:
+    """Errors (fractions) as percent, ``mean ± sample standard deviation``; one error alone as itself.
+
+    Example:
+        >>> format_mean_sd([0.004, 0.006]), format_mean_sd([0.0125])
+        ('0.50 ± 0.14', '1.25')
+    """
+    if not errors:
+        raise ValueError("format_mean_sd needs at least one error, got none")
+    percent = [100 * e for e in errors]
+    if len(percent) == 1:
+        return f"{percent[0]:.2f}"
+    return f"{statistics.fmean(percent):.2f} ± {statistics.stdev(percent):.2f}"

@@ -1,0 +1,50 @@
+"""The grids: the paper's cells and numbers, their order, the recipes, selecting cells by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from stnkit.reproduce import GRIDS, HEADLINE_MODELS, RECIPES, Cell, cells_of
+
+
+def test_table1_has_every_paper_cell_headline_first() -> None:
+    cells = cells_of("table1")
+    assert len(cells) == 4 * 8 and len({cell.name for cell in cells}) == 32
+    assert [cell.model for cell in cells[:8]] == ["cnn", "st-cnn-affine"] * 4
+    rts = {cell.model: cell.paper_error for cell in cells if cell.dataset == "rts"}
+    assert rts["st-cnn-affine"] == 0.5 and rts["cnn"] == 0.8 and rts["fcn"] == 5.2
+    assert [cell.name for cell in cells_of("all", "tc-*")] == [
+        "tc-fcn", "tc-cnn", "tc-st-fcn-affine", "tc-st-cnn-affine"
+    ]  # fmt: skip
+
+
+def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
+    cells = cells_of("gtsrb")
+    names = [cell.name for cell in cells]
+    assert names[:3] == ["gtsrb-st-cnn-select", "gtsrb-st-cnn", "gtsrb-cnn"]
+    assert len(set(names)) == len(names)
+    for cell in cells:
+        flags = cell.recipe.flags
+        assert ("--val-size" in flags) == (cell.tag == "select")
+        assert cell.model_kwargs == {"standardize": True}
+    assert cells_of("all", "gtsrb-cnn*") == [cells[2], cells[3]]
+
+
+def test_cell_names_are_unique_and_every_recipe_is_registered() -> None:
+    cells = cells_of("all")
+    assert len(cells) == sum(len(grid) for grid in GRIDS.values())
+    assert len({(cell.grid, cell.name) for cell in cells}) == len(cells)
+    assert all(RECIPES[cell.recipe.name] is cell.recipe for cell in cells)
+    assert {cell.model for cell in GRIDS["mnist"]} == set(HEADLINE_MODELS)
+
+
+def test_a_cell_is_named_by_dataset_model_and_tag() -> None:
+    assert Cell("tc", "tc", "st-cnn-affine", 1.7).run_name(2) == "tc-st-cnn-affine-s2"
+    # A model named after its dataset is not prefixed twice.
+    assert Cell("gtsrb", "gtsrb", "gtsrb-cnn", None, tag="select").name == "gtsrb-cnn-select"
+
+
+def test_an_unknown_grid_is_a_one_line_error_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown grid 'table9'; valid: \['table1', .*'all'\]"):
+        cells_of("table9")
+    assert cells_of("tc", "nothing-*") == []  # a pattern that matches nothing is no error

@@ -1,0 +1,98 @@
+"""Result files: what a finished cell records, reading them back (and refusing what is not one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stnkit.reproduce import (
+    RESULT_VERSION,
+    ResultFileError,
+    cell_result,
+    cells_of,
+    format_mean_sd,
+    load_results,
+    results_by_cell,
+)
+
+
+def _records() -> list[dict[str, float]]:
+    # Three epochs of metrics.jsonl; the middle one did not evaluate (--eval-every 2), the last did.
+    return [
+        {"epoch": 1, "train_error": 0.5, "val_error": 0.4, "test_error": 0.3, "elapsed_s": 10.0, "images_per_s": 100.0},
+        {"epoch": 2, "train_error": 0.3, "elapsed_s": 15.0, "images_per_s": 200.0},
+        {"epoch": 3, "train_error": 0.2, "val_error": 0.1, "test_error": 0.05, "elapsed_s": 25.0, "images_per_s": 300.0},
+    ]  # fmt: skip
+
+
+def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> None:
+    cell = cells_of("tc", "tc-st-cnn-affine")[0]
+    command = ["train", "--dataset", "tc", "--model-kwargs", '{"a": 1}']
+    result = cell_result(cell, 4, _records(), command)
+    assert result["version"] == RESULT_VERSION and result["cell"] == "tc-st-cnn-affine"
+    assert (result["seed"], result["epochs"], result["paper_error_percent"]) == (4, 3, 1.7)
+    assert (result["final_test_error"], result["final_val_error"], result["wall_time_s"]) == (0.05, 0.1, 25.0)
+    assert result["curves"] == {
+        "epoch": [1, 3], "val_error": [0.4, 0.1], "test_error": [0.3, 0.05], "train_error": [0.5, 0.2]
+    }  # fmt: skip
+    assert result["images_per_s"] == 200.0  # the mean over every epoch
+    assert result["command"] == "stnkit train --dataset tc --model-kwargs '{\"a\": 1}'"  # shell-quoted
+    assert set(result["machine"]) == {"cpu", "cores", "gpu", "torch", "python"}
+    json.dumps(result)  # JSON-ready
+
+
+def _write(folder: Path, grid: str, name: str, text: str) -> None:
+    (folder / grid).mkdir(parents=True, exist_ok=True)
+    (folder / grid / name).write_text(text)
+
+
+def test_load_results_reads_the_grids_folders_only_in_name_order(tmp_path: Path) -> None:
+    assert load_results(tmp_path / "missing") == []
+    cell = cells_of("tc", "tc-cnn")[0]
+    for seed in (1, 0):
+        _write(
+            tmp_path, "tc", f"tc-cnn-s{seed}.json", json.dumps(cell_result(cell, seed, _records(), ["train"]))
+        )
+    _write(tmp_path, "keras", "run.json", '{"test_error": 0.01}')  # another experiment's file
+    assert [r["seed"] for r in load_results(tmp_path)] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not a readable result file"),
+        ('{"version": 0, "cell": "tc-cnn"}', f"not a result file of this version ({RESULT_VERSION})"),
+        ("[1, 2]", "not a result file of this version"),
+    ],
+    ids=["not-json", "old-version", "not-an-object"],
+)
+def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    _write(tmp_path, "tc", "tc-cnn-s0.json", text)
+    with pytest.raises(ResultFileError) as caught:
+        load_results(tmp_path)
+    assert isinstance(caught.value, ValueError)  # callers that catch ValueError see it too
+    assert str(caught.value).startswith(f"{tmp_path / 'tc' / 'tc-cnn-s0.json'}: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_results_by_cell_groups_by_grid_and_cell_in_seed_order() -> None:
+    results = [
+        {"grid": "tc", "cell": "tc-cnn", "seed": 2},
+        {"grid": "mnist", "cell": "mnist-cnn", "seed": 0},
+        {"grid": "tc", "cell": "tc-cnn", "seed": 0},
+    ]
+    grouped = results_by_cell(results)
+    assert list(grouped) == [("tc", "tc-cnn"), ("mnist", "mnist-cnn")]
+    assert [r["seed"] for r in grouped["tc", "tc-cnn"]] == [0, 2]
+
+
+def test_format_mean_sd_in_percent() -> None:
+    assert format_mean_sd([0.004, 0.006]) == "0.50 ± 0.14"
+    assert format_mean_sd([0.01, 0.02, 0.03]) == "2.00 ± 1.00"
+    assert format_mean_sd([0.0125]) == "1.25"  # one seed: no spread to show
+    with pytest.raises(ValueError, match="at least one error"):
+        format_mean_sd([])
