@@ -10,6 +10,7 @@ import torch
 from stnkit.data import (
     DataNotFoundError,
     GtsrbError,
+    gtsrb,
     load_gtsrb,
     load_gtsrb_npz,
     load_gtsrb_original,
@@ -217,6 +218,35 @@ def test_original_reader_caches_until_the_annotations_change(
     lines = csv_path.read_text().splitlines(keepends=True)
     csv_path.write_text("".join(lines[:2]))  # drop the class's second image
     assert load_gtsrb_original(tmp_path, split="train", size=48).labels.tolist() == [0, 0, 1]
+
+
+def _read_sizes_in_order(read: Callable[[int], object], cache: gtsrb._RecentSplits) -> None:
+    """Reads at three sizes: at most the last two stay cached, least recently used out first."""
+    at_8, at_12 = read(8), read(12)
+    assert read(8) is at_8  # a hit: 8 is now the most recently used, 12 the least
+    at_16 = read(16)
+    assert len(cache) == 2
+    assert read(8) is at_8 and read(16) is at_16
+    assert read(12) is not at_12  # dropped, so read again (which drops 8, now the least recent)
+    assert len(cache) == 2
+
+
+def test_original_reader_keeps_the_last_two_splits(
+    tmp_path: Path, tiny_gtsrb: Callable[..., dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each entry holds a whole split (271 MB for the training split at 48x48): a process that tries
+    # several sizes or crops keeps only the last two reads.
+    cache = gtsrb._RecentSplits(gtsrb._SPLITS_KEPT)  # the module's bound, none of its entries
+    monkeypatch.setattr(gtsrb, "_ORIGINAL_READS", cache)
+    tiny_gtsrb(tmp_path, classes=2, per_class=1)
+    _read_sizes_in_order(lambda size: load_gtsrb_original(tmp_path, split="train", size=size), cache)
+
+
+def test_npz_reader_keeps_the_last_two_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = gtsrb._RecentSplits(gtsrb._SPLITS_KEPT)
+    monkeypatch.setattr(gtsrb, "_NPZ_READS", cache)
+    path = _tiny_npz(tmp_path / "tiny.npz")
+    _read_sizes_in_order(lambda size: load_gtsrb_npz(path, size=size), cache)
 
 
 # --- a validation split of whole tracks ---------------------------------------------------------
