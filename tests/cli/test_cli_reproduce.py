@@ -194,3 +194,27 @@ def test_mnist_grid_is_the_robustness_models_on_plain_mnist_with_the_default_rec
     assert command.startswith("train --dataset mnist --model st-cnn-affine --seed 0 ")
     assert command.endswith("--epochs 20 --val-size 10000")
     assert not (tmp_path / "mnist").exists()  # a dry run writes no result
+
+
+def test_report_shows_the_robustness_sweep_under_out_and_copies_its_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, docs = tmp_path / "results", tmp_path / "docs"
+    sweep = out / "robustness"
+    sweep.mkdir(parents=True)
+    runs = [{"label": "cnn on mnist", "checkpoint": "runs/c/checkpoint.pt", "seed": 0, "epoch": 20}]
+    (sweep / "robustness.json").write_text(json.dumps({"digits": {"count": 50}, "runs": runs}))
+    (sweep / "robustness.md").write_text("| angle (degrees) | cnn on mnist |\n|---:|---:|\n| 0 | 2.00 |\n")
+    (sweep / "robustness.png").write_bytes(b"\x89PNG not really")
+    argv = ["reproduce", "--out", str(out), "--runs", str(tmp_path / "none"), "--report"]
+    assert cli.main([*argv, str(docs / "paper-results.md")]) == 0
+    page = (docs / "paper-results.md").read_text()
+    assert "## Robustness to pose" in page and "| 0 | 2.00 |" in page
+    assert "](img/paper/robustness.png)" in page
+    assert (docs / "img" / "paper" / "robustness.png").read_bytes() == b"\x89PNG not really"
+    # A sweep file that cannot be read is one line naming the folder, and no page is written.
+    (sweep / "robustness.json").write_text("{not json")
+    assert cli.main([*argv, str(tmp_path / "other.md")]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable stnkit robustness result" in err and str(sweep) in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "other.md").exists()

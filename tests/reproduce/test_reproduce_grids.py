@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stnkit.reproduce import GRIDS, HEADLINE_MODELS, RECIPES, Cell, cells_of
+from stnkit.reproduce import GRIDS, HEADLINE_MODELS, RECIPES, Cell, cells_of, is_selection
 
 
 def test_table1_has_every_paper_cell_headline_first() -> None:
@@ -25,9 +25,18 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     assert len(set(names)) == len(names)
     for cell in cells:
         flags = cell.recipe.flags
-        assert ("--val-size" in flags) == (cell.tag == "select")
-        assert cell.model_kwargs == {"standardize": True}
+        assert ("--val-size" in flags) == is_selection(cell)
+        norm = {"local_contrast": True} if cell.tag.startswith("lcn") else {"standardize": True}
+        assert cell.model_kwargs == norm
     assert cells_of("all", "gtsrb-cnn*") == [cells[2], cells[3]]
+    # Variants of one model are told apart by their tag, and judged on validation first.
+    assert [c.name for c in cells if c.model_kwargs.get("local_contrast")] == ["gtsrb-st-cnn-lcn-select"]
+
+
+def test_addition_runs_the_two_transformer_fcn_with_each_transform() -> None:
+    models = [cell.model for cell in cells_of("addition")]
+    assert models[-3:] == ["2xst-fcn-affine", "2xst-fcn-projective", "2xst-fcn-tps"]
+    assert [cell.paper_error for cell in cells_of("addition", "*2xst*")] == [5.8, None, None]
 
 
 def test_cell_names_are_unique_and_every_recipe_is_registered() -> None:

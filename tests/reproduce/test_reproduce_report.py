@@ -8,23 +8,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stnkit.reproduce import CAPTIONS_NAME, Cell, cells_of, render_pictures, render_report
+from stnkit.reproduce import (
+    CAPTIONS_NAME,
+    Cell,
+    RobustnessFigure,
+    cells_of,
+    is_selection,
+    render_pictures,
+    render_report,
+)
 from stnkit.reproduce.report import _picture_seed
 
 
-def _result(cell: Cell, seed: int, val: float | None, test: float) -> dict[str, object]:
+def _result(cell: Cell, seed: int, val: float | None, test: float, **extra: object) -> dict[str, object]:
     return {
         "grid": cell.grid, "cell": cell.name, "seed": seed, "final_val_error": val,
         "final_test_error": test, "wall_time_s": 600.0,
-        "machine": {"cpu": "Some CPU", "cores": 2},
+        "machine": {"cpu": "Some CPU", "cores": 2}, **extra,
     }  # fmt: skip
 
 
 def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
     cnn = cells_of("tc", "tc-cnn")[0]
     report = render_report([_result(cnn, 1, None, 0.05), _result(cnn, 0, None, 0.04)])
-    assert "| tc | cnn | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | Some CPU (2 cores) |" in report
-    assert "| tc | fcn | 13.2 | not run yet | | | | |" in report
+    # No CPU time recorded (runs from before it was counted): that column stays blank.
+    assert "| tc | cnn | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+    assert "| tc | fcn | 13.2 | not run yet | | | | | |" in report
     assert "## What the transformers learned" not in report  # no pictures given: no section
 
 
@@ -37,12 +46,58 @@ def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -
     ]
     report = render_report(results)
     section = report.split("## gtsrb")[1].split("\n## ")[0]
-    select_row = next(line for line in section.splitlines() if line.startswith("| gtsrb-st-cnn | select"))
+    rows = section.splitlines()
+    select_row = next(line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | select"))
     assert "| 1.25 |" in select_row and "9.99" not in section and "not used" in select_row
-    final_row = next(line for line in section.splitlines() if line.startswith("| gtsrb-st-cnn | final"))
+    final_row = next(line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | final"))
     assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
-    assert "| gtsrb-cnn | final | gtsrb-aug30 | not run yet" in section
+    assert "| gtsrb-cnn | standardize | final | gtsrb-aug30 | not run yet" in section
     assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
+
+
+def test_cpu_minutes_are_the_mean_over_seeds_and_blank_unless_every_seed_counted_them() -> None:
+    cnn, fcn = cells_of("tc", "tc-cnn")[0], cells_of("tc", "tc-fcn")[0]
+    results = [
+        _result(cnn, 0, None, 0.04, cpu_time_s=1200.0),
+        _result(cnn, 1, None, 0.05, cpu_time_s=1800.0),
+        _result(fcn, 0, None, 0.10, cpu_time_s=900.0),
+        _result(fcn, 1, None, 0.12, cpu_time_s=None),
+    ]
+    report = render_report(results)
+    assert "| tc | cnn | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |" in report
+    assert "| tc | fcn | 13.2 | 11.00 ± 1.41 | -2.20 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+
+
+def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() -> None:
+    lcn = next(cell for cell in cells_of("gtsrb") if cell.tag == "lcn-select")
+    assert is_selection(lcn) and lcn.model_kwargs == {"local_contrast": True}
+    assert not is_selection(cells_of("gtsrb")[1])
+    report = render_report([_result(lcn, 0, 0.0010, 0.0999, final_val_loss=0.11111, cpu_time_s=3000.0)])
+    row = next(line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | local contrast"))
+    assert row == (
+        "| gtsrb-st-cnn | local contrast | select | gtsrb-aug30-val4k | 0.10 | 0.1111 | not used | | 0 "
+        "| 10.0 | 50.0 | Some CPU (2 cores) |"
+    )
+
+
+def test_the_robustness_figure_lists_its_models_links_its_plot_and_keeps_its_tables() -> None:
+    summary = {
+        "digits": {"count": 1000},
+        "runs": [
+            {"label": "cnn on mnist", "checkpoint": "runs/x/checkpoint.pt", "seed": 0, "epoch": 20},
+            {"label": "st-cnn-affine on rts", "pretrained": "st-cnn-affine.rts"},
+        ],
+    }
+    table = "Test error (%)\n\n| angle (degrees) | cnn on mnist |\n|---:|---:|\n| 0 | 1.00 |\n"
+    figure = RobustnessFigure(summary=summary, table=table, image="img/paper/robustness.png")
+    report = render_report([], robustness=figure)
+    section = report.split("## Robustness to pose")[1]
+    assert "the first\n1000 canonical MNIST test digits" in section
+    assert "- cnn on mnist: `runs/x/checkpoint.pt` (seed 0, epoch 20)" in section
+    assert "- st-cnn-affine on rts: shipped weights `st-cnn-affine.rts`" in section
+    assert "![error against rotation, scale and shift](img/paper/robustness.png)" in section
+    assert "| 0 | 1.00 |" in section
+    assert "## Robustness to pose" not in render_report([])  # no sweep given: no section
 
 
 def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
@@ -53,8 +108,8 @@ def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
     section = report.split(title)[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
     assert rows == [
-        "| mnist | cnn |  | not run yet | | | | |",
-        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 | Some CPU (2 cores) |",
+        "| mnist | cnn |  | not run yet | | | | | |",
+        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |",
     ]
     # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
     assert "| rts | cnn | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1

@@ -14,11 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from stnkit.cli.common import CliError, add_data_root_argument, positive_int, write_json
+from stnkit.cli.robustness import PLOT_NAME as ROBUSTNESS_PLOT
+from stnkit.cli.robustness import RESULT_NAME as ROBUSTNESS_RESULT
+from stnkit.cli.robustness import TABLE_NAME as ROBUSTNESS_TABLE
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.files import atomic_write_text
 from stnkit.reproduce import (
@@ -26,6 +30,7 @@ from stnkit.reproduce import (
     HEADLINE_MODELS,
     PICTURE_DIR,
     Cell,
+    RobustnessFigure,
     cell_result,
     cells_of,
     load_results,
@@ -110,11 +115,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         const="docs/paper-results.md",
         help=(
             "render the report from the result files (default path docs/paper-results.md), with a "
-            "picture of each transformer whose run folder is under --runs (into img/paper/ beside it), "
+            "picture of each transformer whose run folder is under --runs (into img/paper/ beside it) "
+            "and the pose sweep of `stnkit robustness --out OUT/robustness` where there is one, "
             "and stop"
         ),
     )
     p.set_defaults(func=cmd_reproduce)
+
+
+# `stnkit robustness --out results/robustness`: the pose sweep the report shows, when it is there.
+ROBUSTNESS_FOLDER = "robustness"
+
+
+def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None:
+    """The sweep under ``folder`` for the report, its plot copied beside the pictures; None if absent."""
+    if not (folder / ROBUSTNESS_RESULT).is_file():
+        return None
+    try:
+        summary = json.loads((folder / ROBUSTNESS_RESULT).read_text())
+        table = (folder / ROBUSTNESS_TABLE).read_text()
+    except (OSError, json.JSONDecodeError) as err:
+        raise CliError(f"{folder}: not a readable stnkit robustness result ({err})") from err
+    image = None
+    if (folder / ROBUSTNESS_PLOT).is_file():
+        image_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / ROBUSTNESS_PLOT, image_dir / ROBUSTNESS_PLOT)
+        image = (PICTURE_DIR / ROBUSTNESS_PLOT).as_posix()
+    return RobustnessFigure(summary=summary, table=table, image=image)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -123,7 +150,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         results = load_results(args.out)
         image_dir = Path(args.report).parent / PICTURE_DIR
         pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)
-        report = render_report(results, pictures)
+        robustness = _robustness_figure(Path(args.out) / ROBUSTNESS_FOLDER, image_dir)
+        report = render_report(results, pictures, robustness)
         atomic_write_text(args.report, report)
         print(f"stnkit reproduce: wrote {args.report}")
         return 0

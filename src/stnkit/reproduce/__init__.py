@@ -24,12 +24,14 @@ from stnkit.reproduce.grids import (
     Cell,
     Recipe,
     cells_of,
+    is_selection,
 )
 from stnkit.reproduce.report import (
     CAPTIONS_NAME,
     PICTURE_DIR,
     PICTURE_IMAGES,
     Picture,
+    RobustnessFigure,
     render_pictures,
     render_report,
 )
@@ -59,9 +61,11 @@ __all__ = [
     "Picture",
     "Recipe",
     "ResultFileError",
+    "RobustnessFigure",
     "cell_result",
     "cells_of",
     "format_mean_sd",
+    "is_selection",
     "load_results",
     "machine_facts",
     "render_pictures",

@@ -89,6 +89,9 @@ def cell_result(
         "paper_error_percent": cell.paper_error,
         "final_test_error": last["test_error"],
         "final_val_error": last.get("val_error"),
+        # The validation split's cross-entropy: a finer signal than its error where that counts a
+        # handful of mistakes (GTSRB's tracks).
+        "final_val_loss": last.get("val_loss"),
         "epochs": last["epoch"],
         "curves": {
             "epoch": [r["epoch"] for r in evaluated],
@@ -97,6 +100,8 @@ def cell_result(
             "train_error": [r["train_error"] for r in evaluated],
         },
         "wall_time_s": last["elapsed_s"],
+        # CPU seconds of the training process, all threads (None for runs from before it was counted).
+        "cpu_time_s": last.get("cpu_s"),
         "images_per_s": statistics.fmean(r["images_per_s"] for r in records),
         "machine": machine_facts(),
         "git_commit": _git_commit(),
