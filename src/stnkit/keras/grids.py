@@ -25,8 +25,9 @@ sample whole pixels exactly and the gradient there is torch's one-sided (forward
 
 from __future__ import annotations
 
-import functools
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import keras
@@ -111,8 +112,7 @@ def _tps_features(points: np.ndarray, lattice: np.ndarray) -> np.ndarray:
     return np.concatenate((radial, np.ones_like(points[:, :1]), points), axis=1)
 
 
-@functools.lru_cache(maxsize=32)
-def _tps_grid_map(num_points: int, height: int, width: int, align_corners: bool) -> np.ndarray:
+def _compute_tps_grid_map(num_points: int, height: int, width: int, align_corners: bool) -> np.ndarray:
     """The (H * W, K) float64 matrix taking control points (K, 2) to the grid (H * W, 2).
 
     Solves the thin-plate system [[U, P], [P^T, 0]] [w; a] = [Y; 0] once for a generic right-hand side:
@@ -129,6 +129,39 @@ def _tps_grid_map(num_points: int, height: int, width: int, align_corners: bool)
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
     points = np.stack((grid_x.reshape(-1), grid_y.reshape(-1)), axis=-1)
     return _tps_features(points, lattice) @ solution
+
+
+# The maps cached, bounded by bytes rather than by count: one map is H * W * K * 8 bytes (6 MiB at
+# 224 x 224 with K = 16, 32 MiB at 512 x 512), so ``lru_cache(maxsize=32)`` could hold a GiB. 64 MiB is
+# the torch side's bound (stnkit.geometry.grids): ten maps at 224 x 224, two at 512 x 512. Computing a
+# map took a sixth (224 x 224) to a tenth (512 x 512) of a 32-image TPS warp's time (torch backend, the
+# loaded 2-core AMD EPYC): worth keeping, not worth a GiB.
+_GRID_MAP_CACHE_BYTES = 64 * 2**20
+_grid_maps: OrderedDict[tuple[int, int, int, bool], np.ndarray] = OrderedDict()
+_grid_maps_lock = threading.Lock()  # data pipelines may build grids from several threads
+
+
+def _tps_grid_map(num_points: int, height: int, width: int, align_corners: bool) -> np.ndarray:
+    """:func:`_compute_tps_grid_map`, cached (least recently used out first past 64 MiB).
+
+    Keyed by plain Python ints and a bool, whatever integer or boolean types the caller holds; the value
+    is a read-only NumPy array that each caller turns into a tensor of the current backend, so no
+    backend's tensor is ever cached.
+    """
+    key = (int(num_points), int(height), int(width), bool(align_corners))
+    with _grid_maps_lock:
+        if key in _grid_maps:
+            _grid_maps.move_to_end(key)
+            return _grid_maps[key]
+    grid_map = _compute_tps_grid_map(*key)
+    grid_map.flags.writeable = False  # shared between calls: nobody may change it in place
+    with _grid_maps_lock:
+        if grid_map.nbytes <= _GRID_MAP_CACHE_BYTES:
+            _grid_maps[key] = grid_map
+            _grid_maps.move_to_end(key)
+            while sum(m.nbytes for m in _grid_maps.values()) > _GRID_MAP_CACHE_BYTES:
+                _grid_maps.popitem(last=False)
+    return grid_map
 
 
 # --- parameters ------------------------------------------------------------------------------------------
