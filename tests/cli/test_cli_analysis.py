@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from stnkit import cli, data
-from stnkit.engine import CHECKPOINT_NAME, TrainConfig, save_checkpoint
-from stnkit.models import create_model
+from stnkit.engine import CHECKPOINT_NAME
 from stnkit.runs import load_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -118,23 +117,10 @@ def test_compare_writes_the_groups_and_a_picture(runs, tmp_path: Path, capsys) -
     assert _is_png(out / "comparison.png")
 
 
-def _foreign_checkpoint(tmp_path: Path) -> Path:
-    """An untrained CNN recorded as trained on RTS (42x42)."""
-    model = create_model("cnn", image_size=(42, 42), hidden=(8,))
-    return save_checkpoint(
-        {
-            "model_name": "cnn",
-            "model_kwargs": {"image_size": [42, 42], "hidden": [8]},
-            "model": model.state_dict(),
-            "epoch": 1,
-            "config": TrainConfig(dataset="rts", model="cnn").to_dict(),
-        },
-        tmp_path / "rts.pt",
-    )
-
-
-def test_compare_errors_are_one_line(runs, tmp_path: Path, capsys) -> None:
-    rts = str(_foreign_checkpoint(tmp_path))
+def test_compare_errors_are_one_line(runs, tmp_path: Path, capsys, untrained_checkpoint) -> None:
+    # An untrained CNN recorded as trained on RTS (42x42).
+    rts_kwargs = {"image_size": [42, 42], "hidden": [8]}
+    rts = str(untrained_checkpoint(tmp_path / "rts.pt", dataset="rts", build_kwargs=rts_kwargs))
     cnn = str(runs["cnn"])
     out = ["--out", str(tmp_path / "o"), "--data-root", str(SHARED_DATA)]
     cases = [

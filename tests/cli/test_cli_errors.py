@@ -5,15 +5,15 @@ None of these needs the real data: each fails before any image is read.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stnkit import cli
-from stnkit.engine import TrainConfig, save_checkpoint
-from stnkit.models import create_model
 
 NO_DATA = "no-data-here"  # a data root that does not exist: a test that reads data fails loudly
 
@@ -27,18 +27,14 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     return status, err
 
 
-def _checkpoint(path: Path, **override: Any) -> Path:
-    """A valid checkpoint of a small ST-FCN (no training), with fields replaced by ``override``."""
-    kwargs = {"in_channels": 1, "num_classes": 10, "image_size": [28, 28], "hidden": [8]}
-    model = create_model("st-fcn-affine", **kwargs)
-    state = {
-        "model_name": "st-fcn-affine",
-        "model_kwargs": kwargs,
-        "model": model.state_dict(),
-        "epoch": 1,
-        "config": TrainConfig(dataset="mnist", model="st-fcn-affine").to_dict(),
-    }
-    return save_checkpoint({**state, **override}, path)
+# A small ST-FCN for MNIST: the checkpoint these tests spoil or hand to commands that fail early.
+ST_FCN_KWARGS = {"in_channels": 1, "num_classes": 10, "image_size": [28, 28], "hidden": [8]}
+
+
+@pytest.fixture
+def st_fcn_checkpoint(untrained_checkpoint: Callable[..., Path]) -> Callable[..., Path]:
+    """Writes a valid untrained ST-FCN checkpoint at a path (``fields=`` replaces some of its fields)."""
+    return functools.partial(untrained_checkpoint, name="st-fcn-affine", build_kwargs=ST_FCN_KWARGS)
 
 
 @pytest.mark.parametrize(
@@ -70,9 +66,9 @@ def test_train_refuses_model_kwargs_the_builder_cannot_take(
 )
 @pytest.mark.parametrize("command", ["eval", "show", "export"])
 def test_malformed_checkpoint_fields(
-    command: str, override: dict[str, Any], message: str, tmp_path: Path, capsys
+    command: str, override: dict[str, Any], message: str, tmp_path: Path, capsys, st_fcn_checkpoint
 ) -> None:
-    ckpt = str(_checkpoint(tmp_path / "bad.pt", **override))
+    ckpt = str(st_fcn_checkpoint(tmp_path / "bad.pt", fields=override))
     extra = {"eval": ["--data-root", NO_DATA], "show": ["--data-root", NO_DATA]}
     extra["export"] = ["--onnx", str(tmp_path / "m.onnx")]
     status, err = _run([command, ckpt, *extra[command]], capsys)
@@ -90,8 +86,8 @@ def test_train_into_a_path_below_a_file(tmp_path: Path, capsys) -> None:
     assert str(out) in err and "Not a directory" in err
 
 
-def test_show_into_a_path_below_a_file(tmp_path: Path, capsys) -> None:
-    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+def test_show_into_a_path_below_a_file(tmp_path: Path, capsys, st_fcn_checkpoint) -> None:
+    ckpt = str(st_fcn_checkpoint(tmp_path / "ok.pt"))
     blocker = tmp_path / "FILE"
     blocker.write_text("a file, not a folder")
     status, err = _run(["show", ckpt, "--out", str(blocker / "pics"), "--data-root", NO_DATA], capsys)
@@ -99,7 +95,9 @@ def test_show_into_a_path_below_a_file(tmp_path: Path, capsys) -> None:
     assert str(blocker / "pics") in err and "Not a directory" in err
 
 
-def test_any_os_error_is_one_line_naming_the_path(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_any_os_error_is_one_line_naming_the_path(
+    tmp_path: Path, capsys, monkeypatch, st_fcn_checkpoint
+) -> None:
     """Not only FileNotFoundError: e.g. a full disk while writing the ONNX file."""
     import stnkit.cli.export as export_command
 
@@ -107,7 +105,7 @@ def test_any_os_error_is_one_line_naming_the_path(tmp_path: Path, capsys, monkey
         raise OSError(28, "No space left on device", str(tmp_path / "m.onnx"))
 
     monkeypatch.setattr(export_command, "export_onnx", disk_full)
-    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+    ckpt = str(st_fcn_checkpoint(tmp_path / "ok.pt"))
     status, err = _run(["export", ckpt, "--onnx", str(tmp_path / "m.onnx")], capsys)
     assert status == cli.EXIT_ERROR
     assert "m.onnx" in err and "No space left on device" in err
@@ -115,10 +113,10 @@ def test_any_os_error_is_one_line_naming_the_path(tmp_path: Path, capsys, monkey
 
 @pytest.mark.parametrize("module", ["onnx", "onnxscript", "onnxruntime"])
 def test_export_without_the_onnx_extra_says_what_to_install(
-    module: str, tmp_path: Path, capsys, monkeypatch
+    module: str, tmp_path: Path, capsys, monkeypatch, st_fcn_checkpoint
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
-    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+    ckpt = str(st_fcn_checkpoint(tmp_path / "ok.pt"))
     status, err = _run(["export", ckpt, "--onnx", str(tmp_path / "m.onnx")], capsys)
     assert status == cli.EXIT_ERROR
     assert "pip install 'stnkit[onnx]'" in err and module in err
@@ -135,8 +133,8 @@ def test_every_command_that_reads_data_takes_both_spellings(argv: list[str], spe
     assert "DIR" in (getattr(args, "data_root", None), getattr(args, "data_dir", None))
 
 
-def test_missing_data_message_names_the_flag_that_exists(tmp_path: Path, capsys) -> None:
-    ckpt = str(_checkpoint(tmp_path / "ok.pt"))
+def test_missing_data_message_names_the_flag_that_exists(tmp_path: Path, capsys, st_fcn_checkpoint) -> None:
+    ckpt = str(st_fcn_checkpoint(tmp_path / "ok.pt"))
     status, err = _run(["eval", ckpt, "--data-root", str(tmp_path / "empty")], capsys)
     assert status == cli.EXIT_ERROR
     assert "--data-root" in err and "--data-dir" not in err
@@ -168,9 +166,11 @@ def test_a_closed_pipe_is_quiet(tmp_path: Path, capsys, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("command", ["show", "eval"])
-def test_a_dataset_the_model_was_not_built_for_is_refused(command: str, tmp_path: Path, capsys) -> None:
+def test_a_dataset_the_model_was_not_built_for_is_refused(
+    command: str, tmp_path: Path, capsys, st_fcn_checkpoint
+) -> None:
     # A 1-channel MNIST model given the 2-channel addition data: refused before any tensor meets the model.
-    ckpt = _checkpoint(tmp_path / "checkpoint.pt")
+    ckpt = st_fcn_checkpoint(tmp_path / "checkpoint.pt")
     argv = [command, str(ckpt), "--dataset", "mnist-add", "--data-root", NO_DATA]
     status, err = _run([*argv, "--out", str(tmp_path / "pics")] if command == "show" else argv, capsys)
     assert status == cli.EXIT_ERROR

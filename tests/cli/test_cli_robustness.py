@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from stnkit import cli, data
-from stnkit.engine import CHECKPOINT_NAME, TrainConfig, evaluate, save_checkpoint
+from stnkit.engine import CHECKPOINT_NAME, evaluate
 from stnkit.models import create_model, get_pretrained, pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
@@ -352,19 +352,8 @@ def test_default_sweeps_are_the_library_grid() -> None:
     assert args.angle[0] == 0 and args.angle[-1] == 180
 
 
-def _foreign_checkpoint(path: Path) -> Path:
-    """An untrained GTSRB classifier's checkpoint: 3 channels, 43 classes, 32x32."""
-    kwargs = {"in_channels": 3, "num_classes": 43, "image_size": [32, 32]}
-    model = create_model("cnn", **kwargs)
-    config = dataclasses.asdict(TrainConfig(dataset="gtsrb", model="cnn"))
-    state = {
-        "model_name": "cnn",
-        "model_kwargs": kwargs,
-        "model": model.state_dict(),
-        "epoch": 0,
-        "config": config,
-    }
-    return save_checkpoint(state, path)
+# An untrained GTSRB classifier: 3 channels, 43 classes, 32x32 (what robustness refuses).
+GTSRB_KWARGS = {"in_channels": 3, "num_classes": 43, "image_size": [32, 32]}
 
 
 @pytest.mark.parametrize(
@@ -376,17 +365,24 @@ def _foreign_checkpoint(path: Path) -> Path:
     ],
 )
 def test_bad_values_are_one_line_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+    untrained_checkpoint: Callable[..., Path],
 ) -> None:
-    ckpt = _foreign_checkpoint(tmp_path / "gtsrb.pt")  # values are checked before any checkpoint
+    # Values are checked before any checkpoint is read.
+    ckpt = untrained_checkpoint(tmp_path / "gtsrb.pt", dataset="gtsrb", build_kwargs=GTSRB_KWARGS)
     assert cli.main(["robustness", str(ckpt), "--out", str(tmp_path / "o"), *extra]) == 1
     err = capsys.readouterr().err
     assert err == f"stnkit robustness: error: {message}\n"
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    foreign = _foreign_checkpoint(tmp_path / "gtsrb.pt")
+def test_bad_checkpoints_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], untrained_checkpoint: Callable[..., Path]
+) -> None:
+    foreign = untrained_checkpoint(tmp_path / "gtsrb.pt", dataset="gtsrb", build_kwargs=GTSRB_KWARGS)
     assert cli.main(["robustness", str(foreign), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"stnkit robustness: error: {foreign}: robustness sweeps single MNIST digits")

@@ -12,7 +12,6 @@ from stnkit import cli
 from stnkit.engine import CHECKPOINT_NAME, load_checkpoint, read_jsonl
 from stnkit.engine import loop as engine_loop
 from stnkit.export import onnx_max_abs_diff
-from stnkit.models import create_model
 from stnkit.runs import load_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -208,20 +207,7 @@ def test_bad_paths(run: Path, tmp_path: Path, capsys) -> None:
         assert message in capsys.readouterr().err, argv
 
 
-def test_show_refuses_a_baseline(tmp_path: Path, capsys) -> None:
-    from stnkit.engine import save_checkpoint
-    from stnkit.engine.config import TrainConfig
-
-    model = create_model("cnn", image_size=(28, 28), hidden=(8,))
-    path = save_checkpoint(
-        {
-            "model_name": "cnn",
-            "model_kwargs": {"image_size": [28, 28], "hidden": [8]},
-            "model": model.state_dict(),
-            "epoch": 1,
-            "config": TrainConfig(dataset="mnist", model="cnn").to_dict(),
-        },
-        tmp_path / "cnn.pt",
-    )
+def test_show_refuses_a_baseline(tmp_path: Path, capsys, untrained_checkpoint) -> None:
+    path = untrained_checkpoint(tmp_path / "cnn.pt")  # a small MNIST CNN
     assert cli.main(["show", str(path)]) == cli.EXIT_ERROR
     assert "no input spatial transformer" in capsys.readouterr().err
