@@ -1,0 +1,41 @@
+"""docs/paper-results.md says what the committed result files say (re-render it with each result)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stnkit.reproduce import PICTURE_DIR, RobustnessFigure, load_results, render_report
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPORT = REPO_ROOT / "docs" / "paper-results.md"
+RESULTS = REPO_ROOT / "results"
+PICTURES_TITLE = "## What the transformers learned"
+
+
+def _robustness() -> RobustnessFigure | None:
+    folder = RESULTS / "robustness"
+    if not (folder / "robustness.json").is_file():
+        return None
+    return RobustnessFigure(
+        summary=json.loads((folder / "robustness.json").read_text()),
+        table=(folder / "robustness.md").read_text(),
+        image=(PICTURE_DIR / "robustness.png").as_posix(),
+    )
+
+
+def test_the_report_matches_the_result_files_up_to_the_pictures() -> None:
+    # The pictures need the run folders, which live outside the repository; everything above them
+    # (every table and the robustness sweep) comes from files committed beside the report.
+    expected = render_report(load_results(RESULTS), robustness=_robustness())
+    committed = REPORT.read_text().split(PICTURES_TITLE)[0]
+    assert committed.rstrip() == expected.rstrip(), (
+        "docs/paper-results.md is stale: run `stnkit reproduce --report` after adding result files"
+    )
+
+
+def test_the_robustness_plot_in_the_report_is_the_committed_one() -> None:
+    plot = RESULTS / "robustness" / "robustness.png"
+    if plot.is_file():
+        copied = REPO_ROOT / "docs" / PICTURE_DIR / "robustness.png"
+        assert copied.read_bytes() == plot.read_bytes(), "docs/img/paper/robustness.png is stale"
