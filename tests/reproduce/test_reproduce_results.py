@@ -65,8 +65,12 @@ def test_load_results_reads_the_grids_folders_only_in_name_order(tmp_path: Path)
         ("{not json", "not a readable result file"),
         ('{"version": 0, "cell": "tc-cnn"}', f"not a result file of this version ({RESULT_VERSION})"),
         ("[1, 2]", "not a result file of this version"),
+        (
+            f'{{"version": {RESULT_VERSION}, "cell": "tc-cnn", "grid": "tc", "seed": 0}}',
+            "a result file without final_test_error, final_val_error, wall_time_s, machine",
+        ),
     ],
-    ids=["not-json", "old-version", "not-an-object"],
+    ids=["not-json", "old-version", "not-an-object", "fields-missing"],
 )
 def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
     tmp_path: Path, text: str, message: str

@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 RESULT_VERSION = 1
+# What the report reads from every result (the rest, e.g. the validation loss, may be absent).
+_REPORTED_FIELDS = ("grid", "cell", "seed", "final_test_error", "final_val_error", "wall_time_s", "machine")
 
 
 class ResultFileError(ValueError):
@@ -117,8 +119,8 @@ def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     other experiments' files too (``results/keras``, ...). A missing folder holds no results.
 
     Raises:
-        ResultFileError: a file cannot be read or parsed, or is not a result of this version
-            (the message names the file).
+        ResultFileError: a file cannot be read or parsed, is not a result of this version, or lacks
+            a field the report reads (the message names the file).
     """
     folder = Path(folder)
     results = []
@@ -132,6 +134,9 @@ def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ResultFileError(
                 f"{path}: not a result file of this version ({RESULT_VERSION}) of stnkit reproduce"
             )
+        missing = [name for name in _REPORTED_FIELDS if name not in result]
+        if missing:
+            raise ResultFileError(f"{path}: a result file without {', '.join(missing)}")
         results.append(result)
     return results
 
