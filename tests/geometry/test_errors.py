@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
+import numpy as np
 import pytest
 import torch
 
 import stnkit
+from stnkit import geometry
 from stnkit.geometry import BACKENDS, tps_transform_points
+from stnkit.geometry.fixed_point import sample_fixed_point_reference
 
 IMAGE = torch.rand(2, 1, 8, 8)
 
@@ -106,6 +112,178 @@ def test_bad_sizes() -> None:
         stnkit.tps_grid(torch.zeros(1, 16, 3), (1, 1, 4, 4))
     with pytest.raises(ValueError, match="perfect square"):
         stnkit.tps_grid(torch.zeros(1, 15, 2), (1, 1, 4, 4))
+
+
+# --- boolean options take a bool, not whatever is truthy ----------------------------------------------
+#
+# Every public function (and method) with a bool option, called with valid other arguments: flag -> result.
+# The other arguments are chosen so that True and False give different results.
+
+_GENERATOR = torch.Generator().manual_seed(0)
+_ZOOM = torch.tensor([[0.5, 0.1, 0.0, -0.2, 0.6, 0.1]]).repeat(2, 1)  # affine (N, 6), not the identity
+_GRID = torch.rand(2, 3, 5, 2, generator=_GENERATOR) * 2.4 - 1.2  # (N, H_out, W_out, 2), some outside
+_PIXEL_MATRIX = torch.tensor([[1.2, 0.1, 2.0], [0.0, 0.9, -1.0]], dtype=torch.float64)
+_BYTES = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8, generator=_GENERATOR)
+
+FlagCall = Callable[[object], torch.Tensor]
+FLAG_CALLS: list[tuple[str, str, str, FlagCall]] = [
+    # (qualified name, option, id, call)
+    ("warp", "align_corners", "fast", lambda flag: stnkit.warp(IMAGE, _ZOOM, align_corners=flag)),
+    (
+        "warp",
+        "align_corners",
+        "reference",
+        lambda flag: stnkit.warp(IMAGE, _ZOOM, align_corners=flag, backend="reference"),
+    ),
+    (
+        "warp",
+        "align_corners",
+        "tps",
+        lambda flag: stnkit.warp(
+            IMAGE, 0.9 * stnkit.identity_params("tps", 2), transform="tps", align_corners=flag
+        ),
+    ),
+    ("sample", "align_corners", "", lambda flag: stnkit.sample(IMAGE, _GRID, align_corners=flag)),
+    (
+        "sample_reference",
+        "align_corners",
+        "",
+        lambda flag: geometry.sample_reference(IMAGE, _GRID, align_corners=flag),
+    ),
+    (
+        "affine_grid",
+        "align_corners",
+        "",
+        lambda flag: stnkit.affine_grid(_ZOOM.view(2, 2, 3), (2, 1, 4, 4), align_corners=flag),
+    ),
+    (
+        "projective_grid",
+        "align_corners",
+        "",
+        lambda flag: stnkit.projective_grid(torch.eye(3).repeat(2, 1, 1), (2, 1, 4, 4), align_corners=flag),
+    ),
+    (
+        "tps_grid",
+        "align_corners",
+        "",
+        lambda flag: stnkit.tps_grid(stnkit.tps_lattice(16)[None], (1, 1, 4, 4), align_corners=flag),
+    ),
+    (
+        "tps_grid_matrix",
+        "align_corners",
+        "",
+        lambda flag: geometry.tps_grid_matrix(16, (4, 4), align_corners=flag),
+    ),
+    (
+        "normalized_coordinates",
+        "align_corners",
+        "",
+        lambda flag: geometry.normalized_coordinates(4, align_corners=flag, dtype=torch.float64),
+    ),
+    (
+        "Transform.grid",
+        "align_corners",
+        "",
+        lambda flag: stnkit.get_transform("similarity").grid(
+            torch.tensor([[0.8, 0.1, 0.0, 0.2]]), (1, 1, 4, 4), align_corners=flag
+        ),
+    ),
+    (
+        "pixel_to_normalized",
+        "align_corners",
+        "",
+        lambda flag: stnkit.pixel_to_normalized(_PIXEL_MATRIX, input_size=(4, 6), align_corners=flag),
+    ),
+    (
+        "pixel_to_normalized",
+        "inverse_map",
+        "",
+        lambda flag: stnkit.pixel_to_normalized(_PIXEL_MATRIX, input_size=(4, 6), inverse_map=flag),
+    ),
+    (
+        "normalized_to_pixel",
+        "align_corners",
+        "",
+        lambda flag: stnkit.normalized_to_pixel(_PIXEL_MATRIX, input_size=(4, 6), align_corners=flag),
+    ),
+    (
+        "normalized_to_pixel",
+        "inverse_map",
+        "",
+        lambda flag: stnkit.normalized_to_pixel(_PIXEL_MATRIX, input_size=(4, 6), inverse_map=flag),
+    ),
+    (
+        "sample_fixed_point",
+        "align_corners",
+        "",
+        lambda flag: geometry.sample_fixed_point(_BYTES, _GRID.double(), align_corners=flag),
+    ),
+    (
+        "sample_fixed_point_reference",
+        "align_corners",
+        "",
+        lambda flag: sample_fixed_point_reference(_BYTES, _GRID.double(), align_corners=flag),
+    ),
+]
+FLAG_PARAMS = [
+    pytest.param(option, call, id="-".join(filter(None, (name, option, variant))))
+    for name, option, variant, call in FLAG_CALLS
+]
+# (bad value, how the message shows it)
+NOT_BOOLS = [
+    ("yes", "'yes' (str)"),
+    (None, "None (NoneType)"),
+    (1, "1 (int)"),
+    (0.0, "0.0 (float)"),
+    (torch.tensor(True), "tensor(True) (Tensor)"),
+]
+
+
+def _boolean_options(function: Callable[..., object]) -> set[str]:
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name for p in parameters if p.annotation in ("bool", bool)}
+
+
+def test_the_table_covers_every_boolean_option_of_the_public_geometry_api() -> None:
+    public = set()
+    for name in geometry.__all__:
+        value = getattr(geometry, name)
+        if inspect.isfunction(value):
+            public |= {(name, option) for option in _boolean_options(value)}
+        elif inspect.isclass(value):
+            for method_name, method in vars(value).items():
+                if inspect.isfunction(method) and not method_name.startswith("_"):
+                    public |= {(f"{name}.{method_name}", option) for option in _boolean_options(method)}
+    assert ("warp", "align_corners") in public and ("Transform.grid", "align_corners") in public
+    missing = public - {(name, option) for name, option, _, _ in FLAG_CALLS}
+    assert not missing, f"boolean options without a row in FLAG_CALLS: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(("bad", "shown"), NOT_BOOLS, ids=["str", "None", "int", "float", "tensor"])
+@pytest.mark.parametrize(("option", "call"), FLAG_PARAMS)
+def test_a_boolean_option_refuses_what_is_not_a_bool(
+    option: str, call: FlagCall, bad: object, shown: str
+) -> None:
+    with pytest.raises(TypeError) as raised:
+        call(bad)
+    assert str(raised.value) == f"{option} must be a bool (True or False), got {shown}"
+
+
+@pytest.mark.parametrize(("option", "call"), FLAG_PARAMS)
+def test_a_boolean_option_takes_python_and_numpy_bools_alike(option: str, call: FlagCall) -> None:
+    on, off = call(True), call(False)
+    assert not torch.equal(on, off), f"{option} makes no difference to this call: the table misses the point"
+    assert torch.equal(call(np.True_), on)
+    assert torch.equal(call(np.False_), off)
+
+
+def test_the_message_stays_on_one_line_for_a_tensor() -> None:
+    with pytest.raises(TypeError) as raised:
+        stnkit.warp(IMAGE, _ZOOM, align_corners=torch.ones(10, 10, dtype=torch.bool))
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 140
+    assert message.startswith("align_corners must be a bool (True or False), got tensor([[True, True,")
+    assert message.endswith("... (Tensor)")
 
 
 # --- no value checks off the CPU: they would synchronise with the device on every call ---------------

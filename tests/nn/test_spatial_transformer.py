@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -73,6 +74,23 @@ def test_bad_localization_output_is_reported() -> None:
         SpatialTransformer(localization=lambda x: x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="mode must be one of"):
         SpatialTransformer(localization=nn.Flatten(), num_features=5, mode="area")
+
+
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [
+        ("yes", "'yes' (str)"),
+        (None, "None (NoneType)"),
+        (1, "1 (int)"),
+        (torch.tensor(True), "tensor(True) (Tensor)"),
+    ],
+)
+def test_align_corners_must_be_a_bool(bad: object, shown: str) -> None:
+    with pytest.raises(TypeError) as raised:
+        SpatialTransformer(localization=nn.Flatten(), num_features=5, align_corners=bad)  # type: ignore[arg-type]
+    assert str(raised.value) == f"align_corners must be a bool (True or False), got {shown}"
+    stn = SpatialTransformer(localization=nn.Flatten(), num_features=5, align_corners=np.True_)  # type: ignore[arg-type]
+    assert stn.align_corners is True  # a Python bool: what extra_repr, checkpoints and torch expect
 
 
 def test_localization_input_checks() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -16,6 +17,7 @@ __all__ = [
     "NonFiniteError",
     "check_choice",
     "check_finite",
+    "check_flag",
     "check_floating",
     "check_same_batch",
     "check_shape",
@@ -101,6 +103,22 @@ def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_flag(value: object, name: str) -> bool:
+    """Return ``value`` as a Python bool; raise TypeError unless it is a bool or a ``numpy.bool_``.
+
+    Ints, strings, ``None`` and tensors are refused rather than read by truthiness: ``"no"`` or a
+    ``torch.tensor(False)`` from a config would otherwise pick a convention silently (or fail deep inside).
+    """
+    if isinstance(value, bool):  # the only cost on the valid path
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    shown = " ".join(repr(value).split())  # one line even for a multi-line repr (a big tensor)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    raise TypeError(f"{name} must be a bool (True or False), got {shown} ({type(value).__name__})")
 
 
 def normalize_size(size: object, name: str, spatial_dims: int | None = None) -> tuple[int, ...]:

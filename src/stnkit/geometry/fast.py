@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stnkit.geometry import kernel
-from stnkit.geometry.grids import affine_grid_2d, normalized_coordinates
+from stnkit.geometry.grids import _normalized_coordinates_unchecked, affine_grid_2d
 
 __all__ = ["affine_grid_2d", "affine_warp_2d"]
 
@@ -149,8 +149,8 @@ def _pixel_centres(
     height: int, width: int, align_corners: bool, dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """Normalised output coordinates (xs (W), ys (H)), the same numbers the grid path uses."""
-    xs = normalized_coordinates(width, align_corners=align_corners, dtype=dtype, device=device)
-    ys = normalized_coordinates(height, align_corners=align_corners, dtype=dtype, device=device)
+    xs = _normalized_coordinates_unchecked(width, align_corners, dtype, device)
+    ys = _normalized_coordinates_unchecked(height, align_corners, dtype, device)
     return xs, ys
 
 

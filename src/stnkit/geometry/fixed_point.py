@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stnkit.geometry.checks import check_shape, check_tensor
+from stnkit.geometry.checks import check_flag, check_shape, check_tensor
 
 __all__ = ["sample_fixed_point", "sample_fixed_point_reference"]
 
@@ -36,7 +36,10 @@ DEFAULT_FRACTION_BITS = 8
 _MAX_FRACTION_BITS = 8  # weight products (2 * bits) times 8-bit values must fit float32's 24 bits
 
 
-def _check_arguments(images: object, grid: object, fraction_bits: int) -> tuple[Tensor, Tensor]:
+def _check_arguments(
+    images: object, grid: object, align_corners: object, fraction_bits: int
+) -> tuple[Tensor, Tensor, bool]:
+    align_corners = check_flag(align_corners, "align_corners")
     images = check_tensor(images, "images")
     grid = check_tensor(grid, "grid")
     if images.dtype != torch.uint8:
@@ -47,7 +50,7 @@ def _check_arguments(images: object, grid: object, fraction_bits: int) -> tuple[
         raise TypeError(f"grid must be float64 (positions are rounded from float64), got {grid.dtype}")
     if not 0 <= fraction_bits <= _MAX_FRACTION_BITS:
         raise ValueError(f"fraction_bits must be in [0, {_MAX_FRACTION_BITS}], got {fraction_bits}")
-    return images, grid
+    return images, grid, align_corners
 
 
 def _snap(pixels: Tensor, low: float, high: float, fraction_bits: int) -> Tensor:
@@ -124,7 +127,7 @@ def sample_fixed_point(
         >>> sample_fixed_point(images, halfway)
         tensor([[[[128]]]], dtype=torch.uint8)
     """
-    images, grid = _check_arguments(images, grid, fraction_bits)
+    images, grid, align_corners = _check_arguments(images, grid, align_corners, fraction_bits)
     height, width = images.shape[2:]
     side = _power_of_two_plus_one(max(height, width))
     padded = F.pad(images, (0, side - width, 0, side - height)).float()  # zeros: what lies outside anyway
@@ -151,7 +154,7 @@ def sample_fixed_point_reference(
     """
     from fractions import Fraction
 
-    images, grid = _check_arguments(images, grid, fraction_bits)
+    images, grid, align_corners = _check_arguments(images, grid, align_corners, fraction_bits)
     batch, channels, height, width = images.shape
     out_h, out_w = grid.shape[1:3]
     unit = 2**fraction_bits

@@ -21,6 +21,7 @@ from torch import Tensor
 from stnkit.geometry.cache import byte_bounded_cache
 from stnkit.geometry.checks import (
     check_finite,
+    check_flag,
     check_floating,
     check_shape,
     check_tensor,
@@ -64,6 +65,13 @@ def normalized_coordinates(
         >>> normalized_coordinates(4, align_corners=False, dtype=torch.float64)
         tensor([-0.7500, -0.2500,  0.2500,  0.7500], dtype=torch.float64)
     """
+    return _normalized_coordinates_unchecked(num, check_flag(align_corners, "align_corners"), dtype, device)
+
+
+def _normalized_coordinates_unchecked(
+    num: int, align_corners: bool, dtype: torch.dtype, device: torch.device | None = None
+) -> Tensor:
+    """:func:`normalized_coordinates` without the check, for callers that already checked the flag."""
     if num == 1:
         return torch.zeros(1, dtype=dtype, device=device)
     index = torch.arange(num, dtype=dtype, device=device)
@@ -79,9 +87,7 @@ def _axes(spatial: tuple[int, ...], align_corners: bool, like: Tensor) -> list[T
     axes = []
     for j in range(k):
         size = spatial[k - 1 - j]  # x is the last spatial dim, y the one before, ...
-        coords = normalized_coordinates(
-            size, align_corners=align_corners, dtype=like.dtype, device=like.device
-        )
+        coords = _normalized_coordinates_unchecked(size, align_corners, like.dtype, like.device)
         shape = [1] * (k + 1)
         shape[k - j] = size
         axes.append(coords.view(shape))
@@ -143,6 +149,7 @@ def affine_grid(theta: Tensor, size: tuple[int, ...], *, align_corners: bool = F
         tensor([[-1.,  1.],
                 [-1.,  1.]])
     """
+    align_corners = check_flag(align_corners, "align_corners")
     theta = check_tensor(theta, "theta")
     if theta.dim() == 3 and tuple(theta.shape[1:]) == (3, 4):
         theta = _check_matrix(theta, "theta", (3, 4), size)
@@ -167,8 +174,8 @@ def affine_grid_2d(theta: Tensor, height: int, width: int, align_corners: bool) 
     ``row_term = theta[:, :, 1] * y_h + theta[:, :, 2]`` and ``column_term = theta[:, :, 0] * x_w``;
     one broadcast addition writes the contiguous grid. Identity rows stay exact (0 * y + 0 + 1 * x == x).
     """
-    xs = normalized_coordinates(width, align_corners=align_corners, dtype=theta.dtype, device=theta.device)
-    ys = normalized_coordinates(height, align_corners=align_corners, dtype=theta.dtype, device=theta.device)
+    xs = _normalized_coordinates_unchecked(width, align_corners, theta.dtype, theta.device)
+    ys = _normalized_coordinates_unchecked(height, align_corners, theta.dtype, theta.device)
     row_term = theta[:, None, :, 1] * ys[None, :, None] + theta[:, None, :, 2]  # (N, H, 2)
     column_term = theta[:, None, :, 0] * xs[None, :, None]  # (N, W, 2)
     return row_term[:, :, None, :] + column_term[:, None, :, :]  # (N, H, W, 2)
@@ -193,6 +200,7 @@ def projective_grid(matrix: Tensor, size: tuple[int, ...], *, align_corners: boo
         >>> projective_grid(torch.eye(3)[None], (1, 1, 2, 2)).shape
         torch.Size([1, 2, 2, 2])
     """
+    align_corners = check_flag(align_corners, "align_corners")
     matrix = _check_matrix(matrix, "matrix", (3, 3), size)
     spatial = _spatial_size(size, matrix, "matrix", 2)
     return _projective_grid_unchecked(matrix, spatial, align_corners)
@@ -281,8 +289,8 @@ def _tps_grid_map(num_points: int, spatial: tuple[int, int], align_corners: bool
 def _compute_tps_grid_map(num_points: int, spatial: tuple[int, int], align_corners: bool) -> Tensor:
     """:func:`_tps_grid_map` without the cache."""
     height, width = spatial
-    xs = normalized_coordinates(width, align_corners=align_corners, dtype=torch.float64)
-    ys = normalized_coordinates(height, align_corners=align_corners, dtype=torch.float64)
+    xs = _normalized_coordinates_unchecked(width, align_corners, torch.float64)
+    ys = _normalized_coordinates_unchecked(height, align_corners, torch.float64)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     points = torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), dim=-1)
     lattice = tps_lattice(num_points, dtype=torch.float64)
@@ -307,10 +315,11 @@ def tps_grid_matrix(num_points: int, size: tuple[int, int], *, align_corners: bo
         >>> torch.allclose((matrix @ identity).view(4, 4, 2), tps_grid(identity[None], (1, 1, 4, 4))[0])
         True
     """
+    align_corners = check_flag(align_corners, "align_corners")
     _lattice_side(num_points)
     if not (len(size) == 2 and all(isinstance(side, int) and side >= 1 for side in size)):
         raise ValueError(f"size must be (H, W) with positive integers, got {size!r}")
-    return _tps_grid_map(num_points, (size[0], size[1]), bool(align_corners)).clone()
+    return _tps_grid_map(num_points, (size[0], size[1]), align_corners).clone()
 
 
 def _check_control_points(control_points: object) -> Tensor:
@@ -342,6 +351,7 @@ def tps_grid(control_points: Tensor, size: tuple[int, ...], *, align_corners: bo
         >>> torch.allclose(grid.reshape(1, 16, 2), identity, atol=1e-6)
         True
     """
+    align_corners = check_flag(align_corners, "align_corners")
     control_points = _check_control_points(control_points)
     spatial = _spatial_size(size, control_points, "control_points", 2)
     return _tps_grid_unchecked(control_points, spatial, align_corners)

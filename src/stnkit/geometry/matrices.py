@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from stnkit.geometry.checks import check_floating, check_tensor, normalize_size
+from stnkit.geometry.checks import check_flag, check_floating, check_tensor, normalize_size
 
 __all__ = [
     "compose",
@@ -188,6 +188,8 @@ def pixel_to_normalized(
         tensor([[ 1.0000,  0.0000, -0.5000],
                 [ 0.0000,  1.0000,  0.0000]])
     """
+    align_corners = check_flag(align_corners, "align_corners")
+    inverse_map = check_flag(inverse_map, "inverse_map")
     matrix, k, is_affine = _matrix_kind(matrix, "matrix")
     in_size, out_size = _conversion_sizes(matrix, input_size, output_size, k)
     input_from_output = to_homogeneous(matrix) if inverse_map else invert(to_homogeneous(matrix))
@@ -217,6 +219,8 @@ def normalized_to_pixel(
     Returns:
         The pixel-space matrix, in the same form as ``theta``.
     """
+    align_corners = check_flag(align_corners, "align_corners")
+    inverse_map = check_flag(inverse_map, "inverse_map")
     theta, k, is_affine = _matrix_kind(theta, "theta")
     in_size, out_size = _conversion_sizes(theta, input_size, output_size, k)
     to_norm_in = _normalizer(in_size, align_corners, theta, "input_size")

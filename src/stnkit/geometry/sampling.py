@@ -33,6 +33,7 @@ from torch import Tensor
 from stnkit.geometry.checks import (
     check_choice,
     check_finite,
+    check_flag,
     check_floating,
     check_same_batch,
     check_tensor,
@@ -88,6 +89,7 @@ def sample(
         >>> sample(image, grid, align_corners=True)
         tensor([[[[1.5000]]]])
     """
+    align_corners = check_flag(align_corners, "align_corners")
     check_sample_arguments(input, grid, mode, padding_mode, backend)
     check_finite(grid, "grid")
     return sample_unchecked(input, grid, mode, padding_mode, align_corners, backend)
@@ -139,9 +141,7 @@ def sample_unchecked(
 ) -> Tensor:
     """:func:`sample` without argument checks, for callers that already validated them."""
     if backend == "reference":
-        return sample_reference(
-            input, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners
-        )
+        return _sample_reference_unchecked(input, grid, mode, padding_mode, align_corners)
     return F.grid_sample(input, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
 
 
@@ -264,8 +264,17 @@ def sample_reference(
 
     For every output position and every spatial axis it lists the input pixels (taps) with a non-zero
     kernel weight, then sums ``input[tap] * prod(weights)`` over all combinations of taps. Taps outside
-    the image read zero. Same arguments and result as :func:`sample`; arguments are not validated here.
+    the image read zero. Same arguments and result as :func:`sample`. Only ``align_corners`` is validated
+    here (a wrong flag would silently pick a convention); tensors and option names are not.
     """
+    align_corners = check_flag(align_corners, "align_corners")
+    return _sample_reference_unchecked(input, grid, mode, padding_mode, align_corners)
+
+
+def _sample_reference_unchecked(
+    input: Tensor, grid: Tensor, mode: str, padding_mode: str, align_corners: bool
+) -> Tensor:
+    """:func:`sample_reference` without the check, for :func:`sample_unchecked`."""
     spatial = input.shape[2:]  # (H, W) or (D, H, W)
     k = len(spatial)
     n, c = input.shape[:2]

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from stnkit.geometry.checks import check_finite, check_floating, check_tensor
+from stnkit.geometry.checks import check_finite, check_flag, check_floating, check_tensor
 from stnkit.geometry.grids import (
     _affine_grid_unchecked,
     _lattice_side,
@@ -109,6 +109,7 @@ class Transform:
 
     def grid(self, params: Tensor, size: tuple[int, ...], *, align_corners: bool = False) -> Tensor:
         """Sampling grid for ``params`` (N, num_params) and output ``size`` (N, C, H, W)."""
+        align_corners = check_flag(align_corners, "align_corners")
         params = self.coerce(params)
         spatial = _check_grid_size(size, params.shape[0], self.spatial_dims)
         return self._grid(params, spatial, align_corners)

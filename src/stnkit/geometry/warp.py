@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from stnkit.geometry.checks import check_floating, check_same_batch, check_tensor, is_tracing, normalize_size
+from stnkit.geometry.checks import (
+    check_flag,
+    check_floating,
+    check_same_batch,
+    check_tensor,
+    is_tracing,
+    normalize_size,
+)
 from stnkit.geometry.fast import affine_warp_2d
 from stnkit.geometry.sampling import check_sample_arguments, check_sample_options, sample_unchecked
 from stnkit.geometry.transforms import Transform, _AffineFamily, get_transform
@@ -65,6 +72,7 @@ def warp(
         torch.Size([2, 1, 14, 14])
     """
     spec = get_transform(transform)
+    align_corners = check_flag(align_corners, "align_corners")
     input = check_tensor(input, "input")
     check_floating(input, "input")
     if input.dim() != spec.spatial_dims + 2:

@@ -73,6 +73,11 @@ def normalized_coordinates(num: int, align_corners: bool) -> np.ndarray:
         >>> normalized_coordinates(4, align_corners=False).tolist()
         [-0.75, -0.25, 0.25, 0.75]
     """
+    return normalized_coordinates_unchecked(num, check_flag(align_corners, "align_corners"))
+
+
+def normalized_coordinates_unchecked(num: int, align_corners: bool) -> np.ndarray:
+    """:func:`normalized_coordinates` without the check, for callers that already checked the flag."""
     if num == 1:
         return np.zeros(1)
     index = np.arange(num, dtype=np.float64)
@@ -124,8 +129,8 @@ def _compute_tps_grid_map(num_points: int, height: int, width: int, align_corner
     system[:k, :] = _tps_features(lattice, lattice)
     system[k:, :k] = system[:k, k:].T
     solution = np.linalg.inv(system)[:, :k]  # (K + 3, K)
-    xs = normalized_coordinates(width, align_corners)
-    ys = normalized_coordinates(height, align_corners)
+    xs = normalized_coordinates_unchecked(width, align_corners)
+    ys = normalized_coordinates_unchecked(height, align_corners)
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
     points = np.stack((grid_x.reshape(-1), grid_y.reshape(-1)), axis=-1)
     return _tps_features(points, lattice) @ solution
@@ -257,8 +262,8 @@ def as_param_vectors(params: Tensor, transform: str, dtype: str) -> tuple[Tensor
 
 def _axes(height: int, width: int, align_corners: bool, dtype: str) -> tuple[Tensor, Tensor]:
     """Output pixel centres, x as (1, 1, W) and y as (1, H, 1), to broadcast over (N, H, W)."""
-    xs = normalized_coordinates(width, align_corners).reshape(1, 1, width)
-    ys = normalized_coordinates(height, align_corners).reshape(1, height, 1)
+    xs = normalized_coordinates_unchecked(width, align_corners).reshape(1, 1, width)
+    ys = normalized_coordinates_unchecked(height, align_corners).reshape(1, height, 1)
     return ops.convert_to_tensor(xs, dtype=dtype), ops.convert_to_tensor(ys, dtype=dtype)
 
 
@@ -353,6 +358,22 @@ def check_size(size: object, name: str = "output_size") -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def check_flag(value: object, name: str) -> bool:
+    """``value`` as a Python bool if it is a bool or a ``numpy.bool_``; a one-line ``TypeError`` otherwise.
+
+    Ints, strings, ``None`` and tensors are refused rather than read by truthiness (the torch side's
+    :func:`stnkit.geometry.checks.check_flag`, which this module may not import: it would load torch).
+    """
+    if isinstance(value, bool):  # the only cost on the valid path
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    shown = " ".join(repr(value).split())  # one line even for a multi-line repr (a big tensor)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    raise TypeError(f"{name} must be a bool (True or False), got {shown} ({type(value).__name__})")
+
+
 def grid(
     params: Tensor,
     output_size: int | tuple[int, int],
@@ -380,6 +401,7 @@ def grid(
         [[-0.5, 0.5], [-0.5, 0.5]]
     """
     height, width = check_size(output_size)
+    align_corners = check_flag(align_corners, "align_corners")
     dtype = dtype or keras.config.floatx()
     vectors, num_points = as_param_vectors(params, transform, dtype)
     dx, dy = displacement(vectors, transform, num_points, height, width, align_corners)

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from stnkit.keras.grids import check_size, identity_params, num_params
+from stnkit.keras.grids import check_flag, check_size, identity_params, num_params
 from stnkit.keras.sampling import MODES, PADDING_MODES, check_choice, check_data_format, warp
 
 __all__ = ["SpatialTransformer"]
@@ -66,7 +66,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.num_control_points = num_control_points
         self.mode = check_choice(mode, "mode", MODES)
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
-        self.align_corners = bool(align_corners)
+        self.align_corners = check_flag(align_corners, "align_corners")
         self.data_format = check_data_format(data_format)
         # Zero weights and the identity as bias: a fresh transformer is the identity warp.
         self.regression = keras.layers.Dense(

@@ -27,9 +27,10 @@ from stnkit.keras.grids import (
     add,
     as_param_vectors,
     as_tensor,
+    check_flag,
     check_size,
     displacement,
-    normalized_coordinates,
+    normalized_coordinates_unchecked,
 )
 
 __all__ = ["DATA_FORMATS", "MODES", "PADDING_MODES", "sample", "warp"]
@@ -216,6 +217,7 @@ def sample(
     data_format = check_data_format(data_format)
     check_choice(mode, "mode", MODES)
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    align_corners = check_flag(align_corners, "align_corners")
     images = channels_last_images(images, data_format)
     grid = ops.cast(as_tensor(grid), images.dtype)
     if len(grid.shape) != 4 or grid.shape[-1] != 2 or None in grid.shape[1:]:
@@ -236,7 +238,9 @@ def _output_pixel_positions(out_size: int, in_size: int, align_corners: bool) ->
     if out_size == in_size:
         positions = np.arange(in_size, dtype=np.float64)
     else:
-        positions = unnormalize(normalized_coordinates(out_size, align_corners), in_size, align_corners)
+        positions = unnormalize(
+            normalized_coordinates_unchecked(out_size, align_corners), in_size, align_corners
+        )
     scale = (in_size - 1) / 2.0 if align_corners else in_size / 2.0
     return positions, scale
 
@@ -283,6 +287,7 @@ def warp(
     data_format = check_data_format(data_format)
     check_choice(mode, "mode", MODES)
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    align_corners = check_flag(align_corners, "align_corners")
     images = channels_last_images(images, data_format)
     in_height, in_width = images.shape[1], images.shape[2]
     out_height, out_width = (in_height, in_width) if output_size is None else check_size(output_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stnkit.geometry.checks import check_choice, normalize_size
+from stnkit.geometry.checks import check_choice, check_flag, normalize_size
 from stnkit.geometry.sampling import BACKENDS, MODES, PADDING_MODES
 from stnkit.geometry.transforms import Transform, get_transform
 from stnkit.geometry.warp import warp
@@ -69,7 +69,7 @@ class SpatialTransformer(nn.Module):
         self.mode = check_choice(mode, "mode", MODES)
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.backend = check_choice(backend, "backend", BACKENDS)
-        self.align_corners = bool(align_corners)
+        self.align_corners = check_flag(align_corners, "align_corners")
         self.out_size = (
             None if out_size is None else normalize_size(out_size, "out_size", self.transform.spatial_dims)
         )

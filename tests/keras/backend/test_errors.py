@@ -59,3 +59,49 @@ def test_a_localization_that_does_not_give_features_is_refused():
     with pytest.raises(ValueError) as raised:
         stn(IMAGES)
     assert "localization must map images to (N, F) features, got shape [2, 6, 6, 1]" in one_line(raised)
+
+
+# Every public function with align_corners, called with valid other arguments: flag -> result.
+# The other arguments are chosen so that True and False give different results.
+SHADED = np.arange(72.0, dtype=np.float32).reshape(2, 6, 6, 1)
+GRID = np.random.default_rng(0).uniform(-1.2, 1.2, (2, 3, 5, 2)).astype(np.float32)
+ZOOM = np.array([[0.5, 0.1, 0.0, -0.2, 0.6, 0.1]] * 2)
+FLAG_CALLS = {
+    "warp": lambda flag: sk.warp(SHADED, ZOOM, align_corners=flag),
+    "sample": lambda flag: sk.sample(SHADED, GRID, align_corners=flag),
+    "grid": lambda flag: sk.grid(ZOOM, (4, 4), align_corners=flag),
+    "affine_grid": lambda flag: sk.affine_grid(ZOOM.reshape(2, 2, 3), (4, 4), align_corners=flag),
+    "projective_grid": lambda flag: sk.projective_grid(np.eye(3)[None], (4, 4), align_corners=flag),
+    "tps_grid": lambda flag: sk.tps_grid(sk.tps_lattice(16)[None], (4, 4), align_corners=flag),
+    "normalized_coordinates": lambda flag: sk.normalized_coordinates(4, align_corners=flag),
+    "SpatialTransformer": lambda flag: sk.SpatialTransformer(
+        keras.layers.Flatten(), output_size=4, align_corners=flag
+    )(SHADED),
+}
+NOT_BOOLS = [
+    pytest.param(lambda: "yes", "'yes' (str)", id="str"),
+    pytest.param(lambda: None, "None (NoneType)", id="None"),
+    pytest.param(lambda: 1, "1 (int)", id="int"),
+    pytest.param(lambda: 0.0, "0.0 (float)", id="float"),
+    # The backend's own tensor, built in the test; its repr and type name differ between backends.
+    pytest.param(lambda: keras.ops.convert_to_tensor(True), None, id="tensor"),
+]
+
+
+@pytest.mark.parametrize(("make_bad", "shown"), NOT_BOOLS)
+@pytest.mark.parametrize("entry", list(FLAG_CALLS))
+def test_align_corners_must_be_a_bool(entry, make_bad, shown):
+    with pytest.raises(TypeError) as raised:
+        FLAG_CALLS[entry](make_bad())
+    message = one_line(raised)
+    assert message.startswith("align_corners must be a bool (True or False), got ")
+    if shown is not None:
+        assert message == f"align_corners must be a bool (True or False), got {shown}"
+
+
+@pytest.mark.parametrize("entry", list(FLAG_CALLS))
+def test_align_corners_takes_python_and_numpy_bools_alike(entry):
+    on, off = (keras.ops.convert_to_numpy(FLAG_CALLS[entry](flag)) for flag in (True, False))
+    assert not np.array_equal(on, off), f"align_corners makes no difference to {entry}: the table misses it"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(FLAG_CALLS[entry](np.True_)), on)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(FLAG_CALLS[entry](np.False_)), off)
