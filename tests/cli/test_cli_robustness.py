@@ -254,6 +254,46 @@ def test_robustness_writes_json_table_and_plot(
     assert (out / "robustness.png").stat().st_size > 1000
 
 
+def test_an_earlier_sweeps_models_are_kept_with_the_errors_it_measured(
+    checkpoints: dict[str, Path], shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "robust"
+    sweep = ["--limit", str(LIMIT), "--angles", "0", "90", "--scales", "1", "--shifts", "0", "4"]
+    base = [*sweep, "--data-root", str(shared_data), "--out", str(out)]
+    assert cli.main(["robustness", str(checkpoints["rts"]), *base]) == 0
+    first = json.loads((out / "robustness.json").read_text())
+    # Replace the file with a sweep of another model that keeps the first one's.
+    kept_from = str(out / "robustness.json")
+    assert cli.main(["robustness", str(checkpoints["mnist"]), *base, "--keep-from", kept_from]) == 0
+    second = json.loads((out / "robustness.json").read_text())
+    assert [run["label"] for run in second["runs"]] == ["st-cnn-affine on rts", "cnn on mnist"]
+    assert second["runs"][0] == {**first["runs"][0], "kept_from": kept_from}
+    table = (out / "robustness.md").read_text()
+    assert "| angle (degrees) | st-cnn-affine on rts | cnn on mnist |" in table
+    capsys.readouterr()
+    # Another sweep, other digits, a model already there, or an unreadable file: one line each.
+    bad = [
+        (["--angles", "0", "45"], "it swept"),
+        (["--limit", str(LIMIT + 1)], "it posed"),
+    ]
+    for change, message in bad:
+        argv = ["robustness", str(checkpoints["mnist"]), *base, *change, "--keep-from", kept_from]
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["robustness", str(checkpoints["mnist"]), *base, "--keep-from", kept_from]) == 1
+    assert "it already has ['cnn on mnist']" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text("{")
+    assert (
+        cli.main(
+            ["robustness", str(checkpoints["mnist"]), *base, "--keep-from", str(tmp_path / "broken.json")]
+        )
+        == 1
+    )
+    assert "not a readable robustness.json" in capsys.readouterr().err
+    assert json.loads((out / "robustness.json").read_text()) == second  # refused runs wrote nothing
+
+
 def test_the_same_run_twice_gets_seed_then_position_in_its_label(
     checkpoints: dict[str, Path], shared_data: Path, tmp_path: Path
 ) -> None:

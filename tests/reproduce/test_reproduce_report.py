@@ -85,7 +85,7 @@ def test_the_robustness_figure_lists_its_models_links_its_plot_and_keeps_its_tab
         "digits": {"count": 1000},
         "runs": [
             {"label": "cnn on mnist", "checkpoint": "runs/x/checkpoint.pt", "seed": 0, "epoch": 20},
-            {"label": "st-cnn-affine on rts", "pretrained": "st-cnn-affine.rts"},
+            {"label": "st-cnn-affine on rts", "pretrained": "st-cnn-affine.rts", "kept_from": "old.json"},
         ],
     }
     table = "Test error (%)\n\n| angle (degrees) | cnn on mnist |\n|---:|---:|\n| 0 | 1.00 |\n"
@@ -94,7 +94,10 @@ def test_the_robustness_figure_lists_its_models_links_its_plot_and_keeps_its_tab
     section = report.split("## Robustness to pose")[1]
     assert "the first\n1000 canonical MNIST test digits" in section
     assert "- cnn on mnist: `runs/x/checkpoint.pt` (seed 0, epoch 20)" in section
-    assert "- st-cnn-affine on rts: shipped weights `st-cnn-affine.rts`" in section
+    assert (
+        "- st-cnn-affine on rts: shipped weights `st-cnn-affine.rts`, measured in an earlier sweep of the "
+        "same digits (`--keep-from`)"
+    ) in section
     assert "![error against rotation, scale and shift](img/paper/robustness.png)" in section
     assert "| 0 | 1.00 |" in section
     assert "## Robustness to pose" not in render_report([])  # no sweep given: no section

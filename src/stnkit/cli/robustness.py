@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=(
             "also sweep these shipped weights, e.g. st-cnn-affine.rts (repeatable; after the checkpoints; "
             "see `stnkit models`)"
+        ),
+    )
+    p.add_argument(
+        "--keep-from",
+        metavar="JSON",
+        help=(
+            f"carry the models of an earlier sweep's {RESULT_NAME} over, with the errors it measured "
+            "(it must have swept the same digits over the same values; read before --out is written, "
+            "so it may be the file this run replaces)"
         ),
     )
     p.add_argument("--out", required=True, help="folder for the JSON, the table and the plot")
@@ -161,14 +171,44 @@ def _label(runs: Sequence[_Run]) -> None:
                 run.label += extra(run, k)
 
 
+def _kept_runs(path: str, sweeps: dict[str, list[float]], count: int | None) -> list[dict[str, Any]]:
+    """The runs of an earlier sweep's result, each marked with where it came from; one-line errors.
+
+    Only a sweep of the same digits over the same values can stand beside this one: its errors
+    are then the same measurement (the posed digits are exact, the same on every machine).
+    """
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CliError(f"--keep-from {path}: not a readable {RESULT_NAME} ({err})") from err
+    if not isinstance(earlier, dict) or earlier.get("version") not in (1, RESULT_VERSION):
+        raise CliError(f"--keep-from {path}: not a {RESULT_NAME} of stnkit robustness (version 1 or 2)")
+    swept = {axis: sweep.get("values") for axis, sweep in earlier.get("sweeps", {}).items()}
+    if swept != sweeps:
+        raise CliError(
+            f"--keep-from {path}: it swept {swept}, this run sweeps {sweeps}; give the same values"
+        )
+    digits = earlier.get("digits", {})
+    wanted = {"dataset": "mnist", "split": "test"}
+    if {k: digits.get(k) for k in wanted} != wanted or (count is not None and digits.get("count") != count):
+        raise CliError(f"--keep-from {path}: it posed {digits}, this run the first {count} MNIST test digits")
+    return [{**run, "kept_from": str(path)} for run in earlier.get("runs", [])]
+
+
 def cmd_robustness(args: argparse.Namespace) -> int:
     """``stnkit robustness``."""
     if not args.checkpoints and not args.pretrained:
         raise CliError("give at least one checkpoint (CKPT) or --pretrained NAME, got neither")
     sweeps = {axis: [float(v) for v in getattr(args, axis)] for axis in DEFAULT_SWEEPS}
     poses = {axis: sweep_poses(axis, values) for axis, values in sweeps.items()}  # bad values fail here
+    # Read before anything is written: --keep-from may name the file this run replaces. The digit
+    # count is checked against --limit here and against the data once it is read.
+    kept = [] if args.keep_from is None else _kept_runs(args.keep_from, sweeps, args.limit)
     runs = [_load(path) for path in args.checkpoints] + [_load_pretrained(name) for name in args.pretrained]
     _label(runs)
+    clash = sorted({run.label for run in runs} & {record["label"] for record in kept})
+    if clash:
+        raise CliError(f"--keep-from {args.keep_from}: it already has {clash}; leave those models out")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
     # Shipped weights record no data folder: the first checkpoint's, else the default.
@@ -176,6 +216,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     digits, labels = data.load_source("mnist", "test", root)
     if args.limit:
         digits, labels = digits[: args.limit], labels[: args.limit]
+    if kept and args.limit is None:
+        _kept_runs(args.keep_from, sweeps, int(digits.shape[0]))  # the whole test set: its count now known
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -183,7 +225,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         errors = _sweep(runs, digits, labels, poses, batch_size=args.batch_size)
     finally:
         torch.set_num_threads(threads)
-    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]))
+    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]), kept=kept)
     return 0
 
 
@@ -234,14 +276,17 @@ def _write_outputs(
     errors: dict[str, dict[str, list[float]]],
     *,
     count: int,
+    kept: Sequence[dict[str, Any]] = (),
 ) -> None:
     from stnkit.viz import plot_robustness
 
+    # The earlier sweep's models first, then this run's, in the JSON, the table and the plot.
+    errors = {**{record["label"]: record["errors"] for record in kept}, **errors}
     result = {
         "version": RESULT_VERSION,
         "digits": {"dataset": "mnist", "split": "test", "count": count},
         "sweeps": {axis: {"unit": SWEEP_UNITS[axis], "values": values} for axis, values in sweeps.items()},
-        "runs": [_record(run, errors[run.label]) for run in runs],
+        "runs": [*kept, *(_record(run, errors[run.label]) for run in runs)],
     }
     write_json(out / RESULT_NAME, result)
     tables = [

@@ -296,6 +296,8 @@ def _robustness_section(figure: RobustnessFigure) -> list[str]:
             source = f"`{run['checkpoint']}` (seed {run.get('seed')}, epoch {run.get('epoch')})"
         else:
             source = f"shipped weights `{run.get('pretrained')}`"
+        if run.get("kept_from"):
+            source += ", measured in an earlier sweep of the same digits (`--keep-from`)"
         lines.append(f"- {run.get('label', run.get('model'))}: {source}")
     lines.append("")
     if figure.image is not None:
