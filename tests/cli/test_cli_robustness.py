@@ -276,13 +276,37 @@ def test_an_earlier_sweeps_models_are_kept_with_the_errors_it_measured(
         (["--angles", "0", "45"], "it swept"),
         (["--limit", str(LIMIT + 1)], "it posed"),
     ]
+    (tmp_path / "first.json").write_text(json.dumps(first))  # the rts model only: no clash
     for change, message in bad:
-        argv = ["robustness", str(checkpoints["mnist"]), *base, *change, "--keep-from", kept_from]
+        argv = [
+            "robustness",
+            str(checkpoints["mnist"]),
+            *base,
+            *change,
+            "--keep-from",
+            str(tmp_path / "first.json"),
+        ]
         assert cli.main(argv) == 1
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
     assert cli.main(["robustness", str(checkpoints["mnist"]), *base, "--keep-from", kept_from]) == 1
     assert "it already has ['cnn on mnist']" in capsys.readouterr().err
+    # A file of the right version whose runs are not labelled models with an error per value.
+    malformed = {**second, "runs": [{"label": "x", "errors": {"angle": [0.1]}}]}
+    (tmp_path / "malformed.json").write_text(json.dumps(malformed))
+    argv = ["robustness", str(checkpoints["rts"]), *base, "--keep-from", str(tmp_path / "malformed.json")]
+    assert cli.main(argv) == 1
+    assert "its 'runs' are not labelled models" in capsys.readouterr().err
+    # A run the earlier sweep had kept keeps its first origin.
+    third = tmp_path / "third"
+    argv = ["robustness", str(checkpoints["rts"]), *sweep, "--data-root", str(shared_data)]
+    assert cli.main([*argv, "--out", str(third), "--keep-from", kept_from]) == 1  # rts is there already
+    capsys.readouterr()
+    only_mnist = {**second, "runs": second["runs"][1:]}
+    (tmp_path / "only-mnist.json").write_text(json.dumps(only_mnist))
+    assert cli.main([*argv, "--out", str(third), "--keep-from", str(tmp_path / "only-mnist.json")]) == 0
+    carried = json.loads((third / "robustness.json").read_text())["runs"][0]
+    assert carried["label"] == "cnn on mnist" and carried["kept_from"] == str(tmp_path / "only-mnist.json")
     (tmp_path / "broken.json").write_text("{")
     assert (
         cli.main(

@@ -205,6 +205,8 @@ def test_double_backward_is_torchs_own(
     # construction, the same bits. What this can catch is the routing: which node and implementation
     # ran the forward, that the backward took that branch, and what it handed on (sizes, options, the
     # upstream gradient). Independent values: the reference sampler below, and gradgradcheck above.
+    if kernels and not fast.kernel.kernel_available():
+        pytest.skip("the compiled kernel is not available here: the kernel cases would run torch ops")
     if not kernels:
         monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
     calls = spy_on_differentiable_gradients(monkeypatch)
@@ -217,7 +219,7 @@ def test_double_backward_is_torchs_own(
 
     def ours(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = stnkit.warp(x, t, transform="affine", **kwargs)  # type: ignore[arg-type]
-        assert_fast_path_ran(out, fused=kernels and fast.kernel.kernel_available())
+        assert_fast_path_ran(out, fused=kernels)
         return out
 
     def torchs(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -246,6 +248,8 @@ def test_double_backward_values_equal_the_reference_samplers(
     # sampler: autograd through stnkit's reference sampler (from scratch in plain tensor ops). Random
     # points, off the kinks, where both are exact; on a kink (the identity) the side each takes depends
     # on its grid's last bit, so that case is held to torch's own above.
+    if kernels and not fast.kernel.kernel_available():
+        pytest.skip("the compiled kernel is not available here: the kernel cases would run torch ops")
     if not kernels:
         monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
     generator = torch.Generator().manual_seed(2)
@@ -256,7 +260,7 @@ def test_double_backward_values_equal_the_reference_samplers(
 
     def ours(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = stnkit.warp(x, t, transform="affine", **kwargs)  # type: ignore[arg-type]
-        assert_fast_path_ran(out, fused=kernels and fast.kernel.kernel_available())
+        assert_fast_path_ran(out, fused=kernels)
         return out
 
     def reference(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

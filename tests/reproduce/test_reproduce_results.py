@@ -23,7 +23,8 @@ def _records() -> list[dict[str, float]]:
     return [
         {"epoch": 1, "train_error": 0.5, "val_error": 0.4, "test_error": 0.3, "elapsed_s": 10.0, "images_per_s": 100.0},
         {"epoch": 2, "train_error": 0.3, "elapsed_s": 15.0, "images_per_s": 200.0},
-        {"epoch": 3, "train_error": 0.2, "val_error": 0.1, "test_error": 0.05, "elapsed_s": 25.0, "images_per_s": 300.0},
+        {"epoch": 3, "train_error": 0.2, "val_error": 0.1, "val_loss": 0.3, "test_error": 0.05, "elapsed_s": 25.0,
+         "cpu_s": 48.0, "images_per_s": 300.0},
     ]  # fmt: skip
 
 
@@ -34,6 +35,13 @@ def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> Non
     assert result["version"] == RESULT_VERSION and result["cell"] == "tc-st-cnn-affine"
     assert (result["seed"], result["epochs"], result["paper_error_percent"]) == (4, 3, 1.7)
     assert (result["final_test_error"], result["final_val_error"], result["wall_time_s"]) == (0.05, 0.1, 25.0)
+    assert (result["final_val_loss"], result["cpu_time_s"]) == (0.3, 48.0)  # the last epoch's
+    # A run that counted no CPU time and had no validation split records None for both.
+    bare = [{k: v for k, v in r.items() if k not in ("cpu_s", "val_loss")} for r in _records()]
+    assert (
+        cell_result(cell, 4, bare, command)["cpu_time_s"],
+        cell_result(cell, 4, bare, command)["final_val_loss"],
+    ) == (None, None)
     assert result["curves"] == {
         "epoch": [1, 3], "val_error": [0.4, 0.1], "test_error": [0.3, 0.05], "train_error": [0.5, 0.2]
     }  # fmt: skip

@@ -38,7 +38,7 @@ from stnkit.reproduce import (
     render_report,
 )
 
-__all__ = ["add_parser", "cmd_reproduce"]
+__all__ = ["ROBUSTNESS_FOLDER", "add_parser", "cmd_reproduce"]
 
 _TRAIN = [sys.executable, "-m", "stnkit", "train"]
 
@@ -141,7 +141,7 @@ def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None
         image_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / ROBUSTNESS_PLOT, image_dir / ROBUSTNESS_PLOT)
         image = (PICTURE_DIR / ROBUSTNESS_PLOT).as_posix()
-    return RobustnessFigure(summary=summary, table=table, image=image)
+    return RobustnessFigure(summary=summary, table=table, image=image, folder=f"{folder.as_posix()}/")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

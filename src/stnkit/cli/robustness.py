@@ -171,11 +171,12 @@ def _label(runs: Sequence[_Run]) -> None:
                 run.label += extra(run, k)
 
 
-def _kept_runs(path: str, sweeps: dict[str, list[float]], count: int | None) -> list[dict[str, Any]]:
-    """The runs of an earlier sweep's result, each marked with where it came from; one-line errors.
+def _kept_runs(path: str, sweeps: dict[str, list[float]]) -> tuple[int, list[dict[str, Any]]]:
+    """An earlier sweep's digit count and runs, each marked with where it came from; one-line errors.
 
     Only a sweep of the same digits over the same values can stand beside this one: its errors
-    are then the same measurement (the posed digits are exact, the same on every machine).
+    are then the same measurement (the posed digits are exact, the same on every machine). A run
+    the earlier sweep had itself kept keeps its first origin.
     """
     try:
         earlier = json.loads(Path(path).read_text())
@@ -183,16 +184,31 @@ def _kept_runs(path: str, sweeps: dict[str, list[float]], count: int | None) -> 
         raise CliError(f"--keep-from {path}: not a readable {RESULT_NAME} ({err})") from err
     if not isinstance(earlier, dict) or earlier.get("version") not in (1, RESULT_VERSION):
         raise CliError(f"--keep-from {path}: not a {RESULT_NAME} of stnkit robustness (version 1 or 2)")
-    swept = {axis: sweep.get("values") for axis, sweep in earlier.get("sweeps", {}).items()}
+    raw_sweeps, digits, runs = earlier.get("sweeps"), earlier.get("digits"), earlier.get("runs")
+    if not (isinstance(raw_sweeps, dict) and all(isinstance(v, dict) for v in raw_sweeps.values())):
+        raise CliError(f"--keep-from {path}: its 'sweeps' is not a dict of sweeps")
+    swept = {axis: sweep.get("values") for axis, sweep in raw_sweeps.items()}
     if swept != sweeps:
         raise CliError(
             f"--keep-from {path}: it swept {swept}, this run sweeps {sweeps}; give the same values"
         )
-    digits = earlier.get("digits", {})
-    wanted = {"dataset": "mnist", "split": "test"}
-    if {k: digits.get(k) for k in wanted} != wanted or (count is not None and digits.get("count") != count):
-        raise CliError(f"--keep-from {path}: it posed {digits}, this run the first {count} MNIST test digits")
-    return [{**run, "kept_from": str(path)} for run in earlier.get("runs", [])]
+    if not (
+        isinstance(digits, dict)
+        and digits.get("dataset") == "mnist"
+        and digits.get("split") == "test"
+        and isinstance(digits.get("count"), int)
+    ):
+        raise CliError(f"--keep-from {path}: it posed {digits!r}, not a count of MNIST test digits")
+    valid = isinstance(runs, list) and all(
+        isinstance(run, dict)
+        and isinstance(run.get("label"), str)
+        and isinstance(run.get("errors"), dict)
+        and all(len(run["errors"].get(axis) or []) == len(values) for axis, values in sweeps.items())
+        for run in runs
+    )
+    if not valid or not isinstance(runs, list):
+        raise CliError(f"--keep-from {path}: its 'runs' are not labelled models with an error per value")
+    return int(digits["count"]), [{**run, "kept_from": run.get("kept_from", str(path))} for run in runs]
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
@@ -201,9 +217,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         raise CliError("give at least one checkpoint (CKPT) or --pretrained NAME, got neither")
     sweeps = {axis: [float(v) for v in getattr(args, axis)] for axis in DEFAULT_SWEEPS}
     poses = {axis: sweep_poses(axis, values) for axis, values in sweeps.items()}  # bad values fail here
-    # Read before anything is written: --keep-from may name the file this run replaces. The digit
-    # count is checked against --limit here and against the data once it is read.
-    kept = [] if args.keep_from is None else _kept_runs(args.keep_from, sweeps, args.limit)
+    # Read before anything is written: --keep-from may name the file this run replaces. Its digit
+    # count is checked once the digits are read (a --limit past the test set takes them all).
+    kept_count, kept = (0, []) if args.keep_from is None else _kept_runs(args.keep_from, sweeps)
     runs = [_load(path) for path in args.checkpoints] + [_load_pretrained(name) for name in args.pretrained]
     _label(runs)
     clash = sorted({run.label for run in runs} & {record["label"] for record in kept})
@@ -216,8 +232,11 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     digits, labels = data.load_source("mnist", "test", root)
     if args.limit:
         digits, labels = digits[: args.limit], labels[: args.limit]
-    if kept and args.limit is None:
-        _kept_runs(args.keep_from, sweeps, int(digits.shape[0]))  # the whole test set: its count now known
+    if args.keep_from is not None and kept_count != digits.shape[0]:
+        raise CliError(
+            f"--keep-from {args.keep_from}: it posed the first {kept_count} MNIST test digits, "
+            f"this run the first {digits.shape[0]}; give the same --limit"
+        )
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)

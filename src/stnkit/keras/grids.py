@@ -73,10 +73,10 @@ def normalized_coordinates(num: int, align_corners: bool) -> np.ndarray:
         >>> normalized_coordinates(4, align_corners=False).tolist()
         [-0.75, -0.25, 0.25, 0.75]
     """
-    return normalized_coordinates_unchecked(num, check_flag(align_corners, "align_corners"))
+    return _normalized_coordinates_unchecked(num, check_flag(align_corners, "align_corners"))
 
 
-def normalized_coordinates_unchecked(num: int, align_corners: bool) -> np.ndarray:
+def _normalized_coordinates_unchecked(num: int, align_corners: bool) -> np.ndarray:
     """:func:`normalized_coordinates` without the check, for callers that already checked the flag."""
     if num == 1:
         return np.zeros(1)
@@ -129,8 +129,8 @@ def _compute_tps_grid_map(num_points: int, height: int, width: int, align_corner
     system[:k, :] = _tps_features(lattice, lattice)
     system[k:, :k] = system[:k, k:].T
     solution = np.linalg.inv(system)[:, :k]  # (K + 3, K)
-    xs = normalized_coordinates_unchecked(width, align_corners)
-    ys = normalized_coordinates_unchecked(height, align_corners)
+    xs = _normalized_coordinates_unchecked(width, align_corners)
+    ys = _normalized_coordinates_unchecked(height, align_corners)
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
     points = np.stack((grid_x.reshape(-1), grid_y.reshape(-1)), axis=-1)
     return _tps_features(points, lattice) @ solution
@@ -262,8 +262,8 @@ def as_param_vectors(params: Tensor, transform: str, dtype: str) -> tuple[Tensor
 
 def _axes(height: int, width: int, align_corners: bool, dtype: str) -> tuple[Tensor, Tensor]:
     """Output pixel centres, x as (1, 1, W) and y as (1, H, 1), to broadcast over (N, H, W)."""
-    xs = normalized_coordinates_unchecked(width, align_corners).reshape(1, 1, width)
-    ys = normalized_coordinates_unchecked(height, align_corners).reshape(1, height, 1)
+    xs = _normalized_coordinates_unchecked(width, align_corners).reshape(1, 1, width)
+    ys = _normalized_coordinates_unchecked(height, align_corners).reshape(1, height, 1)
     return ops.convert_to_tensor(xs, dtype=dtype), ops.convert_to_tensor(ys, dtype=dtype)
 
 

@@ -24,13 +24,13 @@ import numpy as np
 from keras import ops
 
 from stnkit.keras.grids import (
+    _normalized_coordinates_unchecked,
     add,
     as_param_vectors,
     as_tensor,
     check_flag,
     check_size,
     displacement,
-    normalized_coordinates_unchecked,
 )
 
 __all__ = ["DATA_FORMATS", "MODES", "PADDING_MODES", "sample", "warp"]
@@ -239,7 +239,7 @@ def _output_pixel_positions(out_size: int, in_size: int, align_corners: bool) ->
         positions = np.arange(in_size, dtype=np.float64)
     else:
         positions = unnormalize(
-            normalized_coordinates_unchecked(out_size, align_corners), in_size, align_corners
+            _normalized_coordinates_unchecked(out_size, align_corners), in_size, align_corners
         )
     scale = (in_size - 1) / 2.0 if align_corners else in_size / 2.0
     return positions, scale

@@ -38,7 +38,7 @@ PICTURE_IMAGES = 8  # the first 8 images of each canonical test set, the same in
 # Grids with a section of their own in the report instead of the paper-style table.
 _OWN_SECTION = ("gtsrb", "mnist")
 
-ByCell = dict[tuple[str, str], list[dict[str, Any]]]  # (grid, cell name) -> its results by seed
+_ByCell = dict[tuple[str, str], list[dict[str, Any]]]  # (grid, cell name) -> its results by seed
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,13 @@ class RobustnessFigure:
         summary: its ``robustness.json`` (the digits, and per model where it comes from).
         table: its ``robustness.md`` (a table per sweep).
         image: the link to its plot, relative to the report; None without one.
+        folder: where its files are, as the report names it.
     """
 
     summary: dict[str, Any]
     table: str
     image: str | None
+    folder: str = "results/robustness/"
 
 
 # --- the pictures ---------------------------------------------------------------------------------
@@ -204,11 +206,12 @@ def render_report(
         "Rendered by `stnkit reproduce --report` from the result files under `results/` (one per cell and",
         "seed, written by `stnkit reproduce`); edit those runs, not this page. Test error in percent on the",
         "canonical test sets (bit-identical on every machine, docs/data.md), of the **final** epoch; mean ±",
-        "standard deviation over the seeds listed. Nothing was selected on the test set: the recipe is the",
-        "library's default, fixed before these runs, with a validation split of MNIST's last 10,000",
-        "training images (its error is in the result files). The default recipe itself was tuned on RTS",
-        "in earlier exploratory runs that looked at the test error (docs/results.md), so the RTS rows are",
-        "not strictly free of test-set selection.",
+        "standard deviation over the seeds listed. In the MNIST grids nothing was selected on the test",
+        "set: the recipe is the library's default, fixed before these runs, with a validation split of",
+        "MNIST's last 10,000 training images (its error is in the result files). The default recipe",
+        "itself was tuned on RTS in earlier exploratory runs that looked at the test error",
+        "(docs/results.md), so the RTS rows are not strictly free of test-set selection. The GTSRB",
+        "section says what was and was not chosen there.",
         "",
         f"Shared deviations from the paper: {SHARED_DEVIATIONS}.",
         "",
@@ -224,8 +227,8 @@ def render_report(
         "every epoch, on a machine that was at times shared with other work (so times are upper bounds).",
         "CPU minutes are the training process's own CPU time over all its threads (2 here), which other",
         "work on the machine inflates far less; an idle 2-core machine spends about 2 CPU minutes per",
-        "minute, so the goal of 15 minutes of 2-core time per cell is 30 CPU minutes. Runs from before",
-        "December 3, 2026 did not count it (blank).",
+        "minute, so the goal of 15 minutes of 2-core time per cell is 30 CPU minutes. Runs started, or",
+        "resumed from a checkpoint, before the code counted CPU time leave it blank.",
         "",
         "Where a cell is above the paper's error, the levers not yet pulled are the paper's own setting",
         "(its 9x9/7x7 classifier without the 28x28 crop, SGD for 150k iterations: about 8x our updates),",
@@ -241,7 +244,7 @@ def render_report(
     return "\n".join(lines)
 
 
-def _error_table(grid: str, cells: list[Cell], by_cell: ByCell) -> list[str]:
+def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
     """A row per cell: the paper's test error (blank where it reports none) beside ours."""
     lines = [
         "| dataset | model | paper | ours | ours - paper | seeds | minutes per run | CPU minutes per run | machine |",
@@ -264,7 +267,7 @@ def _error_table(grid: str, cells: list[Cell], by_cell: ByCell) -> list[str]:
     return lines
 
 
-def _mnist_section(by_cell: ByCell) -> list[str]:
+def _mnist_section(by_cell: _ByCell) -> list[str]:
     """Plain MNIST: the models of the robustness figure, trained without distortions (no paper number)."""
     return [
         "## plain MNIST (for the robustness figure; not in the paper's table)",
@@ -288,7 +291,7 @@ def _robustness_section(figure: RobustnessFigure) -> list[str]:
         "gives it invariance to large distortions. `stnkit robustness` measures that: the first",
         f"{digits.get('count', '?')} canonical MNIST test digits, rotated, scaled and shifted over a fixed grid",
         "by the same exact sampling as the distortions, classified by each model (files under",
-        "`results/robustness/`). The models:",
+        f"`{figure.folder}`). The models:",
         "",
     ]
     for run in figure.summary.get("runs", []):
@@ -328,7 +331,7 @@ def _machines(runs: list[dict[str, Any]]) -> str:
     return "; ".join(sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" for r in runs}))
 
 
-def _gtsrb_section(by_cell: ByCell) -> list[str]:
+def _gtsrb_section(by_cell: _ByCell) -> list[str]:
     """GTSRB: selection runs show their validation error only; final runs their test error."""
     lines = [
         "## gtsrb (traffic signs; not in the paper)",
