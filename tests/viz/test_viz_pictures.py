@@ -32,6 +32,12 @@ def test_identity_grid_lands_on_pixel_centres(align_corners: bool) -> None:
     torch.testing.assert_close(pix[0, ..., 1], ys, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("flag", ["yes", None, 1])
+def test_grid_to_pixels_takes_a_bool_convention(flag: object) -> None:
+    with pytest.raises(TypeError, match="align_corners must be a bool"):
+        grid_to_pixels(torch.zeros(1, 2, 2, 2), (2, 2), align_corners=flag)  # type: ignore[arg-type]
+
+
 def test_montage_shape_and_range() -> None:
     tiles = montage(torch.rand(10, 3, 6, 5), ncol=4, pad=1, scale=2)
     assert tiles.shape == (2 * (3 * 7 + 1), 2 * (4 * 6 + 1), 3)

@@ -12,6 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from stnkit.geometry.checks import check_flag
+
 __all__ = ["View", "grid_to_pixels", "plot_transformer", "to_display", "transformer_views"]
 
 
@@ -70,7 +72,7 @@ def grid_to_pixels(grid: Tensor, input_hw: tuple[int, int], *, align_corners: bo
     """
     h, w = input_hw
     size = grid.new_tensor([w, h])
-    if align_corners:
+    if check_flag(align_corners, "align_corners"):
         return (grid + 1) * (size - 1) / 2
     return ((grid + 1) * size - 1) / 2
 
