@@ -189,6 +189,14 @@ def spy_on_differentiable_gradients(monkeypatch: pytest.MonkeyPatch) -> list[Non
     return calls
 
 
+def _use_kernel_or_torch_ops(kernels: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route the fast path through the compiled kernel (skip where there is none) or torch ops."""
+    if kernels and not fast.kernel.kernel_available():
+        pytest.skip("the compiled kernel is not available here: the kernel cases would run torch ops")
+    if not kernels:
+        monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
+
+
 @pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "kernels"), DOUBLE_BACKWARD_CASES)
 @pytest.mark.parametrize("at_identity", [False, True])
 def test_double_backward_is_torchs_own(
@@ -205,10 +213,7 @@ def test_double_backward_is_torchs_own(
     # construction, the same bits. What this can catch is the routing: which node and implementation
     # ran the forward, that the backward took that branch, and what it handed on (sizes, options, the
     # upstream gradient). Independent values: the reference sampler below, and gradgradcheck above.
-    if kernels and not fast.kernel.kernel_available():
-        pytest.skip("the compiled kernel is not available here: the kernel cases would run torch ops")
-    if not kernels:
-        monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
+    _use_kernel_or_torch_ops(kernels, monkeypatch)
     calls = spy_on_differentiable_gradients(monkeypatch)
     image = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
     theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
@@ -248,10 +253,7 @@ def test_double_backward_values_equal_the_reference_samplers(
     # sampler: autograd through stnkit's reference sampler (from scratch in plain tensor ops). Random
     # points, off the kinks, where both are exact; on a kink (the identity) the side each takes depends
     # on its grid's last bit, so that case is held to torch's own above.
-    if kernels and not fast.kernel.kernel_available():
-        pytest.skip("the compiled kernel is not available here: the kernel cases would run torch ops")
-    if not kernels:
-        monkeypatch.setattr(fast.kernel, "kernel_available", lambda: False)
+    _use_kernel_or_torch_ops(kernels, monkeypatch)
     generator = torch.Generator().manual_seed(2)
     image = torch.randn(2, 2, 6, 7, dtype=torch.float64, generator=generator).requires_grad_()
     noise = 0.3 * torch.randn(2, 2, 3, dtype=torch.float64, generator=generator)
