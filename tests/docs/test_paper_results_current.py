@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from stnkit.reproduce import PICTURE_DIR, RobustnessFigure, load_results, render_report
+import pytest
+
+from stnkit.cli.reproduce import ROBUSTNESS_FOLDER, _robustness_figure
+from stnkit.reproduce import PICTURE_DIR, load_results, render_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPORT = REPO_ROOT / "docs" / "paper-results.md"
@@ -13,21 +15,16 @@ RESULTS = REPO_ROOT / "results"
 PICTURES_TITLE = "## What the transformers learned"
 
 
-def _robustness() -> RobustnessFigure | None:
-    folder = RESULTS / "robustness"
-    if not (folder / "robustness.json").is_file():
-        return None
-    return RobustnessFigure(
-        summary=json.loads((folder / "robustness.json").read_text()),
-        table=(folder / "robustness.md").read_text(),
-        image=(PICTURE_DIR / "robustness.png").as_posix(),
-    )
-
-
-def test_the_report_matches_the_result_files_up_to_the_pictures() -> None:
+def test_the_report_matches_the_result_files_up_to_the_pictures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The pictures need the run folders, which live outside the repository; everything above them
-    # (every table and the robustness sweep) comes from files committed beside the report.
-    expected = render_report(load_results(RESULTS), robustness=_robustness())
+    # (every table and the robustness sweep) comes from files committed beside the report. The sweep
+    # is read as `stnkit reproduce --report` reads it, from the repository root (its plot is copied
+    # into tmp_path here, not into docs/).
+    monkeypatch.chdir(REPO_ROOT)
+    robustness = _robustness_figure(Path("results") / ROBUSTNESS_FOLDER, tmp_path)
+    expected = render_report(load_results(RESULTS), robustness=robustness)
     committed = REPORT.read_text().split(PICTURES_TITLE)[0]
     assert committed.rstrip() == expected.rstrip(), (
         "docs/paper-results.md is stale: run `stnkit reproduce --report` after adding result files"
