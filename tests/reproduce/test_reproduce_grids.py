@@ -31,6 +31,10 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     assert cells_of("all", "gtsrb-cnn*") == [cells[2], cells[3]]
     # Variants of one model are told apart by their tag, and judged on validation first.
     assert [c.name for c in cells if c.model_kwargs.get("local_contrast")] == ["gtsrb-st-cnn-lcn-select"]
+    # The larger validation split repeats the standing recipe before the alternative it is for.
+    val10k = [c for c in cells if c.recipe.flags[-2:] == ("--val-size", "10000")]
+    assert [c.name for c in val10k] == ["gtsrb-st-cnn-val10k-select", "gtsrb-multi-st-cnn-val10k-select"]
+    assert all(is_selection(c) and c.recipe.flags[:-2] == cells[0].recipe.flags[:-2] for c in val10k)
 
 
 def test_addition_runs_the_two_transformer_fcn_with_each_transform() -> None:
