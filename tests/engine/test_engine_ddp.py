@@ -363,10 +363,11 @@ def test_weight_average_under_two_gloo_ranks(tmp_path: Path) -> None:
     }
     ckpts = {name: load_checkpoint(tmp_path / name / CHECKPOINT_NAME) for name in EMA_RUNS}
     for name, (rank0, rank1) in ranks.items():
-        # Every rank holds the same average, batch-norm statistics included, and it is the
-        # checkpoint's "model" (written by rank 0), trained weights beside it.
-        across_ranks = _differing(rank0["ema"], rank1["ema"])
-        assert not across_ranks, (name, across_ranks)
+        # Every rank holds the same average and trained weights, batch-norm statistics included;
+        # the average is the checkpoint's "model" (written by rank 0), trained weights beside it.
+        for part in ("ema", "model"):
+            across_ranks = _differing(rank0[part], rank1[part])
+            assert not across_ranks, (name, part, across_ranks)
         assert not _differing(ckpts[name]["model"], rank0["ema"]), name
         assert not _differing(ckpts[name]["train_model"], rank0["model"]), name
         assert _differing(rank0["ema"], rank0["model"]), name  # the average is not the trained weights

@@ -315,8 +315,9 @@ def fit(
     evaluated, passed to ``on_epoch_end``, returned as ``FitResult.evaluated`` and saved as the
     checkpoint's ``"model"`` (so ``stnkit eval``, ``show`` and ``export`` use it); the trained weights
     are saved beside it as ``"train_model"``, with ``"ema"`` (decay, updates), for resuming. Under
-    DDP every rank updates its own average from the same trained weights, and at the end of every
-    epoch all take rank 0's batch-norm statistics of the average, so every rank holds rank 0's.
+    DDP every rank updates its own average from the same trained weights. At the end of every
+    epoch all ranks take rank 0's batch-norm statistics, of the trained model and of the average,
+    so every rank holds what rank 0 saves.
 
     Args:
         model: the model, already built (and seeded) by the caller; trained in place. Under DDP,
@@ -412,11 +413,13 @@ def fit(
             ema=ema,
         )
         _check_finite_parameters(model, f"after epoch {epoch}")
+        # The ranks' weights agree (DDP keeps them identical), their batch-norm statistics do not:
+        # DDP hands rank 0's to the trained model before every forward, so after the epoch's last
+        # step each rank's also hold its own last batch, and never hands them to the average. All
+        # take rank 0's, which the checkpoint keeps, so every rank evaluates, resumes from and
+        # returns the same models; training is unchanged (the next forward takes rank 0's anyway).
+        broadcast_from_main(model.buffers(), ctx)
         if ema is not None:
-            # The ranks' averaged weights agree (DDP keeps the trained ones identical), but each
-            # rank's batch-norm statistics are its own (DDP hands rank 0's to the trained model
-            # before every forward, never to the average): all take rank 0's, which the checkpoint
-            # keeps, so every rank evaluates, resumes from and returns the same average.
             broadcast_from_main(ema.module.buffers(), ctx)
         train_time = time.perf_counter() - epoch_start
         record = {
