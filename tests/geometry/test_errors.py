@@ -79,6 +79,11 @@ def test_unknown_names() -> None:
         stnkit.warp(IMAGE, params, padding_mode="wrap")
     with pytest.raises(ValueError, match=r"backend must be one of .*got 'cuda'"):
         stnkit.sample(IMAGE, torch.zeros(2, 4, 4, 2), backend="cuda")
+    # The reference sampler names a bad option too (it was a KeyError from its table of kernels).
+    with pytest.raises(ValueError, match=r"mode must be one of .*got 'linear'"):
+        geometry.sample_reference(IMAGE, _GRID, mode="linear")
+    with pytest.raises(ValueError, match=r"padding_mode must be one of .*got 'wrap'"):
+        geometry.sample_reference(IMAGE, _GRID, padding_mode="wrap")
 
 
 def test_wrong_input_rank() -> None:

@@ -264,10 +264,12 @@ def sample_reference(
 
     For every output position and every spatial axis it lists the input pixels (taps) with a non-zero
     kernel weight, then sums ``input[tap] * prod(weights)`` over all combinations of taps. Taps outside
-    the image read zero. Same arguments and result as :func:`sample`. Only ``align_corners`` is validated
-    here (a wrong flag would silently pick a convention); tensors and option names are not.
+    the image read zero. Same arguments and result as :func:`sample`. The options are validated here
+    (a wrong flag would silently pick a convention); the tensors are not, to keep the reference short.
     """
     align_corners = check_flag(align_corners, "align_corners")
+    check_choice(mode, "mode", MODES)
+    check_choice(padding_mode, "padding_mode", PADDING_MODES)
     return _sample_reference_unchecked(input, grid, mode, padding_mode, align_corners)
 
 
