@@ -11,6 +11,10 @@ about its centre and drawn with its centre ``shift_px`` from the centre of a can
 model takes: 28 for models of plain MNIST, R, P and E, 42 for RTS models. At angle 0, scale 1 and no
 shift a 28 canvas gives back the digits exactly and a 42 canvas pads them by 7 zero pixels per side.
 
+``stnkit robustness`` is :func:`pose_errors` per axis, then :func:`write_sweep` (the JSON, a table
+per axis and the plot); :func:`read_sweep` reads such a file back, checked, for a report or to carry
+its models into a later sweep. The same three serve models built in Python.
+
 Example:
     >>> digits = torch.zeros(2, 28, 28, dtype=torch.uint8)
     >>> place_digits(digits, Pose(angle_degrees=30.0), canvas=42).shape
@@ -19,25 +23,41 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from stnkit.data.distortions import DIGIT, apply_rts
+from stnkit.files import atomic_write_text
 
 __all__ = [
     "DEFAULT_SWEEPS",
+    "PLOT_NAME",
+    "RESULT_NAME",
+    "RESULT_VERSION",
     "SWEEP_UNITS",
+    "TABLE_NAME",
     "Pose",
+    "SweepFileError",
     "format_table",
     "mnist_canvas",
     "place_digits",
     "pose_errors",
+    "read_sweep",
     "sweep_poses",
+    "write_sweep",
 ]
+
+# The files a sweep writes into its folder (:func:`write_sweep`).
+RESULT_NAME, TABLE_NAME, PLOT_NAME = "robustness.json", "robustness.md", "robustness.png"
+RESULT_VERSION = 2  # 2: a run may be shipped weights (pretrained, recorded_test_error; no seed/epoch)
 
 # The fixed grid of each sweep (seed-free). Angles cover the whole half turn: a 180-degree turn makes
 # a 6 of a 9, so errors there measure invariance beyond what the digits themselves allow. Scales span
@@ -209,3 +229,101 @@ def format_table(axis: str, values: Sequence[float], errors: dict[str, Sequence[
         cells = " | ".join(f"{100 * errors[name][k]:.2f}" for name in names)
         lines.append(f"| {value:g} | {cells} |")
     return "\n".join(lines)
+
+
+class SweepFileError(ValueError):
+    """A ``robustness.json`` that cannot be read, or is not a sweep of MNIST test digits."""
+
+
+def read_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A sweep's ``robustness.json``, its shape checked: the digits, the sweeps and every run's errors.
+
+    Returns:
+        The parsed file: ``digits`` (``{"dataset": "mnist", "split": "test", "count": N}``),
+        ``sweeps`` (axis -> ``{"unit", "values"}``) and ``runs`` (each with a ``label`` and, per
+        axis, one error per value).
+
+    Raises:
+        SweepFileError: unreadable, not JSON, another version (1 and 2 are read), or any of the
+            above missing or malformed; the one-line message starts with ``path``.
+    """
+    try:
+        sweep = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SweepFileError(f"{path}: not a readable {RESULT_NAME} ({err})") from err
+    if not isinstance(sweep, dict) or sweep.get("version") not in (1, RESULT_VERSION):
+        raise SweepFileError(f"{path}: not a {RESULT_NAME} of stnkit robustness (version 1 or 2)")
+    sweeps, digits, runs = sweep.get("sweeps"), sweep.get("digits"), sweep.get("runs")
+    if not (
+        isinstance(sweeps, dict)
+        and all(isinstance(v, dict) and isinstance(v.get("values"), list) for v in sweeps.values())
+    ):
+        raise SweepFileError(f"{path}: its 'sweeps' is not a dict of sweeps with their values")
+    if not (
+        isinstance(digits, dict)
+        and digits.get("dataset") == "mnist"
+        and digits.get("split") == "test"
+        and isinstance(digits.get("count"), int)
+    ):
+        raise SweepFileError(f"{path}: it posed {digits!r}, not a count of MNIST test digits")
+    counts = {axis: len(v["values"]) for axis, v in sweeps.items()}
+    if not (
+        isinstance(runs, list)
+        and all(
+            isinstance(run, dict)
+            and isinstance(run.get("label"), str)
+            and isinstance(run.get("errors"), dict)
+            and all(len(run["errors"].get(axis) or []) == n for axis, n in counts.items())
+            for run in runs
+        )
+    ):
+        raise SweepFileError(f"{path}: its 'runs' are not labelled models with an error per value")
+    return sweep
+
+
+def write_sweep(
+    out: str | os.PathLike[str],
+    sweeps: Mapping[str, Sequence[float]],
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    count: int,
+) -> None:
+    """Write a sweep into ``out``: ``robustness.json``, a table per axis, and the plot.
+
+    Args:
+        out: an existing folder.
+        sweeps: axis (a key of :data:`SWEEP_UNITS`) -> its values.
+        runs: one record per model, in legend order: a unique ``label``, ``errors`` (axis -> one
+            error fraction per value, e.g. :func:`pose_errors`' rows), and whatever else says where
+            the model comes from (checkpoint, seed...).
+        count: how many MNIST test digits were posed (the first ``count``).
+
+    Raises:
+        ValueError: two runs share a label, or a run lacks an error per value.
+    """
+    from stnkit.viz import plot_robustness  # matplotlib only where a sweep is written
+
+    labels = [run["label"] for run in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"the runs' labels must differ, got {labels}")
+    errors = {run["label"]: run["errors"] for run in runs}
+    for label, per_axis in errors.items():
+        for axis, values in sweeps.items():
+            if len(per_axis.get(axis) or []) != len(values):
+                raise ValueError(f"{label!r}: no error for each of the {len(values)} values of {axis!r}")
+    folder = Path(out)
+    result = {
+        "version": RESULT_VERSION,
+        "digits": {"dataset": "mnist", "split": "test", "count": count},
+        "sweeps": {axis: {"unit": SWEEP_UNITS[axis], "values": list(v)} for axis, v in sweeps.items()},
+        "runs": [dict(run) for run in runs],
+    }
+    atomic_write_text(folder / RESULT_NAME, json.dumps(result, indent=1) + "\n")
+    tables = [
+        format_table(axis, values, {label: errors[label][axis] for label in errors})
+        for axis, values in sweeps.items()
+    ]
+    header = f"Test error (%) on the first {count} MNIST test digits, posed without randomness.\n\n"
+    atomic_write_text(folder / TABLE_NAME, header + "\n\n".join(tables) + "\n")
+    title = f"MNIST test digits ({count}): error against pose"
+    plot_robustness(sweeps, errors, folder / PLOT_NAME, units=SWEEP_UNITS, title=title)

@@ -202,8 +202,17 @@ def test_report_shows_the_robustness_sweep_under_out_and_copies_its_plot(
     out, docs = tmp_path / "results", tmp_path / "docs"
     sweep = out / "robustness"
     sweep.mkdir(parents=True)
-    runs = [{"label": "cnn on mnist", "checkpoint": "runs/c/checkpoint.pt", "seed": 0, "epoch": 20}]
-    (sweep / "robustness.json").write_text(json.dumps({"digits": {"count": 50}, "runs": runs}))
+    runs = [
+        {"label": "cnn on mnist", "checkpoint": "runs/c/checkpoint.pt", "seed": 0, "epoch": 20,
+         "errors": {"angle": [0.02]}}
+    ]  # fmt: skip
+    summary = {
+        "version": 2,
+        "digits": {"dataset": "mnist", "split": "test", "count": 50},
+        "sweeps": {"angle": {"unit": "degrees", "values": [0.0]}},
+        "runs": runs,
+    }
+    (sweep / "robustness.json").write_text(json.dumps(summary))
     (sweep / "robustness.md").write_text("| angle (degrees) | cnn on mnist |\n|---:|---:|\n| 0 | 2.00 |\n")
     (sweep / "robustness.png").write_bytes(b"\x89PNG not really")
     argv = ["reproduce", "--out", str(out), "--runs", str(tmp_path / "none"), "--report"]
@@ -218,3 +227,8 @@ def test_report_shows_the_robustness_sweep_under_out_and_copies_its_plot(
     err = capsys.readouterr().err
     assert "not a readable stnkit robustness result" in err and str(sweep) in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "other.md").exists()
+    # So is one that reads but is not a sweep (here: no error per swept value).
+    (sweep / "robustness.json").write_text(json.dumps({**summary, "runs": [{**runs[0], "errors": {}}]}))
+    assert cli.main([*argv, str(tmp_path / "other.md")]) == 1
+    err = capsys.readouterr().err
+    assert "its 'runs' are not labelled models" in err and len(err.strip().splitlines()) == 1

@@ -17,11 +17,14 @@ from stnkit.models import create_model, get_pretrained, pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
     Pose,
+    SweepFileError,
     format_table,
     mnist_canvas,
     place_digits,
     pose_errors,
+    read_sweep,
     sweep_poses,
+    write_sweep,
 )
 from stnkit.runs import load_run
 from stnkit.viz import plot_robustness
@@ -215,6 +218,52 @@ def test_plot_robustness_writes_a_png_and_refuses_ragged_series(tmp_path: Path) 
         assert image.size[0] > image.size[1] > 100
     with pytest.raises(ValueError, match="'a': 1 errors for the 2 values of 'angle'"):
         plot_robustness(sweeps, {"a": {"angle": [0.1], "scale": [0.1]}}, tmp_path / "bad.png")
+
+
+def test_write_sweep_then_read_sweep_gives_the_runs_back(tmp_path: Path) -> None:
+    sweeps = {"angle": [0.0, 90.0], "shift": [0.0]}
+    runs = [
+        {"label": "cnn on mnist", "seed": 0, "errors": {"angle": [0.01, 0.5], "shift": [0.01]}},
+        {"label": "st on rts", "pretrained": "x", "errors": {"angle": [0.02, 0.125], "shift": [0.02]}},
+    ]
+    write_sweep(tmp_path, sweeps, runs, count=48)
+    sweep = read_sweep(tmp_path / "robustness.json")
+    assert sweep["runs"] == runs and sweep["digits"]["count"] == 48
+    assert {axis: v["values"] for axis, v in sweep["sweeps"].items()} == sweeps
+    table = (tmp_path / "robustness.md").read_text()
+    assert "first 48 MNIST test digits" in table and "| 90 | 50.00 | 12.50 |" in table
+    assert (tmp_path / "robustness.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="labels must differ"):
+        write_sweep(tmp_path, sweeps, [runs[0], runs[0]], count=48)
+    with pytest.raises(ValueError, match="'cnn on mnist': no error for each of the 1 values of 'shift'"):
+        write_sweep(tmp_path, sweeps, [{**runs[0], "errors": {"angle": [0.1, 0.2]}}], count=48)
+
+
+def test_read_sweep_refuses_what_is_not_a_sweep_in_one_line(tmp_path: Path) -> None:
+    good = {
+        "version": 2,
+        "digits": {"dataset": "mnist", "split": "test", "count": 4},
+        "sweeps": {"angle": {"unit": "degrees", "values": [0.0, 45.0]}},
+        "runs": [{"label": "a", "errors": {"angle": [0.0, 0.5]}}],
+    }
+    path = tmp_path / "robustness.json"
+    path.write_text(json.dumps(good))
+    assert read_sweep(path) == good
+    bad = [
+        ("{", "not a readable robustness.json"),
+        (json.dumps({**good, "version": 3}), "version 1 or 2"),
+        (json.dumps({**good, "sweeps": {"angle": [0.0]}}), "not a dict of sweeps"),
+        (json.dumps({**good, "digits": {"dataset": "mnist", "split": "train", "count": 4}}), "it posed"),
+        (json.dumps({**good, "runs": [{"label": "a", "errors": {"angle": [0.0]}}]}), "an error per value"),
+        (json.dumps({**good, "runs": [{"errors": {"angle": [0.0, 0.5]}}]}), "labelled models"),
+    ]
+    for text, message in bad:
+        path.write_text(text)
+        with pytest.raises(SweepFileError, match=message) as err:
+            read_sweep(path)
+        assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    with pytest.raises(SweepFileError, match="not a readable"):
+        read_sweep(tmp_path / "missing.json")
 
 
 # --- the command ----------------------------------------------------------------------------------

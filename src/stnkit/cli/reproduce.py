@@ -19,10 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stnkit import robustness
 from stnkit.cli.common import CliError, add_data_root_argument, positive_int, write_json
-from stnkit.cli.robustness import PLOT_NAME as ROBUSTNESS_PLOT
-from stnkit.cli.robustness import RESULT_NAME as ROBUSTNESS_RESULT
-from stnkit.cli.robustness import TABLE_NAME as ROBUSTNESS_TABLE
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.files import atomic_write_text
 from stnkit.reproduce import (
@@ -129,18 +127,18 @@ ROBUSTNESS_FOLDER = "robustness"
 
 def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None:
     """The sweep under ``folder`` for the report, its plot copied beside the pictures; None if absent."""
-    if not (folder / ROBUSTNESS_RESULT).is_file():
+    if not (folder / robustness.RESULT_NAME).is_file():
         return None
     try:
-        summary = json.loads((folder / ROBUSTNESS_RESULT).read_text())
-        table = (folder / ROBUSTNESS_TABLE).read_text()
-    except (OSError, json.JSONDecodeError) as err:
+        summary = robustness.read_sweep(folder / robustness.RESULT_NAME)
+        table = (folder / robustness.TABLE_NAME).read_text()
+    except (robustness.SweepFileError, OSError, UnicodeDecodeError) as err:
         raise CliError(f"{folder}: not a readable stnkit robustness result ({err})") from err
     image = None
-    if (folder / ROBUSTNESS_PLOT).is_file():
+    if (folder / robustness.PLOT_NAME).is_file():
         image_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / ROBUSTNESS_PLOT, image_dir / ROBUSTNESS_PLOT)
-        image = (PICTURE_DIR / ROBUSTNESS_PLOT).as_posix()
+        shutil.copyfile(folder / robustness.PLOT_NAME, image_dir / robustness.PLOT_NAME)
+        image = (PICTURE_DIR / robustness.PLOT_NAME).as_posix()
     return RobustnessFigure(summary=summary, table=table, image=image, folder=f"{folder.as_posix()}/")
 
 

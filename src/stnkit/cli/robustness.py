@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,24 +17,24 @@ from stnkit.cli.common import (
     add_data_root_argument,
     dataset_model_kwargs,
     positive_int,
-    write_json,
 )
-from stnkit.files import atomic_write_text
 from stnkit.models import create_model, get_pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
+    PLOT_NAME,
+    RESULT_NAME,
     SWEEP_UNITS,
-    format_table,
+    TABLE_NAME,
+    SweepFileError,
     mnist_canvas,
     pose_errors,
+    read_sweep,
     sweep_poses,
+    write_sweep,
 )
 from stnkit.runs import load_run
 
-__all__ = ["RESULT_NAME", "add_parser", "cmd_robustness"]
-
-RESULT_NAME, PLOT_NAME, TABLE_NAME = "robustness.json", "robustness.png", "robustness.md"
-RESULT_VERSION = 2  # 2: a run may be shipped weights (pretrained, recorded_test_error; no seed/epoch)
+__all__ = ["add_parser", "cmd_robustness"]
 
 
 @dataclass
@@ -179,36 +178,16 @@ def _kept_runs(path: str, sweeps: dict[str, list[float]]) -> tuple[int, list[dic
     the earlier sweep had itself kept keeps its first origin.
     """
     try:
-        earlier = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CliError(f"--keep-from {path}: not a readable {RESULT_NAME} ({err})") from err
-    if not isinstance(earlier, dict) or earlier.get("version") not in (1, RESULT_VERSION):
-        raise CliError(f"--keep-from {path}: not a {RESULT_NAME} of stnkit robustness (version 1 or 2)")
-    raw_sweeps, digits, runs = earlier.get("sweeps"), earlier.get("digits"), earlier.get("runs")
-    if not (isinstance(raw_sweeps, dict) and all(isinstance(v, dict) for v in raw_sweeps.values())):
-        raise CliError(f"--keep-from {path}: its 'sweeps' is not a dict of sweeps")
-    swept = {axis: sweep.get("values") for axis, sweep in raw_sweeps.items()}
+        earlier = read_sweep(path)
+    except SweepFileError as err:
+        raise CliError(f"--keep-from {err}") from err
+    swept = {axis: sweep["values"] for axis, sweep in earlier["sweeps"].items()}
     if swept != sweeps:
         raise CliError(
             f"--keep-from {path}: it swept {swept}, this run sweeps {sweeps}; give the same values"
         )
-    if not (
-        isinstance(digits, dict)
-        and digits.get("dataset") == "mnist"
-        and digits.get("split") == "test"
-        and isinstance(digits.get("count"), int)
-    ):
-        raise CliError(f"--keep-from {path}: it posed {digits!r}, not a count of MNIST test digits")
-    valid = isinstance(runs, list) and all(
-        isinstance(run, dict)
-        and isinstance(run.get("label"), str)
-        and isinstance(run.get("errors"), dict)
-        and all(len(run["errors"].get(axis) or []) == len(values) for axis, values in sweeps.items())
-        for run in runs
-    )
-    if not valid or not isinstance(runs, list):
-        raise CliError(f"--keep-from {path}: its 'runs' are not labelled models with an error per value")
-    return int(digits["count"]), [{**run, "kept_from": run.get("kept_from", str(path))} for run in runs]
+    kept = [{**run, "kept_from": run.get("kept_from", str(path))} for run in earlier["runs"]]
+    return earlier["digits"]["count"], kept
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
@@ -297,23 +276,7 @@ def _write_outputs(
     count: int,
     kept: Sequence[dict[str, Any]] = (),
 ) -> None:
-    from stnkit.viz import plot_robustness
-
     # The earlier sweep's models first, then this run's, in the JSON, the table and the plot.
-    errors = {**{record["label"]: record["errors"] for record in kept}, **errors}
-    result = {
-        "version": RESULT_VERSION,
-        "digits": {"dataset": "mnist", "split": "test", "count": count},
-        "sweeps": {axis: {"unit": SWEEP_UNITS[axis], "values": values} for axis, values in sweeps.items()},
-        "runs": [*kept, *(_record(run, errors[run.label]) for run in runs)],
-    }
-    write_json(out / RESULT_NAME, result)
-    tables = [
-        format_table(axis, values, {label: errors[label][axis] for label in errors})
-        for axis, values in sweeps.items()
-    ]
-    header = f"Test error (%) on the first {count} MNIST test digits, posed without randomness.\n\n"
-    atomic_write_text(out / TABLE_NAME, header + "\n\n".join(tables) + "\n")
-    title = f"MNIST test digits ({count}): error against pose"
-    plot_robustness(sweeps, errors, out / PLOT_NAME, units=SWEEP_UNITS, title=title)
+    records = [*kept, *(_record(run, errors[run.label]) for run in runs)]
+    write_sweep(out, sweeps, records, count=count)
     print(f"wrote {out / RESULT_NAME}, {out / TABLE_NAME} and {out / PLOT_NAME}")
