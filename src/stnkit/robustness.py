@@ -267,18 +267,27 @@ def read_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
     ):
         raise SweepFileError(f"{path}: it posed {digits!r}, not a count of MNIST test digits")
     counts = {axis: len(v["values"]) for axis, v in sweeps.items()}
-    if not (
-        isinstance(runs, list)
-        and all(
-            isinstance(run, dict)
-            and isinstance(run.get("label"), str)
-            and isinstance(run.get("errors"), dict)
-            and all(len(run["errors"].get(axis) or []) == n for axis, n in counts.items())
-            for run in runs
-        )
-    ):
+    if not (isinstance(runs, list) and all(_is_run(run, counts) for run in runs)):
         raise SweepFileError(f"{path}: its 'runs' are not labelled models with an error per value")
+    labels = [run["label"] for run in runs]
+    if len(set(labels)) != len(labels):
+        raise SweepFileError(f"{path}: two of its runs share a label ({labels})")
     return sweep
+
+
+def _is_run(run: object, counts: Mapping[str, int]) -> bool:
+    """Whether ``run`` has a label and, per axis, ``counts[axis]`` errors that are numbers."""
+    if not (
+        isinstance(run, dict) and isinstance(run.get("label"), str) and isinstance(run.get("errors"), dict)
+    ):
+        return False
+    for axis, count in counts.items():
+        errors = run["errors"].get(axis)
+        if not (isinstance(errors, list) and len(errors) == count):
+            return False
+        if not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in errors):
+            return False
+    return True
 
 
 def write_sweep(
@@ -299,10 +308,14 @@ def write_sweep(
         count: how many MNIST test digits were posed (the first ``count``).
 
     Raises:
-        ValueError: two runs share a label, or a run lacks an error per value.
+        ValueError: an axis not in :data:`SWEEP_UNITS`, two runs sharing a label, or a run without
+            an error per value.
     """
     from stnkit.viz import plot_robustness  # matplotlib only where a sweep is written
 
+    unknown = sorted(set(sweeps) - set(SWEEP_UNITS))
+    if unknown:
+        raise ValueError(f"sweeps must be among {list(SWEEP_UNITS)}, got {unknown}")
     labels = [run["label"] for run in runs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"the runs' labels must differ, got {labels}")

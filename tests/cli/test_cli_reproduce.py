@@ -225,7 +225,7 @@ def test_report_shows_the_robustness_sweep_under_out_and_copies_its_plot(
     (sweep / "robustness.json").write_text("{not json")
     assert cli.main([*argv, str(tmp_path / "other.md")]) == 1
     err = capsys.readouterr().err
-    assert "not a readable stnkit robustness result" in err and str(sweep) in err
+    assert "not a usable stnkit robustness result" in err and str(sweep) in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "other.md").exists()
     # So is one that reads but is not a sweep (here: no error per swept value).
     (sweep / "robustness.json").write_text(json.dumps({**summary, "runs": [{**runs[0], "errors": {}}]}))

@@ -233,6 +233,10 @@ def test_write_sweep_then_read_sweep_gives_the_runs_back(tmp_path: Path) -> None
     table = (tmp_path / "robustness.md").read_text()
     assert "first 48 MNIST test digits" in table and "| 90 | 50.00 | 12.50 |" in table
     assert (tmp_path / "robustness.png").stat().st_size > 0
+    with pytest.raises(
+        ValueError, match=r"sweeps must be among \['angle', 'scale', 'shift'\], got \['tilt'\]"
+    ):
+        write_sweep(tmp_path, {"tilt": [0.0]}, [{"label": "a", "errors": {"tilt": [0.0]}}], count=48)
     with pytest.raises(ValueError, match="labels must differ"):
         write_sweep(tmp_path, sweeps, [runs[0], runs[0]], count=48)
     with pytest.raises(ValueError, match="'cnn on mnist': no error for each of the 1 values of 'shift'"):
@@ -256,6 +260,8 @@ def test_read_sweep_refuses_what_is_not_a_sweep_in_one_line(tmp_path: Path) -> N
         (json.dumps({**good, "digits": {"dataset": "mnist", "split": "train", "count": 4}}), "it posed"),
         (json.dumps({**good, "runs": [{"label": "a", "errors": {"angle": [0.0]}}]}), "an error per value"),
         (json.dumps({**good, "runs": [{"errors": {"angle": [0.0, 0.5]}}]}), "labelled models"),
+        (json.dumps({**good, "runs": [{"label": "a", "errors": {"angle": [0.0, "x"]}}]}), "labelled models"),
+        (json.dumps({**good, "runs": [*good["runs"], *good["runs"]]}), r"share a label \(\['a', 'a'\]\)"),
     ]
     for text, message in bad:
         path.write_text(text)

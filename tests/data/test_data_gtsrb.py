@@ -311,3 +311,8 @@ def test_holdout_on_real_gtsrb(shared_gtsrb: Path) -> None:
         train.labels, train.track_ids, ~held
     )
     assert train.labels[held].unique().numel() == train.labels[~held].unique().numel() == 43
+    # The larger split of the val10k recipe: 334 tracks, at least two of every class.
+    held = holdout_tracks(train.labels, train.track_ids, 10000)
+    tracks = _tracks_of(train.labels, train.track_ids, held)
+    assert int(held.sum()) == 10019 and len(tracks) == 334
+    assert min(sum(1 for label, _ in tracks if label == c) for c in range(43)) == 2

@@ -133,7 +133,7 @@ def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None
         summary = robustness.read_sweep(folder / robustness.RESULT_NAME)
         table = (folder / robustness.TABLE_NAME).read_text()
     except (robustness.SweepFileError, OSError, UnicodeDecodeError) as err:
-        raise CliError(f"{folder}: not a readable stnkit robustness result ({err})") from err
+        raise CliError(f"{folder}: not a usable stnkit robustness result: {err}") from err
     image = None
     if (folder / robustness.PLOT_NAME).is_file():
         image_dir.mkdir(parents=True, exist_ok=True)
@@ -148,8 +148,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         results = load_results(args.out)
         image_dir = Path(args.report).parent / PICTURE_DIR
         pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)
-        robustness = _robustness_figure(Path(args.out) / ROBUSTNESS_FOLDER, image_dir)
-        report = render_report(results, pictures, robustness)
+        figure = _robustness_figure(Path(args.out) / ROBUSTNESS_FOLDER, image_dir)
+        report = render_report(results, pictures, figure)
         atomic_write_text(args.report, report)
         print(f"stnkit reproduce: wrote {args.report}")
         return 0

@@ -47,8 +47,8 @@ DEFAULT_RECIPE = Recipe(
 # GTSRB (32x32, whole images), fixed before any GTSRB run: Sermanet & LeCun's jitter (+-2 px, scale
 # 0.9-1.1, +-15 degrees) plus brightness and contrast 0.2, no perspective, on the fly; label smoothing 0.1;
 # an exponential moving average of the weights (evaluated and saved); 30 epochs of the default optimiser.
-# The selection phase holds out ~4,000 images as whole tracks (docs/training.md); the final phase trains
-# on all 39,209 images and its test error is the one reported.
+# The selection phase holds out ~4,000 (or ~10,000) images as whole tracks (docs/training.md); the final
+# phase trains on all 39,209 images and its test error is the one reported.
 _GTSRB_FLAGS = ("--epochs", "30", "--augment", "gtsrb", "--label-smoothing", "0.1", "--ema", "0.999")
 GTSRB_SELECT_RECIPE = Recipe(
     "gtsrb-aug30-val4k",
