@@ -55,9 +55,14 @@ __all__ = [
     "write_sweep",
 ]
 
-# The files a sweep writes into its folder (:func:`write_sweep`).
-RESULT_NAME, TABLE_NAME, PLOT_NAME = "robustness.json", "robustness.md", "robustness.png"
-RESULT_VERSION = 2  # 2: a run may be shipped weights (pretrained, recorded_test_error; no seed/epoch)
+RESULT_NAME = "robustness.json"
+"""The sweep's result file in its folder (:func:`write_sweep`, :func:`read_sweep`)."""
+TABLE_NAME = "robustness.md"
+"""The sweep's tables, one per axis, in its folder."""
+PLOT_NAME = "robustness.png"
+"""The sweep's plot in its folder."""
+RESULT_VERSION = 2
+"""The result file's version; 2: a run may be shipped weights (pretrained, recorded_test_error)."""
 
 # The fixed grid of each sweep (seed-free). Angles cover the whole half turn: a 180-degree turn makes
 # a 6 of a 9, so errors there measure invariance beyond what the digits themselves allow. Scales span
