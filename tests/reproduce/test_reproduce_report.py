@@ -55,17 +55,20 @@ def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -
     assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
 
 
-def test_cpu_minutes_are_the_mean_over_seeds_and_blank_unless_every_seed_counted_them() -> None:
-    cnn, fcn = cells_of("tc", "tc-cnn")[0], cells_of("tc", "tc-fcn")[0]
+def test_cpu_minutes_are_the_mean_over_the_seeds_that_counted_them_named_if_not_all() -> None:
+    cnn, fcn, st = (cells_of("tc", f"tc-{m}")[0] for m in ("cnn", "fcn", "st-fcn-affine"))
     results = [
         _result(cnn, 0, None, 0.04, cpu_time_s=1200.0),
         _result(cnn, 1, None, 0.05, cpu_time_s=1800.0),
-        _result(fcn, 0, None, 0.10, cpu_time_s=900.0),
-        _result(fcn, 1, None, 0.12, cpu_time_s=None),
+        _result(fcn, 0, None, 0.10, cpu_time_s=None),
+        _result(fcn, 1, None, 0.12, cpu_time_s=900.0),
+        _result(fcn, 2, None, 0.11, cpu_time_s=1500.0),
+        _result(st, 0, None, 0.02, cpu_time_s=None),
     ]
     report = render_report(results)
     assert "| tc | cnn | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |" in report
-    assert "| tc | fcn | 13.2 | 11.00 ± 1.41 | -2.20 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+    assert "| tc | fcn | 13.2 | 11.00 ± 1.00 | -2.20 | 0, 1, 2 | 10.0 | 20.0 (seeds 1, 2 only) |" in report
+    assert "| tc | st-fcn-affine | 2.0 | 2.00 | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |" in report
 
 
 def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() -> None:

@@ -226,9 +226,11 @@ def render_report(
         "commit are in its result files. Wall time includes evaluating the validation and test sets after",
         "every epoch, on a machine that was at times shared with other work (so times are upper bounds).",
         "CPU minutes are the training process's own CPU time over all its threads (2 here), which other",
-        "work on the machine inflates far less; an idle 2-core machine spends about 2 CPU minutes per",
-        "minute, so the goal of 15 minutes of 2-core time per cell is 30 CPU minutes. Runs started, or",
-        "resumed from a checkpoint, before the code counted CPU time leave it blank.",
+        "work on the machine inflates far less; alone on the 2-core machine a run spends 1.7-2 CPU",
+        "minutes per minute (p-cnn seed 1: 16.8 in 9.6), so the goal of 15 minutes of 2-core time per",
+        "cell is at most 30 CPU minutes. Runs started, or resumed from a checkpoint, before the code",
+        "counted CPU time did not count it; where only some of a cell's seeds did, the column gives",
+        "their mean and names them.",
         "",
         "Where a cell is above the paper's error, the levers not yet pulled are the paper's own setting",
         "(its 9x9/7x7 classifier without the 28x28 crop, SGD for 150k iterations: about 8x our updates),",
@@ -313,11 +315,15 @@ def _minutes(runs: list[dict[str, Any]]) -> str:
 
 
 def _cpu_minutes(runs: list[dict[str, Any]]) -> str:
-    """The mean CPU minutes per run, blank unless every run counted them (a mean of some would mislead)."""
-    seconds = [r.get("cpu_time_s") for r in runs]
-    if any(s is None for s in seconds):
+    """The mean CPU minutes per run; where only some runs counted them, their mean and their seeds."""
+    counted = [r for r in runs if r.get("cpu_time_s") is not None]
+    if not counted:
         return ""
-    return f"{statistics.fmean(s for s in seconds if s is not None) / 60:.1f}"
+    minutes = f"{statistics.fmean(r['cpu_time_s'] for r in counted) / 60:.1f}"
+    if len(counted) == len(runs):
+        return minutes
+    seeds = ", ".join(str(r["seed"]) for r in counted)
+    return f"{minutes} (seed{'s' if len(counted) > 1 else ''} {seeds} only)"
 
 
 def _variant(cell: Cell) -> str:
