@@ -178,11 +178,21 @@ def test_models_lists_the_registry(capsys) -> None:
         (["train", "--dataset", "imagenet"], "unknown dataset"),
         (["train", "--model-kwargs", "{oops"], "not valid JSON"),
         (["train", "--model-kwargs", "[1]"], "JSON object"),
+        (["train", "--device", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
     ],
 )
 def test_bad_values_get_a_clear_error(argv, message, tmp_path: Path, capsys) -> None:
     assert cli.main([*argv, "--out", str(tmp_path / "r"), "--no-progress"]) == cli.EXIT_ERROR
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_this_machine_lacks_is_one_line_before_any_data_is_read(tmp_path: Path, capsys) -> None:
+    argv = ["train", "--device", "cuda", "--data-root", str(tmp_path / "no-data"), "--no-progress"]
+    assert cli.main([*argv, "--out", str(tmp_path / "r")]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "device 'cuda' asked for, but torch" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_paths(run: Path, tmp_path: Path, capsys) -> None:

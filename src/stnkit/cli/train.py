@@ -35,6 +35,7 @@ from stnkit.engine import (
     init_distributed,
     load_checkpoint,
     read_jsonl,
+    resolve_device,
 )
 from stnkit.models import count_parameters, create_model
 
@@ -45,7 +46,7 @@ _TRAIN_FIELDS = (
     "dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
     "loc_lr_mult", "schedule", "warmup_fraction", "grad_clip", "label_smoothing", "data_root",
     "limit", "test_limit", "val_size", "num_workers", "seed", "threads", "eval_every", "snapshot_images",
-    "augment", "ema",
+    "augment", "ema", "device",
 )  # fmt: skip
 
 
@@ -146,6 +147,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--device",
+        help="cpu (default), cuda or cuda:N; multi-process (torchrun) training stays on the CPU",
+    )
     p.add_argument("--eval-every", type=positive_int, help="evaluate every N epochs (default 1)")
     p.add_argument("--snapshot-images", type=positive_int, help="images in the per-epoch GIF (default 16)")
     p.add_argument("--model-kwargs", help="JSON of extra builder arguments, e.g. '{\"hidden\": [64]}'")
@@ -218,7 +223,7 @@ def _resumed_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainCon
     if not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint at {ckpt} (nothing to resume)")
     saved = config_from_dict(load_checkpoint(ckpt)["config"])
-    allowed = {"progress", "num_workers", "threads", "data_root"}
+    allowed = {"progress", "num_workers", "threads", "data_root", "device"}
     differ = {
         k: (getattr(saved, k), v) for k, v in given.items() if k not in allowed and getattr(saved, k) != v
     }
@@ -289,6 +294,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
 
     if config.batch_size % ctx.world_size:
         raise CliError(f"--batch-size {config.batch_size} is not divisible by {ctx.world_size} processes")
+    resolve_device(config.device)  # a GPU this machine lacks fails here, before the data is read
     model_kwargs = dataset_model_kwargs(config.dataset, config.model_kwargs)
     _seed_everything(config.seed)  # same initial weights on every rank and every resume
     model = create_model(config.model, **model_kwargs)

@@ -19,6 +19,7 @@ from stnkit.engine.analysis import (
 )
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig, config_from_dict, paper_config
+from stnkit.engine.device import model_device, resolve_device
 from stnkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
 from stnkit.engine.ema import ModelEma
 from stnkit.engine.loop import (
@@ -63,10 +64,12 @@ __all__ = [
     "init_distributed",
     "load_checkpoint",
     "localization_parameters",
+    "model_device",
     "paper_config",
     "per_class_errors",
     "predict",
     "read_jsonl",
+    "resolve_device",
     "save_checkpoint",
     "select_examples",
     "train_one_epoch",

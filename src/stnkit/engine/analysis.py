@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stnkit.engine.device import model_device
+
 __all__ = [
     "ClassErrors",
     "Comparison",
@@ -78,11 +80,13 @@ def eval_logits(
     model: nn.Module, loader: Iterable[Batch], *, channels_last: bool = False
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """``(logits, labels)`` of each batch of ``loader``, with ``model`` in eval mode meanwhile (its mode
-    is restored when the iteration ends). Call it under ``torch.no_grad()``."""
+    is restored when the iteration ends); both on the model's device. Call it under ``torch.no_grad()``."""
     was_training = model.training
+    device = model_device(model)
     model.eval()
     try:
         for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield model(images), labels

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stnkit.engine.device import check_device_name
 from stnkit.engine.durable import write_text_durably
 
 __all__ = ["TrainConfig", "config_from_dict", "paper_config"]
@@ -61,6 +62,7 @@ class TrainConfig:
     threads: int | None = None  # torch.set_num_threads; None leaves torch's choice
     channels_last: bool = False  # measured no faster for these small nets on CPU
     compile: bool = False  # torch.compile the model (first epoch pays the compile time)
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"; multi-process (DDP) runs stay on the CPU
     # output
     out: str = "runs/train"
     progress: bool = True  # tqdm progress bar (rank 0 only)
@@ -86,6 +88,7 @@ class TrainConfig:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema must be in (0, 1) (or None), got {self.ema}")
+        check_device_name(self.device)
         if self.val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size}")
         for name in ("limit", "test_limit"):

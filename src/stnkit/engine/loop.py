@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from stnkit.engine.analysis import classification_scores, eval_logits
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from stnkit.engine.config import TrainConfig
+from stnkit.engine.device import model_device, resolve_device
 from stnkit.engine.distributed import DistContext, all_reduce_sum, barrier, broadcast_from_main, check_in_sync
 from stnkit.engine.durable import write_text_durably
 from stnkit.engine.ema import ModelEma
@@ -229,9 +230,11 @@ def train_one_epoch(
         leave=False,
     )
     loss_sum, correct, seen = 0.0, 0, 0
+    device = model_device(model)
     start = time.perf_counter()
     for step, (images, labels) in enumerate(bar):
         where = f"at epoch {epoch}, step {step + 1}"
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits, loss, loss_value, divergence = _forward(model, images, labels, label_smoothing)
@@ -343,6 +346,10 @@ def fit(
             schedule). A checkpoint that predates recording the world size is taken as it is.
     """
     ctx = ctx or DistContext()
+    device = resolve_device(config.device)
+    if ctx.enabled and device.type != "cpu":
+        raise ValueError(f"multi-process training runs on the CPU (gloo) only, not on {config.device!r}")
+    model.to(device)  # before the optimiser and the average are made of its parameters
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
     metrics_path = out / METRICS_NAME

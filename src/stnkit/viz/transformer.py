@@ -41,9 +41,12 @@ def transformer_views(model: nn.Module, images: Tensor) -> list[View]:
     """Run the input transformer of ``model`` stage by stage: one :class:`View` per head.
 
     ``model.stn`` is a :class:`stnkit.SpatialTransformer` (one head) or a transformer with
-    ``heads`` sharing one localisation (``localize`` gives (N, k, P)).
+    ``heads`` sharing one localisation (``localize`` gives (N, k, P)). The images go to the
+    transformer's device (a model trained on a GPU); the views come back on the CPU.
     """
     stn = _input_transformer(model)
+    device = next((p.device for p in stn.parameters()), images.device)
+    images = images.to(device)
     was_training = model.training
     model.eval()
     params = stn.localize(images)  # type: ignore[operator]
@@ -54,8 +57,8 @@ def transformer_views(model: nn.Module, images: Tensor) -> list[View]:
         pairs = [(stn, params)]
     views = [
         View(
-            warped=head.warp(images, p),
-            grid=head.grid(p, tuple(images.shape)),
+            warped=head.warp(images, p).cpu(),
+            grid=head.grid(p, tuple(images.shape)).cpu(),
             align_corners=bool(head.align_corners),
         )
         for head, p in pairs
