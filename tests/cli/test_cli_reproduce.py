@@ -43,6 +43,13 @@ def test_dry_run_lists_headline_cells_with_all_seeds_first(
     runs = [line.split(": ")[1] for line in capsys.readouterr().out.splitlines()]
     assert runs[:4] == ["rts-cnn-s0", "rts-st-cnn-affine-s0", "rts-cnn-s1", "rts-st-cnn-affine-s1"]
     assert len(runs) == 16
+    # On a GPU the runs and result files are named apart and the command asks for the device.
+    assert cli.main([*argv, "--device", "cuda"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(": ")[1] == "rts-cnn-s0-cuda" and lines[0].endswith("--device cuda")
+    assert len(lines) == 16
+    assert cli.main([*argv, "--device", "gpu"]) == 2  # a usage error, in one line
+    assert "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in capsys.readouterr().err
 
 
 def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:

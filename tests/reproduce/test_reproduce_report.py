@@ -37,6 +37,23 @@ def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
     assert "## What the transformers learned" not in report  # no pictures given: no section
 
 
+def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
+    cnn = cells_of("tc", "tc-cnn")[0]
+    final = cells_of("gtsrb")[1]
+    gpu = {"device": "cuda", "machine": {"cpu": "Some CPU", "cores": 16, "gpu": "Some GPU"}}
+    results = [
+        _result(cnn, 0, None, 0.04),
+        _result(cnn, 0, None, 0.02, **gpu),  # the same seed on a GPU: not a second CPU seed
+        _result(cnn, 1, None, 0.03, device="cpu"),
+        _result(final, 0, None, 0.005, **gpu),
+    ]
+    report = render_report(results)
+    assert "| tc | cnn | 3.5 | 3.50 ± 0.71 | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+    assert "| tc | cnn (cuda) | 3.5 | 2.00 | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |" in report
+    assert "| gtsrb-st-cnn (cuda) | standardize | final | gtsrb-aug30 | | | 0.50 | 99.50% | 0 |" in report
+    assert "| gtsrb-st-cnn | standardize | final |" not in report  # no CPU run of it here
+
+
 def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -> None:
     select, final = cells_of("gtsrb")[:2]
     results = [

@@ -36,6 +36,11 @@ def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> Non
     assert (result["seed"], result["epochs"], result["paper_error_percent"]) == (4, 3, 1.7)
     assert (result["final_test_error"], result["final_val_error"], result["wall_time_s"]) == (0.05, 0.1, 25.0)
     assert (result["final_val_loss"], result["cpu_time_s"]) == (0.3, 48.0)  # the last epoch's
+    assert result["device"] == "cpu"
+    assert cell_result(cell, 4, _records(), command, device="cuda:1")["device"] == "cuda"
+    assert (
+        cell.run_name(4) == "tc-st-cnn-affine-s4" and cell.run_name(4, "cuda:1") == "tc-st-cnn-affine-s4-cuda"
+    )
     # A run that counted no CPU time and had no validation split records None for both.
     bare = [{k: v for k, v in r.items() if k not in ("cpu_s", "val_loss")} for r in _records()]
     assert (

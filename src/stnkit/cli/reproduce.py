@@ -22,6 +22,7 @@ from pathlib import Path
 from stnkit import robustness
 from stnkit.cli.common import CliError, add_data_root_argument, positive_int, write_json
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
+from stnkit.engine.device import check_device_name
 from stnkit.files import atomic_write_text
 from stnkit.reproduce import (
     GRIDS,
@@ -41,6 +42,14 @@ __all__ = ["ROBUSTNESS_FOLDER", "add_parser", "cmd_reproduce"]
 _TRAIN = [sys.executable, "-m", "stnkit", "train"]
 
 
+def _device_argument(text: str) -> str:
+    """argparse type: a device name of :func:`stnkit.engine.resolve_device` (checked for its form)."""
+    try:
+        return check_device_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def _train_command(cell: Cell, seed: int, run_dir: Path, args: argparse.Namespace) -> list[str]:
     """The cell's ``stnkit train`` command (the part after ``stnkit`` is what the result records)."""
     command = [
@@ -57,28 +66,29 @@ def _train_command(cell: Cell, seed: int, run_dir: Path, args: argparse.Namespac
         command += ["--model-kwargs", json.dumps(cell.model_kwargs)]
     if args.data_root:
         command += ["--data-root", args.data_root]
+    if args.device != "cpu":  # CPU commands stay as they were, so older runs still resume
+        command += ["--device", args.device]
     return command
 
 
 def _run_cell(cell: Cell, seed: int, args: argparse.Namespace) -> Path:
-    result_path = Path(args.out) / cell.grid / f"{cell.run_name(seed)}.json"
+    name = cell.run_name(seed, args.device)
+    result_path = Path(args.out) / cell.grid / f"{name}.json"
     if result_path.is_file():
         return result_path
-    run_dir = Path(args.runs) / cell.grid / cell.run_name(seed)
+    run_dir = Path(args.runs) / cell.grid / name
     command = _train_command(cell, seed, run_dir, args)
     # A killed cell continues from its last finished epoch.
     resume = (run_dir / CHECKPOINT_NAME).is_file()
     # The full command with --resume: `stnkit train` refuses to continue a run whose recipe differs.
     run = [*command, "--resume"] if resume else command
-    print(f"stnkit reproduce: {cell.run_name(seed)}: {shlex.join(run[3:])}", flush=True)
+    print(f"stnkit reproduce: {name}: {shlex.join(run[3:])}", flush=True)
     if args.dry_run:
         return result_path
     status = subprocess.run(run, check=False).returncode
     if status != 0:
-        raise CliError(
-            f"cell {cell.run_name(seed)} failed (stnkit train exited with {status}); rerun to resume"
-        )
-    result = cell_result(cell, seed, read_jsonl(run_dir / METRICS_NAME), command[3:])
+        raise CliError(f"cell {name} failed (stnkit train exited with {status}); rerun to resume")
+    result = cell_result(cell, seed, read_jsonl(run_dir / METRICS_NAME), command[3:], device=args.device)
     write_json(result_path, result)
     return result_path
 
@@ -105,6 +115,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--runs", default="runs/reproduce", help="folder of the run folders (default runs/reproduce)"
     )
     p.add_argument("--threads", type=positive_int, default=2, help="torch threads per run (default 2)")
+    p.add_argument(
+        "--device",
+        type=_device_argument,
+        default="cpu",
+        help="cpu (default), cuda or cuda:N; GPU runs are named NAME-sSEED-cuda and reported apart",
+    )
     add_data_root_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument(

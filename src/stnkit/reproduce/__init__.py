@@ -25,6 +25,7 @@ from stnkit.reproduce.grids import (
     Cell,
     Recipe,
     cells_of,
+    device_kind,
     is_selection,
 )
 from stnkit.reproduce.report import (
@@ -66,6 +67,7 @@ __all__ = [
     "RobustnessFigure",
     "cell_result",
     "cells_of",
+    "device_kind",
     "format_mean_sd",
     "is_selection",
     "load_results",

@@ -22,6 +22,7 @@ __all__ = [
     "Cell",
     "Recipe",
     "cells_of",
+    "device_kind",
     "is_selection",
 ]
 
@@ -109,9 +110,19 @@ class Cell:
         base = self.model if self.model.startswith(f"{self.dataset}-") else f"{self.dataset}-{self.model}"
         return base + (f"-{self.tag}" if self.tag else "")
 
-    def run_name(self, seed: int) -> str:
-        """The name of the cell's run for ``seed``: its run folder's and its result file's."""
-        return f"{self.name}-s{seed}"
+    def run_name(self, seed: int, device: str = "cpu") -> str:
+        """The name of the cell's run for ``seed``: its run folder's and its result file's.
+
+        A run on a GPU (``device`` ``"cuda"`` or ``"cuda:N"``) ends in ``-cuda``: CPU and GPU
+        runs of one cell and seed are different measurements and never take each other's place.
+        """
+        suffix = "" if device == "cpu" else f"-{device_kind(device)}"
+        return f"{self.name}-s{seed}{suffix}"
+
+
+def device_kind(device: str) -> str:
+    """``"cpu"`` or ``"cuda"``: what a result records of the device a run asked for."""
+    return device.split(":")[0]
 
 
 # Jaderberg et al. 2015, table 1 (left) and section 4.1: test error in percent.

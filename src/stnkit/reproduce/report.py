@@ -253,20 +253,35 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
         "|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for cell in cells:
-        runs = by_cell.get((grid, cell.name), [])
         paper = "" if cell.paper_error is None else f"{cell.paper_error:.1f}"
-        if not runs:
+        groups = _by_device(by_cell.get((grid, cell.name), []))
+        if not groups:
             lines.append(f"| {cell.dataset} | {cell.model} | {paper} | not run yet | | | | | |")
-            continue
-        ours = format_mean_sd([r["final_test_error"] for r in runs])
-        mean = 100 * statistics.fmean(r["final_test_error"] for r in runs)
-        gap = "" if cell.paper_error is None else f"{mean - cell.paper_error:+.2f}"
-        seeds = ", ".join(str(r["seed"]) for r in runs)
-        lines.append(
-            f"| {cell.dataset} | {cell.model} | {paper} | {ours} | {gap} | {seeds} | {_minutes(runs)} | "
-            f"{_cpu_minutes(runs)} | {_machines(runs)} |"
-        )
+        for model, runs in _device_rows(cell.model, groups):
+            ours = format_mean_sd([r["final_test_error"] for r in runs])
+            mean = 100 * statistics.fmean(r["final_test_error"] for r in runs)
+            gap = "" if cell.paper_error is None else f"{mean - cell.paper_error:+.2f}"
+            seeds = ", ".join(str(r["seed"]) for r in runs)
+            lines.append(
+                f"| {cell.dataset} | {model} | {paper} | {ours} | {gap} | {seeds} | {_minutes(runs)} | "
+                f"{_cpu_minutes(runs)} | {_machines(runs)} |"
+            )
     return lines
+
+
+def _by_device(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A cell's runs by the device they trained on (CPU first; results without one are CPU runs)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(run.get("device", "cpu"), []).append(run)
+    return dict(sorted(groups.items(), key=lambda item: (item[0] != "cpu", item[0])))
+
+
+def _device_rows(
+    model: str, groups: dict[str, list[dict[str, Any]]]
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(model column, runs)`` per device: GPU rows name their device, and never mix with CPU seeds."""
+    return [(model if device == "cpu" else f"{model} ({device})", runs) for device, runs in groups.items()]
 
 
 def _mnist_section(by_cell: _ByCell) -> list[str]:
@@ -334,7 +349,15 @@ def _variant(cell: Cell) -> str:
 
 
 def _machines(runs: list[dict[str, Any]]) -> str:
-    return "; ".join(sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" for r in runs}))
+    return "; ".join(sorted({_machine(r) for r in runs}))
+
+
+def _machine(run: dict[str, Any]) -> str:
+    """The GPU a GPU run trained on, else the CPU and its cores."""
+    machine = run["machine"]
+    if run.get("device", "cpu") != "cpu" and machine.get("gpu"):
+        return f"{machine['gpu']} (GPU)"
+    return f"{machine['cpu']} ({machine['cores']} cores)"
 
 
 def _gtsrb_section(by_cell: _ByCell) -> list[str]:
@@ -364,21 +387,23 @@ def _gtsrb_section(by_cell: _ByCell) -> list[str]:
         "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for cell in GRIDS["gtsrb"]:
-        runs = by_cell.get(("gtsrb", cell.name), [])
         phase = "select" if is_selection(cell) else "final"
-        head = f"| {cell.model} | {_variant(cell)} | {phase} | {cell.recipe.name} |"
-        if not runs:
-            lines.append(f"{head} not run yet | | | | | | | |")
-            continue
-        tail = f"{', '.join(str(r['seed']) for r in runs)} | {_minutes(runs)} | {_cpu_minutes(runs)} | {_machines(runs)} |"
-        if phase == "select":
-            val = format_mean_sd([r["final_val_error"] for r in runs])
-            losses = [r.get("final_val_loss") for r in runs]
-            loss = "" if None in losses else f"{statistics.fmean(x for x in losses if x is not None):.4f}"
-            lines.append(f"{head} {val} | {loss} | not used | | {tail}")
-        else:
-            test = format_mean_sd([r["final_test_error"] for r in runs])
-            accuracy = 100 - 100 * statistics.fmean(r["final_test_error"] for r in runs)
-            lines.append(f"{head} | | {test} | {accuracy:.2f}% | {tail}")
+        groups = _by_device(by_cell.get(("gtsrb", cell.name), []))
+        if not groups:
+            lines.append(
+                f"| {cell.model} | {_variant(cell)} | {phase} | {cell.recipe.name} | not run yet | | | | | | | |"
+            )
+        for model, runs in _device_rows(cell.model, groups):
+            head = f"| {model} | {_variant(cell)} | {phase} | {cell.recipe.name} |"
+            tail = f"{', '.join(str(r['seed']) for r in runs)} | {_minutes(runs)} | {_cpu_minutes(runs)} | {_machines(runs)} |"
+            if phase == "select":
+                val = format_mean_sd([r["final_val_error"] for r in runs])
+                losses = [r.get("final_val_loss") for r in runs]
+                loss = "" if None in losses else f"{statistics.fmean(x for x in losses if x is not None):.4f}"
+                lines.append(f"{head} {val} | {loss} | not used | | {tail}")
+            else:
+                test = format_mean_sd([r["final_test_error"] for r in runs])
+                accuracy = 100 - 100 * statistics.fmean(r["final_test_error"] for r in runs)
+                lines.append(f"{head} | | {test} | {accuracy:.2f}% | {tail}")
     lines.append("")
     return lines

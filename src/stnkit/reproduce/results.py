@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from stnkit.machine import cpu_model
-from stnkit.reproduce.grids import GRIDS, Cell
+from stnkit.reproduce.grids import GRIDS, Cell, device_kind
 
 __all__ = [
     "RESULT_VERSION",
@@ -64,7 +64,12 @@ def _git_commit() -> str | None:
 
 
 def cell_result(
-    cell: Cell, seed: int, records: Sequence[dict[str, Any]], command: Sequence[str]
+    cell: Cell,
+    seed: int,
+    records: Sequence[dict[str, Any]],
+    command: Sequence[str],
+    *,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """The JSON-ready summary of a finished cell from its per-epoch metrics.
 
@@ -73,6 +78,7 @@ def cell_result(
         seed: its seed.
         records: the run's ``metrics.jsonl`` records, one per epoch, the last one final.
         command: the arguments of ``stnkit`` that trained it (``["train", "--dataset", ...]``).
+        device: the device it trained on (``--device``); recorded as its kind, cpu or cuda.
 
     Returns:
         The final epoch's test and validation errors, the per-epoch curves, time and speed, the
@@ -87,6 +93,7 @@ def cell_result(
         "dataset": cell.dataset,
         "model": cell.model,
         "seed": seed,
+        "device": device_kind(device),  # the report keeps CPU and GPU rows apart
         "recipe": cell.recipe.name,
         "paper_error_percent": cell.paper_error,
         "final_test_error": last["test_error"],
