@@ -274,6 +274,7 @@ def _evaluation_loader(config: TrainConfig, split: str, **extra: Any) -> data.Di
         root=config.data_root,
         seed=data.TEST_SEED,
         num_workers=config.num_workers,
+        pin_memory=config.device != "cpu",
         **extra,
     )
 
@@ -316,6 +317,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         world_size=ctx.world_size,
         val_size=config.val_size,
         augment=_augment_spec(config),
+        pin_memory=config.device != "cpu",  # page-locked batches copy to a GPU without a stall
     )
     val_loader = _evaluation_loader(config, "val", val_size=config.val_size) if config.val_size else None
     test_loader = _evaluation_loader(config, "test", limit=config.test_limit)
