@@ -323,8 +323,9 @@ def fit(
     so every rank holds what rank 0 saves.
 
     Args:
-        model: the model, already built (and seeded) by the caller; trained in place. Under DDP,
-            the same weights on every rank: a weight average starts from each rank's copy.
+        model: the model, already built (and seeded) by the caller; moved to ``config.device``
+            and trained in place. Under DDP, the same weights on every rank: a weight average
+            starts from each rank's copy.
         train_loader: training batches; ``set_epoch`` is called if present.
         test_loader: evaluated every ``config.eval_every`` epochs and after the last; may be None.
         config: the recipe.
@@ -339,6 +340,7 @@ def fit(
 
     Raises:
         DivergenceError: a non-finite loss, gradient or parameter; the last good checkpoint stays.
+        ValueError: ``config.device`` is a GPU this machine lacks, or a GPU under DDP.
         CheckpointError: ``resume`` without a readable checkpoint.
         ResumeMismatchError: ``resume`` from a checkpoint of another model, with or without a
             weight average unlike ``config.ema``, or one trained with another number of processes
