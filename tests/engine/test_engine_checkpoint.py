@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -211,3 +212,27 @@ def test_good_optional_fields_pass(tmp_path: Path) -> None:
     optional = {"optimizer": {"state": {}}, "scheduler": {}, "metrics": {}, "elapsed_s": 3, "world_size": 2}
     state = load_checkpoint(save_checkpoint({**_state(), **optional}, tmp_path / "ck.pt"))
     assert state["world_size"] == 2 and state["elapsed_s"] == 3
+
+
+class _GpuLike(torch.Tensor):
+    """Stands in for a GPU tensor: ``.cpu()`` gives a plain tensor, and a file holding this class
+    itself does not load with ``weights_only=True``."""
+
+    def cpu(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.as_subclass(torch.Tensor).clone()
+
+
+def test_every_tensor_is_saved_on_the_cpu_however_deep(tmp_path: Path) -> None:
+    def gpu_like(*values: float) -> torch.Tensor:
+        return torch.tensor(values).as_subclass(_GpuLike)
+
+    state = {
+        "model": {"w": gpu_like(1.0, 2.0)},
+        "optimizer": {"state": {0: {"exp_avg": gpu_like(3.0)}}, "param_groups": [{"params": [0]}]},
+        "pair": (gpu_like(4.0), [gpu_like(5.0)]),
+    }
+    path = save_checkpoint(state, tmp_path / "ckpt.pt")
+    loaded = torch.load(path, weights_only=True)  # a _GpuLike left anywhere would be refused
+    assert type(loaded["model"]["w"]) is torch.Tensor and loaded["model"]["w"].tolist() == [1.0, 2.0]
+    assert loaded["optimizer"]["state"][0]["exp_avg"].tolist() == [3.0]
+    assert loaded["pair"][0].tolist() == [4.0] and loaded["pair"][1][0].tolist() == [5.0]

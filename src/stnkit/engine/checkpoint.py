@@ -33,8 +33,10 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
 
-    ``format`` and ``version`` are added. The previous file at ``path`` stays intact if anything
-    fails before the final rename. The file's mode is ``0o666 & ~umask``, as from ``torch.save``.
+    ``format`` and ``version`` are added. Tensors are saved on the CPU, so a checkpoint written by a
+    run on a GPU loads anywhere, with plain ``torch.load`` too. The previous file at ``path`` stays
+    intact if anything fails before the final rename. The file's mode is ``0o666 & ~umask``, as
+    from ``torch.save``.
 
     Args:
         state: tensors and plain Python values only (what ``weights_only`` loading accepts).
@@ -43,8 +45,21 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    payload = {"format": FORMAT, "version": VERSION, **state}
+    payload = {"format": FORMAT, "version": VERSION, **_on_cpu(state)}
     return write_durably(path, lambda handle: torch.save(payload, handle))
+
+
+def _on_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (in dicts, lists and tuples) on the CPU; CPU tensors as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_on_cpu(item) for item in value]
+    if type(value) is tuple:  # plain tuples only: a named tuple's constructor takes fields
+        return tuple(_on_cpu(item) for item in value)
+    return value
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
