@@ -254,10 +254,10 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
     ]
     for cell in cells:
         paper = "" if cell.paper_error is None else f"{cell.paper_error:.1f}"
-        groups = _by_device(by_cell.get((grid, cell.name), []))
-        if not groups:
+        rows = _device_rows(cell.model, by_cell.get((grid, cell.name), []))
+        if not rows:
             lines.append(f"| {cell.dataset} | {cell.model} | {paper} | not run yet | | | | | |")
-        for model, runs in _device_rows(cell.model, groups):
+        for model, runs in rows:
             ours = format_mean_sd([r["final_test_error"] for r in runs])
             mean = 100 * statistics.fmean(r["final_test_error"] for r in runs)
             gap = "" if cell.paper_error is None else f"{mean - cell.paper_error:+.2f}"
@@ -269,19 +269,14 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
     return lines
 
 
-def _by_device(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """A cell's runs by the device they trained on (CPU first; results without one are CPU runs)."""
+def _device_rows(model: str, runs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A cell's runs as ``(model column, runs)`` per device, CPU first (results without a device
+    are CPU runs); GPU rows name their device and never mix with CPU seeds."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault(run.get("device", "cpu"), []).append(run)
-    return dict(sorted(groups.items(), key=lambda item: (item[0] != "cpu", item[0])))
-
-
-def _device_rows(
-    model: str, groups: dict[str, list[dict[str, Any]]]
-) -> list[tuple[str, list[dict[str, Any]]]]:
-    """``(model column, runs)`` per device: GPU rows name their device, and never mix with CPU seeds."""
-    return [(model if device == "cpu" else f"{model} ({device})", runs) for device, runs in groups.items()]
+    ordered = sorted(groups.items(), key=lambda item: (item[0] != "cpu", item[0]))
+    return [(model if device == "cpu" else f"{model} ({device})", group) for device, group in ordered]
 
 
 def _mnist_section(by_cell: _ByCell) -> list[str]:
@@ -388,12 +383,12 @@ def _gtsrb_section(by_cell: _ByCell) -> list[str]:
     ]
     for cell in GRIDS["gtsrb"]:
         phase = "select" if is_selection(cell) else "final"
-        groups = _by_device(by_cell.get(("gtsrb", cell.name), []))
-        if not groups:
+        rows = _device_rows(cell.model, by_cell.get(("gtsrb", cell.name), []))
+        if not rows:
             lines.append(
                 f"| {cell.model} | {_variant(cell)} | {phase} | {cell.recipe.name} | not run yet | | | | | | | |"
             )
-        for model, runs in _device_rows(cell.model, groups):
+        for model, runs in rows:
             head = f"| {model} | {_variant(cell)} | {phase} | {cell.recipe.name} |"
             tail = f"{', '.join(str(r['seed']) for r in runs)} | {_minutes(runs)} | {_cpu_minutes(runs)} | {_machines(runs)} |"
             if phase == "select":

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from stnkit.engine.device import model_device
 from stnkit.geometry.checks import check_flag
 
 __all__ = ["View", "grid_to_pixels", "plot_transformer", "to_display", "transformer_views"]
@@ -45,8 +46,7 @@ def transformer_views(model: nn.Module, images: Tensor) -> list[View]:
     transformer's device (a model trained on a GPU); the views come back on the CPU.
     """
     stn = _input_transformer(model)
-    device = next((p.device for p in stn.parameters()), images.device)
-    images = images.to(device)
+    images = images.to(model_device(stn))
     was_training = model.training
     model.eval()
     params = stn.localize(images)  # type: ignore[operator]
