@@ -9,8 +9,13 @@ from stnkit.reproduce import GRIDS, HEADLINE_MODELS, RECIPES, Cell, cells_of, is
 
 def test_table1_has_every_paper_cell_headline_first() -> None:
     cells = cells_of("table1")
-    assert len(cells) == 4 * 8 and len({cell.name for cell in cells}) == 32
+    assert len(cells) == 4 * 8 + 1 and len({cell.name for cell in cells}) == 33
     assert [cell.model for cell in cells[:8]] == ["cnn", "st-cnn-affine"] * 4
+    # The one lever row comes last, with the paper's kernels; its standing row keeps its place.
+    lever = cells[-1]
+    assert (lever.name, lever.paper_error) == ("rts-cnn-paper-kernels", 0.8)
+    assert lever.model_kwargs == {"kernel_sizes": [9, 7], "crop_to": None}
+    assert cells[0].name == "rts-cnn" and cells[0].model_kwargs == {}
     rts = {cell.model: cell.paper_error for cell in cells if cell.dataset == "rts"}
     assert rts["st-cnn-affine"] == 0.5 and rts["cnn"] == 0.8 and rts["fcn"] == 5.2
     assert [cell.name for cell in cells_of("all", "tc-*")] == [

@@ -37,6 +37,14 @@ def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
     assert "## What the transformers learned" not in report  # no pictures given: no section
 
 
+def test_a_variant_of_a_paper_cell_is_a_row_of_its_own_named_by_its_tag() -> None:
+    standing, lever = cells_of("table1", "rts-cnn"), cells_of("table1", "rts-cnn-paper-kernels")
+    report = render_report([_result(standing[0], 0, 0.016, 0.017), _result(lever[0], 0, 0.008, 0.009)])
+    assert "| rts | cnn | 0.8 | 1.70 | +0.90 | 0 |" in report
+    assert "| rts | cnn (paper-kernels) | 0.8 | 0.90 | +0.10 | 0 |" in report
+    assert "| rts | cnn (paper-kernels) | 0.8 | not run yet |" in render_report([])
+
+
 def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
     cnn = cells_of("tc", "tc-cnn")[0]
     final = cells_of("gtsrb")[1]
