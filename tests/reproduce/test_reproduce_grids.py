@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from stnkit.data import parse_augment
 from stnkit.reproduce import GRIDS, HEADLINE_MODELS, RECIPES, Cell, cells_of, is_selection
 
 
@@ -38,8 +41,16 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     assert [c.name for c in cells if c.model_kwargs.get("local_contrast")] == ["gtsrb-st-cnn-lcn-select"]
     # The larger validation split repeats the standing recipe before the alternative it is for.
     val10k = [c for c in cells if c.recipe.flags[-2:] == ("--val-size", "10000")]
-    assert [c.name for c in val10k] == ["gtsrb-st-cnn-val10k-select", "gtsrb-multi-st-cnn-val10k-select"]
-    assert all(is_selection(c) and c.recipe.flags[:-2] == cells[0].recipe.flags[:-2] for c in val10k)
+    assert [c.name for c in val10k] == [
+        "gtsrb-st-cnn-val10k-select", "gtsrb-multi-st-cnn-val10k-select", "gtsrb-st-cnn-persp-val10k-select"
+    ]  # fmt: skip
+    assert all(is_selection(c) for c in val10k)
+    assert all(c.recipe.flags[:-2] == cells[0].recipe.flags[:-2] for c in val10k[:2])
+    # The perspective lever changes the augmentation only: the preset plus a perspective jitter.
+    standing, lever = list(cells[0].recipe.flags[:-2]), list(val10k[2].recipe.flags[:-2])
+    at = standing.index("--augment") + 1
+    assert parse_augment(lever[at]) == replace(parse_augment(standing[at]), perspective=0.1)
+    assert lever[:at] + lever[at + 1 :] == standing[:at] + standing[at + 1 :]
 
 
 def test_addition_runs_the_two_transformer_fcn_with_each_transform() -> None:

@@ -26,7 +26,6 @@ from stnkit.engine.device import check_device_name
 from stnkit.files import atomic_write_text
 from stnkit.reproduce import (
     GRIDS,
-    HEADLINE_MODELS,
     PICTURE_DIR,
     Cell,
     RobustnessFigure,
@@ -179,6 +178,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for group in (True, False):
         for seed in args.seeds:
             for cell in cells:
-                if (cell.model in HEADLINE_MODELS) == group:
+                if cell.is_headline == group:
                     _run_cell(cell, seed, args)
     return 0

@@ -64,6 +64,15 @@ GTSRB_SELECT_10K_RECIPE = Recipe(
     (*_GTSRB_FLAGS, "--val-size", "10000"),
     "jitter, label smoothing 0.1, EMA 0.999, Adam one-cycle 30 epochs; ~10k validation images by tracks",
 )
+# Added 2026-12-03 (declared in docs/results.md before the three-transformer cell's result): the
+# standing run's training error reached ~0 while its validation error stalled, so more varied views:
+# the preset's jitter plus a perspective jitter (corners moved by up to a tenth of the side).
+_GTSRB_PERSPECTIVE_AUGMENT = "rotate=15,scale=0.1,shift=2,perspective=0.1,brightness=0.2,contrast=0.2"
+_GTSRB_PERSPECTIVE_SELECT_RECIPE = Recipe(
+    "gtsrb-persp30-val10k",
+    ("--epochs", "30", "--augment", _GTSRB_PERSPECTIVE_AUGMENT, *_GTSRB_FLAGS[4:], "--val-size", "10000"),
+    "jitter + perspective 0.1, label smoothing 0.1, EMA 0.999, Adam one-cycle 30 epochs; ~10k validation",
+)
 GTSRB_RECIPE = Recipe(
     "gtsrb-aug30",
     _GTSRB_FLAGS,
@@ -71,7 +80,13 @@ GTSRB_RECIPE = Recipe(
 )
 RECIPES = {
     recipe.name: recipe
-    for recipe in (DEFAULT_RECIPE, GTSRB_SELECT_RECIPE, GTSRB_SELECT_10K_RECIPE, GTSRB_RECIPE)
+    for recipe in (
+        DEFAULT_RECIPE,
+        GTSRB_SELECT_RECIPE,
+        GTSRB_SELECT_10K_RECIPE,
+        _GTSRB_PERSPECTIVE_SELECT_RECIPE,
+        GTSRB_RECIPE,
+    )
 }
 
 # Deviations from the paper's architectures and training that every row shares (docs/training.md).
@@ -118,6 +133,15 @@ class Cell:
         """
         suffix = "" if device == "cpu" else f"-{device_kind(device)}"
         return f"{self.name}-s{seed}{suffix}"
+
+    @property
+    def is_headline(self) -> bool:
+        """Whether it is one of the comparisons the paper is about (an untagged CNN or ST-CNN affine).
+
+        A tagged variant of a headline model (a lever such as ``rts-cnn-paper-kernels``) is not: it
+        runs after the headline cells, never between their seeds.
+        """
+        return self.model in HEADLINE_MODELS and not self.tag
 
 
 def device_kind(device: str) -> str:
@@ -180,6 +204,9 @@ def _gtsrb() -> list[Cell]:
     # contrast normalisation instead (LocalContrastNorm; added 2026-12-03, after the runs above).
     # The "val10k" cells (added 2026-12-03, after all of the above had run) repeat the selection on
     # the larger validation split: the recipe as it stands first, then the three-transformer network.
+    # The "persp" cell (declared in docs/results.md before the three-transformer cell's result) adds a
+    # perspective jitter to the network the rule kept: the one-transformer ST-CNN (the three-transformer
+    # cell's validation error, 0.65%, was above the standing 0.53%).
     standardize, local = {"standardize": True}, {"local_contrast": True}
 
     def cell(model: str, tag: str, recipe: Recipe, kwargs: dict[str, Any] = standardize) -> Cell:
@@ -194,6 +221,7 @@ def _gtsrb() -> list[Cell]:
         cell("gtsrb-st-cnn", "lcn-select", GTSRB_SELECT_RECIPE, local),
         cell("gtsrb-st-cnn", "val10k-select", GTSRB_SELECT_10K_RECIPE),
         cell("gtsrb-multi-st-cnn", "val10k-select", GTSRB_SELECT_10K_RECIPE),
+        cell("gtsrb-st-cnn", "persp-val10k-select", _GTSRB_PERSPECTIVE_SELECT_RECIPE),
     ]
 
 
