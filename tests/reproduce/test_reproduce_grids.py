@@ -7,23 +7,49 @@ from dataclasses import replace
 import pytest
 
 from stnkit.data import parse_augment
-from stnkit.reproduce import GRIDS, HEADLINE_MODELS, RECIPES, Cell, cells_of, is_selection
+from stnkit.reproduce import (
+    DEFAULT_RECIPE,
+    GRIDS,
+    HEADLINE_MODELS,
+    LONG_FCN_RECIPE,
+    RECIPES,
+    Cell,
+    cells_of,
+    is_selection,
+)
 
 
 def test_table1_has_every_paper_cell_headline_first() -> None:
     cells = cells_of("table1")
-    assert len(cells) == 4 * 8 + 1 and len({cell.name for cell in cells}) == 33
+    # The paper's 32 cells, the CNN's lever, then the longer-schedule lever of each of the 16 FCN-family cells.
+    assert len(cells) == 4 * 8 + 1 + 16 and len({cell.name for cell in cells}) == 49
     assert [cell.model for cell in cells[:8]] == ["cnn", "st-cnn-affine"] * 4
-    # The one lever row comes last, with the paper's kernels; its standing row keeps its place.
-    lever = cells[-1]
+    # The CNN's lever row comes after the paper's cells, with the paper's kernels; its standing row
+    # keeps its place.
+    lever = cells[32]
     assert (lever.name, lever.paper_error) == ("rts-cnn-paper-kernels", 0.8)
     assert lever.model_kwargs == {"kernel_sizes": [9, 7], "crop_to": None}
     assert cells[0].name == "rts-cnn" and cells[0].model_kwargs == {}
     rts = {cell.model: cell.paper_error for cell in cells if cell.dataset == "rts"}
     assert rts["st-cnn-affine"] == 0.5 and rts["cnn"] == 0.8 and rts["fcn"] == 5.2
     assert [cell.name for cell in cells_of("all", "tc-*")] == [
-        "tc-fcn", "tc-cnn", "tc-st-fcn-affine", "tc-st-cnn-affine"
+        "tc-fcn", "tc-cnn", "tc-st-fcn-affine", "tc-st-cnn-affine", "tc-fcn-e100", "tc-st-fcn-affine-e100"
     ]  # fmt: skip
+
+
+def test_every_fcn_family_cell_has_a_longer_schedule_lever_after_the_paper_cells() -> None:
+    for grid in ("table1", "tc", "addition"):
+        cells = cells_of(grid)
+        levers = [cell for cell in cells if cell.tag == "e100"]
+        fcn_family = [cell for cell in cells if "fcn" in cell.model and not cell.tag]
+        assert [(c.dataset, c.model, c.paper_error) for c in levers] == [
+            (c.dataset, c.model, c.paper_error) for c in fcn_family
+        ]
+        assert cells[-len(levers) :] == levers
+        assert all(c.recipe is LONG_FCN_RECIPE and not c.is_headline for c in levers)
+    # Only the number of epochs differs from the default recipe.
+    assert LONG_FCN_RECIPE.flags == ("--epochs", "100", *DEFAULT_RECIPE.flags[2:])
+    assert DEFAULT_RECIPE.flags[:2] == ("--epochs", "20")
 
 
 def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
@@ -54,9 +80,9 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
 
 
 def test_addition_runs_the_two_transformer_fcn_with_each_transform() -> None:
-    models = [cell.model for cell in cells_of("addition")]
+    models = [cell.model for cell in cells_of("addition") if not cell.tag]
     assert models[-3:] == ["2xst-fcn-affine", "2xst-fcn-projective", "2xst-fcn-tps"]
-    assert [cell.paper_error for cell in cells_of("addition", "*2xst*")] == [5.8, None, None]
+    assert [cell.paper_error for cell in cells_of("addition", "*2xst*")] == [5.8, None, None] * 2
 
 
 def test_cell_names_are_unique_and_every_recipe_is_registered() -> None:

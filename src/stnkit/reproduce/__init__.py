@@ -8,7 +8,7 @@ docs/paper-results.md from those files (:func:`render_report`) with a picture of
 Example:
     >>> from stnkit.reproduce import cells_of, load_results, render_report
     >>> ", ".join(cell.name for cell in cells_of("tc"))
-    'tc-fcn, tc-cnn, tc-st-fcn-affine, tc-st-cnn-affine'
+    'tc-fcn, tc-cnn, tc-st-fcn-affine, tc-st-cnn-affine, tc-fcn-e100, tc-st-fcn-affine-e100'
     >>> results = load_results("results")  # doctest: +SKIP
     >>> page = render_report(results)  # doctest: +SKIP
 """
@@ -20,6 +20,7 @@ from stnkit.reproduce.grids import (
     GTSRB_SELECT_10K_RECIPE,
     GTSRB_SELECT_RECIPE,
     HEADLINE_MODELS,
+    LONG_FCN_RECIPE,
     RECIPES,
     SHARED_DEVIATIONS,
     Cell,
@@ -55,6 +56,7 @@ __all__ = [
     "GTSRB_SELECT_10K_RECIPE",
     "GTSRB_SELECT_RECIPE",
     "HEADLINE_MODELS",
+    "LONG_FCN_RECIPE",
     "PICTURE_DIR",
     "PICTURE_IMAGES",
     "RECIPES",
