@@ -147,6 +147,38 @@ def test_localization_group_gets_its_multiplier() -> None:
     assert {id(p) for p in groups["localization"]["params"]} == loc
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_weight_decay_spares_biases_so_the_transformer_keeps_its_identity(optimizer: str) -> None:
+    model = _model()
+    config = TrainConfig(
+        dataset="mnist", model=MODEL, optimizer=optimizer, lr=0.1, weight_decay=0.5, loc_lr_mult=0.5
+    )
+    opt = build_optimizer(model, config)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert set(groups) == {"classifier", "classifier-no-decay", "localization", "localization-no-decay"}
+    every = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(every) == sorted(id(p) for p in model.parameters())  # each parameter exactly once
+    for name, group in groups.items():
+        no_decay = name.endswith("-no-decay")
+        assert group["weight_decay"] == (0.0 if no_decay else 0.5)
+        assert all((p.ndim < 2) == no_decay for p in group["params"])
+        assert group["lr"] == pytest.approx(0.05 if name.startswith("localization") else 0.1)
+    # Steps of decay alone (zero gradients) leave the identity transform where it started.
+    images = torch.rand(4, 1, 8, 8)
+    before = model.stn.localize(images).detach()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    for _ in range(20):
+        opt.step()
+    torch.testing.assert_close(model.stn.localize(images).detach(), before)
+    assert before.abs().sum() > 0  # the identity's parameters are not all zero
+
+
+def test_without_weight_decay_the_groups_are_as_before() -> None:
+    opt = build_optimizer(_model(), TrainConfig(dataset="mnist", model=MODEL))
+    assert [g["name"] for g in opt.param_groups] == ["classifier", "localization"]
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
 def test_schedules_stay_in_range(schedule: str) -> None:
     model = torch.nn.Linear(2, 2)

@@ -99,7 +99,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help=f"(default {d.optimizer})")
     p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--momentum", type=nonneg_float, help=f"SGD momentum (default {d.momentum})")
-    p.add_argument("--weight-decay", type=nonneg_float, help=f"weight decay (default {d.weight_decay})")
+    p.add_argument(
+        "--weight-decay",
+        type=nonneg_float,
+        help=f"weight decay of weight matrices and kernels, never of biases (default {d.weight_decay})",
+    )
     p.add_argument(
         "--loc-lr-mult",
         type=nonneg_float,

@@ -97,13 +97,22 @@ def localization_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser, with the localisation nets in their own group at ``lr * loc_lr_mult``."""
+    """The optimiser, with the localisation nets in their own group at ``lr * loc_lr_mult``.
+
+    With ``weight_decay`` > 0, biases and other one-dimensional parameters (norm scales) are not
+    decayed: each group is split in two, the second named ``"<group>-no-decay"``. Decaying the
+    regression head's bias would pull every transformer away from the identity it starts at, towards
+    the all-zero transform that samples one point; decaying its weight pulls towards the identity.
+    """
     loc = localization_parameters(model)
     loc_ids = {id(p) for p in loc}
     rest = [p for p in model.parameters() if id(p) not in loc_ids]
     groups: list[dict[str, Any]] = [{"params": rest, "lr": config.lr, "name": "classifier"}]
     if loc:
         groups.append({"params": loc, "lr": config.lr * config.loc_lr_mult, "name": "localization"})
+    if config.weight_decay > 0:
+        # Only then: with no decay the groups stay as they were, so older checkpoints still resume.
+        groups = [part for group in groups for part in _split_off_no_decay(group)]
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -111,6 +120,15 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _split_off_no_decay(group: dict[str, Any]) -> list[dict[str, Any]]:
+    """``group`` as its matrices and kernels, then its 1-D parameters with ``weight_decay`` 0."""
+    decayed = [p for p in group["params"] if p.ndim >= 2]
+    kept = [p for p in group["params"] if p.ndim < 2]
+    parts = [{**group, "params": decayed}, {**group, "params": kept, "weight_decay": 0.0}]
+    parts[1]["name"] = f"{group['name']}-no-decay"
+    return [part for part in parts if part["params"]]
 
 
 def build_scheduler(
