@@ -68,7 +68,8 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     # The larger validation split repeats the standing recipe before the alternative it is for.
     val10k = [c for c in cells if c.recipe.flags[-2:] == ("--val-size", "10000")]
     assert [c.name for c in val10k] == [
-        "gtsrb-st-cnn-val10k-select", "gtsrb-multi-st-cnn-val10k-select", "gtsrb-st-cnn-persp-val10k-select"
+        "gtsrb-st-cnn-val10k-select", "gtsrb-multi-st-cnn-val10k-select",
+        "gtsrb-st-cnn-persp-val10k-select", "gtsrb-st-cnn-wd-val10k-select",
     ]  # fmt: skip
     assert all(is_selection(c) for c in val10k)
     assert all(c.recipe.flags[:-2] == cells[0].recipe.flags[:-2] for c in val10k[:2])
@@ -77,6 +78,8 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     at = standing.index("--augment") + 1
     assert parse_augment(lever[at]) == replace(parse_augment(standing[at]), perspective=0.1)
     assert lever[:at] + lever[at + 1 :] == standing[:at] + standing[at + 1 :]
+    # The weight-decay lever adds the optimiser's flags and changes nothing else.
+    assert list(val10k[3].recipe.flags[:-2]) == [*standing, "--optimizer", "adamw", "--weight-decay", "0.05"]
 
 
 def test_addition_runs_the_two_transformer_fcn_with_each_transform() -> None:

@@ -81,6 +81,14 @@ LONG_FCN_RECIPE = Recipe(
     ("--epochs", "100", "--val-size", "10000"),
     "Adam, one-cycle to lr 4e-3, 100 epochs, batch 128, grad clip 5; 50k train / 10k validation",
 )
+# Added 2026-12-04 after the perspective cell (declared in docs/results.md before it ran): neither more
+# transformers nor more jitter lowered the validation error while the training error stays ~0, so the
+# lever is the weights' own regularisation, decoupled weight decay (biases and norm scales exempt).
+_GTSRB_WEIGHT_DECAY_SELECT_RECIPE = Recipe(
+    "gtsrb-aug30-adamw-val10k",
+    (*_GTSRB_FLAGS, "--optimizer", "adamw", "--weight-decay", "0.05", "--val-size", "10000"),
+    "as gtsrb-aug30-val10k, with AdamW weight decay 0.05 (biases exempt)",
+)
 GTSRB_RECIPE = Recipe(
     "gtsrb-aug30",
     _GTSRB_FLAGS,
@@ -94,6 +102,7 @@ RECIPES = {
         GTSRB_SELECT_RECIPE,
         GTSRB_SELECT_10K_RECIPE,
         _GTSRB_PERSPECTIVE_SELECT_RECIPE,
+        _GTSRB_WEIGHT_DECAY_SELECT_RECIPE,
         GTSRB_RECIPE,
     )
 }
@@ -225,7 +234,8 @@ def _gtsrb() -> list[Cell]:
     # the larger validation split: the recipe as it stands first, then the three-transformer network.
     # The "persp" cell (declared in docs/results.md before the three-transformer cell's result) adds a
     # perspective jitter to the network the rule kept: the one-transformer ST-CNN (the three-transformer
-    # cell's validation error, 0.65%, was above the standing 0.53%).
+    # cell's validation error, 0.65%, was above the standing 0.53%). The "wd" cell (added 2026-12-04,
+    # after the perspective cell lost under the rule) tries decoupled weight decay instead.
     standardize, local = {"standardize": True}, {"local_contrast": True}
 
     def cell(model: str, tag: str, recipe: Recipe, kwargs: dict[str, Any] = standardize) -> Cell:
@@ -241,6 +251,7 @@ def _gtsrb() -> list[Cell]:
         cell("gtsrb-st-cnn", "val10k-select", GTSRB_SELECT_10K_RECIPE),
         cell("gtsrb-multi-st-cnn", "val10k-select", GTSRB_SELECT_10K_RECIPE),
         cell("gtsrb-st-cnn", "persp-val10k-select", _GTSRB_PERSPECTIVE_SELECT_RECIPE),
+        cell("gtsrb-st-cnn", "wd-val10k-select", _GTSRB_WEIGHT_DECAY_SELECT_RECIPE),
     ]
 
 
