@@ -10,10 +10,13 @@ from pathlib import Path
 
 from stnkit.reproduce import (
     CAPTIONS_NAME,
+    UNDERFIT_RATIO,
     Cell,
     RobustnessFigure,
     cells_of,
+    final_fit,
     is_selection,
+    next_lever,
     render_pictures,
     render_report,
 )
@@ -43,6 +46,47 @@ def test_a_variant_of_a_paper_cell_is_a_row_of_its_own_named_by_its_tag() -> Non
     assert "| rts | cnn | 0.8 | 1.70 | +0.90 | 0 |" in report
     assert "| rts | cnn (paper-kernels) | 0.8 | 0.90 | +0.10 | 0 |" in report
     assert "| rts | cnn (paper-kernels) | 0.8 | not run yet |" in render_report([])
+
+
+def _curves(train: float) -> dict[str, object]:
+    return {"curves": {"epoch": [1, 2], "train_error": [0.5, train]}}
+
+
+def test_rows_show_the_final_training_and_validation_error_averaged_over_seeds() -> None:
+    cnn = cells_of("tc", "tc-cnn")[0]
+    runs = [_result(cnn, 0, 0.030, 0.04, **_curves(0.010)), _result(cnn, 1, 0.050, 0.05, **_curves(0.020))]
+    assert final_fit(runs) == (1.5, 4.0)
+    row = next(line for line in render_report(runs).splitlines() if line.startswith("| tc | cnn |"))
+    assert row.endswith(
+        "| Some CPU (2 cores) | 1.50 / 4.00 | generalisation gap: regularise or vary the training images |"
+    )
+    # A seed without curves or validation error blanks the column rather than averaging the rest.
+    assert final_fit([*runs, _result(cnn, 2, None, 0.05, **_curves(0.02))]) is None
+    assert final_fit([_result(cnn, 0, 0.03, 0.04)]) is None
+
+
+def test_next_lever_points_at_lever_rows_else_follows_the_training_and_validation_errors() -> None:
+    table1 = cells_of("table1")
+    rts_cnn, paper_kernels = cells_of("table1", "rts-cnn")[0], cells_of("table1", "rts-cnn-paper-kernels")[0]
+    r_cnn, r_fcn = cells_of("table1", "r-cnn")[0], cells_of("table1", "r-fcn")[0]
+    assert next_lever(rts_cnn, table1, (1.0, 1.0)) == "the (paper-kernels) row"
+    assert next_lever(r_fcn, table1, None) == "the (e100) row"
+    # No lever row: the rule, on either side of the ratio.
+    underfit = next_lever(paper_kernels, table1, (UNDERFIT_RATIO * 2.0, 2.0))
+    gap = next_lever(r_cnn, table1, (UNDERFIT_RATIO * 2.0 - 0.01, 2.0))
+    assert underfit.startswith("underfits") and gap.startswith("generalisation gap")
+    assert next_lever(r_cnn, table1, None) == "no training or validation error recorded"
+
+
+def test_only_rows_above_the_paper_name_a_next_lever() -> None:
+    fcn = cells_of("tc", "tc-fcn")[0]  # paper 13.2
+    below = render_report([_result(fcn, 0, 0.15, 0.10, **_curves(0.15))])
+    above = render_report([_result(fcn, 0, 0.15, 0.20, **_curves(0.15))])
+    row_below = next(line for line in below.splitlines() if line.startswith("| tc | fcn |"))
+    row_above = next(line for line in above.splitlines() if line.startswith("| tc | fcn |"))
+    assert row_below.endswith("| 15.00 / 15.00 |  |") and row_above.endswith(
+        "| 15.00 / 15.00 | the (e100) row |"
+    )
 
 
 def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
@@ -139,8 +183,8 @@ def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
     section = report.split(title)[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
     assert rows == [
-        "| mnist | cnn |  | not run yet | | | | | |",
-        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |",
+        "| mnist | cnn |  | not run yet | | | | | | | |",
+        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
     ]
     # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
     assert "| rts | cnn | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1

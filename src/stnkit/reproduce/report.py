@@ -25,8 +25,11 @@ __all__ = [
     "CAPTIONS_NAME",
     "PICTURE_DIR",
     "PICTURE_IMAGES",
+    "UNDERFIT_RATIO",
     "Picture",
     "RobustnessFigure",
+    "final_fit",
+    "next_lever",
     "render_pictures",
     "render_report",
 ]
@@ -34,6 +37,9 @@ __all__ = [
 PICTURE_DIR = Path("img") / "paper"  # beside the report: docs/img/paper/<dataset>-<model>.png
 CAPTIONS_NAME = "captions.json"  # beside the pictures: the caption each was drawn with
 PICTURE_IMAGES = 8  # the first 8 images of each canonical test set, the same in every picture
+# A final training error at least this fraction of the validation error counts as underfitting
+# (:func:`next_lever`); below it, the gap between them is the thing to close.
+UNDERFIT_RATIO = 0.8
 
 # Grids with a section of their own in the report instead of the paper-style table.
 _OWN_SECTION = ("gtsrb", "mnist")
@@ -232,9 +238,15 @@ def render_report(
         "counted CPU time did not count it; where only some of a cell's seeds did, the column gives",
         "their mean and names them.",
         "",
-        "Where a cell is above the paper's error, the levers not yet pulled are the paper's training",
-        "(SGD for 150k iterations: about 8x our updates), longer schedules, and a recipe chosen per",
-        "dataset on the validation split. One lever was added after the headline runs, from their",
+        "`train / validation` is the final epoch's training error (the running error over that epoch's",
+        "distorted images, in training mode) and validation error, means over the seeds. Where a row is",
+        "above the paper's error, `next lever` says what to try next, by one rule for every row",
+        "(`stnkit.reproduce.next_lever`, written on 2026-12-04 with these rows in view; it reads their",
+        "training and validation errors only). A standing cell with lever rows points at them;",
+        f"otherwise a training error of at least {UNDERFIT_RATIO:.0%} of the validation error means",
+        "the network underfits (train longer, e.g. the paper's 150k SGD iterations, about 8x our 20",
+        "epochs' updates, or wider), a lower one a generalisation gap (regularise, or vary the training",
+        "images more). One lever was added after the headline runs, from their",
         "training and validation errors, not the test error: the RTS CNN underfits (final training",
         "error 1.6-1.7%, as high as its validation error) and, its budget matched to the cropping",
         "ST-CNN's, classifies 3,136 features through 49 hidden units. `cnn (paper-kernels)` is the",
@@ -259,24 +271,69 @@ def render_report(
 def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
     """A row per cell: the paper's test error (blank where it reports none) beside ours."""
     lines = [
-        "| dataset | model | paper | ours | ours - paper | seeds | minutes per run | CPU minutes per run | machine |",
-        "|---|---|---:|---:|---:|---|---:|---:|---|",
+        "| dataset | model | paper | ours | ours - paper | seeds | minutes per run | CPU minutes per run | machine "
+        "| train / validation | next lever |",
+        "|---|---|---:|---:|---:|---|---:|---:|---|---:|---|",
     ]
     for cell in cells:
         paper = "" if cell.paper_error is None else f"{cell.paper_error:.1f}"
         rows = _device_rows(_label(cell), by_cell.get((grid, cell.name), []))
         if not rows:
-            lines.append(f"| {cell.dataset} | {_label(cell)} | {paper} | not run yet | | | | | |")
+            lines.append(f"| {cell.dataset} | {_label(cell)} | {paper} | not run yet | | | | | | | |")
         for model, runs in rows:
             ours = format_mean_sd([r["final_test_error"] for r in runs])
             mean = 100 * statistics.fmean(r["final_test_error"] for r in runs)
+            above_paper = cell.paper_error is not None and mean > cell.paper_error
             gap = "" if cell.paper_error is None else f"{mean - cell.paper_error:+.2f}"
             seeds = ", ".join(str(r["seed"]) for r in runs)
+            fit = final_fit(runs)
+            lever = next_lever(cell, cells, fit) if above_paper else ""
             lines.append(
                 f"| {cell.dataset} | {model} | {paper} | {ours} | {gap} | {seeds} | {_minutes(runs)} | "
-                f"{_cpu_minutes(runs)} | {_machines(runs)} |"
+                f"{_cpu_minutes(runs)} | {_machines(runs)} | {_format_fit(fit)} | {lever} |"
             )
     return lines
+
+
+def final_fit(runs: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """The final epoch's training and validation errors in percent, means over the runs.
+
+    None where a run lacks either (results from before the curves were kept, runs without a
+    validation split). The training error is the running one of the last epoch, on that epoch's
+    distorted or augmented images, in training mode.
+    """
+    pairs = []
+    for run in runs:
+        train_curve = run.get("curves", {}).get("train_error") or [None]
+        train, val = train_curve[-1], run.get("final_val_error")
+        if train is None or val is None:
+            return None
+        pairs.append((100 * train, 100 * val))
+    return statistics.fmean(p[0] for p in pairs), statistics.fmean(p[1] for p in pairs)
+
+
+def next_lever(cell: Cell, grid_cells: list[Cell], fit: tuple[float, float] | None) -> str:
+    """What to try next for a cell above the paper's error, by a rule fixed before reading the rows.
+
+    A standing cell that has lever rows (the same dataset and model with a tag) points at them.
+    Otherwise the final errors decide: a training error of at least :data:`UNDERFIT_RATIO` times the
+    validation error means the network underfits (lever: longer training or a wider network), a
+    lower one a generalisation gap (lever: regularisation or more varied training images).
+    """
+    if not cell.tag:
+        levers = [c.tag for c in grid_cells if c.tag and (c.dataset, c.model) == (cell.dataset, cell.model)]
+        if levers:
+            return ", ".join(f"the ({tag}) row" for tag in levers)
+    if fit is None:
+        return "no training or validation error recorded"
+    train, val = fit
+    if train >= UNDERFIT_RATIO * val:
+        return "underfits: train longer or wider"
+    return "generalisation gap: regularise or vary the training images"
+
+
+def _format_fit(fit: tuple[float, float] | None) -> str:
+    return "" if fit is None else f"{fit[0]:.2f} / {fit[1]:.2f}"
 
 
 def _label(cell: Cell) -> str:
