@@ -61,7 +61,8 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
         flags = cell.recipe.flags
         assert ("--val-size" in flags) == is_selection(cell)
         norm = {"local_contrast": True} if cell.tag.startswith("lcn") else {"standardize": True}
-        assert cell.model_kwargs == norm
+        assert cell.model_kwargs.items() >= norm.items()
+        assert set(cell.model_kwargs) <= {*norm, "channels"}
     assert cells_of("all", "gtsrb-cnn*") == [cells[2], cells[3]]
     # Variants of one model are told apart by their tag, and judged on validation first.
     assert [c.name for c in cells if c.model_kwargs.get("local_contrast")] == ["gtsrb-st-cnn-lcn-select"]
@@ -70,6 +71,7 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     assert [c.name for c in val10k] == [
         "gtsrb-st-cnn-val10k-select", "gtsrb-multi-st-cnn-val10k-select",
         "gtsrb-st-cnn-persp-val10k-select", "gtsrb-st-cnn-wd-val10k-select",
+        "gtsrb-st-cnn-wide-val10k-select",
     ]  # fmt: skip
     assert all(is_selection(c) for c in val10k)
     assert all(c.recipe.flags[:-2] == cells[0].recipe.flags[:-2] for c in val10k[:2])
@@ -80,6 +82,9 @@ def test_gtsrb_grid_selects_on_validation_then_trains_on_everything() -> None:
     assert lever[:at] + lever[at + 1 :] == standing[:at] + standing[at + 1 :]
     # The weight-decay lever adds the optimiser's flags and changes nothing else.
     assert list(val10k[3].recipe.flags[:-2]) == [*standing, "--optimizer", "adamw", "--weight-decay", "0.05"]
+    # The wide lever changes the conv widths only, under the standing recipe.
+    assert val10k[4].recipe == val10k[0].recipe
+    assert val10k[4].model_kwargs == {"standardize": True, "channels": [48, 96, 192]}
 
 
 def test_addition_runs_the_two_transformer_fcn_with_each_transform() -> None:

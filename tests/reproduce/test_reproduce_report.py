@@ -152,6 +152,16 @@ def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() 
     )
 
 
+def test_a_gtsrb_row_of_other_conv_widths_names_them_in_its_variant() -> None:
+    wide = next(cell for cell in cells_of("gtsrb") if cell.tag == "wide-val10k-select")
+    report = render_report([_result(wide, 0, 0.0050, 0.0999, final_val_loss=0.12)])
+    rows = [line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | standardize, filters")]
+    assert rows == [
+        "| gtsrb-st-cnn | standardize, filters 48/96/192 | select | gtsrb-aug30-val10k | 0.50 | 0.1200 | not used "
+        "| | 0 | 10.0 |  | Some CPU (2 cores) |"
+    ]
+
+
 def test_the_robustness_figure_lists_its_models_links_its_plot_and_keeps_its_tables() -> None:
     summary = {
         "digits": {"count": 1000},

@@ -409,10 +409,15 @@ def _cpu_minutes(runs: list[dict[str, Any]]) -> str:
 
 
 def _variant(cell: Cell) -> str:
-    """The GTSRB cell's contrast normalisation, from its builder arguments."""
-    if cell.model_kwargs.get("local_contrast"):
-        return "local contrast"
-    return "standardize" if cell.model_kwargs.get("standardize") else "none"
+    """The GTSRB cell's contrast normalisation and, where not the default, its conv widths."""
+    kwargs = cell.model_kwargs
+    if kwargs.get("local_contrast"):
+        variant = "local contrast"
+    else:
+        variant = "standardize" if kwargs.get("standardize") else "none"
+    if "channels" in kwargs:
+        variant += ", filters " + "/".join(str(c) for c in kwargs["channels"])
+    return variant
 
 
 def _machines(runs: list[dict[str, Any]]) -> str:
@@ -445,12 +450,13 @@ def _gtsrb_section(by_cell: _ByCell) -> list[str]:
         "error (a few mistakes in ~4,000 images; the `val10k` rows, added after all the others had",
         "run, hold out 2.5 times as many). `variant` is the contrast normalisation in front of",
         "the network: `standardize` (one mean and deviation per image) or `local contrast`",
-        "(`stnkit.models.LocalContrastNorm`). The `local contrast` row was added on 2026-12-03, after",
+        "(`stnkit.models.LocalContrastNorm`), and the conv stages' filters where they are not the",
+        "default 32/64/128. The `local contrast` row was added on 2026-12-03, after",
         "the rows above had been run and their test errors seen. Its lever is the GTSRB records'",
         "preprocessing, but the test-set analysis in docs/results.md (over-exposed signs lost) points",
         "at it too, so that choice is not free of the test set; it is judged on validation only.",
         "The `val10k` rows after the standing recipe's (three transformers, perspective jitter, weight",
-        "decay) were each declared in docs/results.md before they ran, and are judged there by one",
+        "decay, wider filters) were each declared in docs/results.md before they ran, and are judged there by one",
         "rule: a row replaces the standing recipe only if its validation loss is lower and its",
         "validation error no higher.",
         "",
