@@ -313,7 +313,7 @@ def final_fit(runs: list[dict[str, Any]]) -> tuple[float, float] | None:
 
 
 def next_lever(cell: Cell, grid_cells: list[Cell], fit: tuple[float, float] | None) -> str:
-    """What to try next for a cell above the paper's error, by a rule fixed before reading the rows.
+    """What to try next for a cell above the paper's error: one rule for every row, reading no test error.
 
     A standing cell that has lever rows (the same dataset and model with a tag) points at them.
     Otherwise the final errors decide: a training error of at least :data:`UNDERFIT_RATIO` times the
