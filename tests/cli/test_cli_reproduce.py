@@ -169,6 +169,41 @@ def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_
     assert (picture.read_bytes(), report.read_text()) == first
 
 
+def test_a_picture_of_parallel_transformers_says_which_channel_each_head_follows(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stnkit.reproduce.report import FOLLOWING_IMAGES, _following_caption
+
+    monkeypatch.setitem(GRIDS, "table1", [])
+    monkeypatch.setitem(GRIDS, "tc", [])
+    monkeypatch.setitem(GRIDS, "addition", [Cell("addition", "mnist-add", "2xst-fcn-affine", 5.8)])
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    run = runs / "addition" / "mnist-add-2xst-fcn-affine-s0"
+    train = [
+        "train",
+        "--dataset",
+        "mnist-add",
+        "--model",
+        "2xst-fcn-affine",
+        "--epochs",
+        "1",
+        "--limit",
+        "64",
+    ]
+    train += ["--test-limit", "32", "--batch-size", "32", "--no-progress", "--data-root", str(shared_data)]
+    assert cli.main([*train, "--out", str(run)]) == 0
+    results.mkdir()
+    report = tmp_path / "docs" / "paper-results.md"
+    command = ["reproduce", "--out", str(results), "--runs", str(runs), "--data-root", str(shared_data)]
+    assert cli.main([*command, "--report", str(report)]) == 0
+    stn = load_run(str(run / CHECKPOINT_NAME))[0].stn
+    following = stn.channel_following(first_test_images("mnist-add", FOLLOWING_IMAGES, root=str(shared_data)))
+    assert following.shape == (2, 2) and following.isfinite().all()  # trained heads move with the input
+    caption = _following_caption(following)
+    assert caption.startswith(". Where each head looks against where each channel's digit is")
+    assert f"seed 0, epoch 1 (unfinished run: no result file yet){caption}\n" in report.read_text()
+
+
 def test_report_refuses_a_file_it_cannot_read_and_ignores_other_experiments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,4 +1,4 @@
-"""Model parts that are not whole models: per-image contrast normalisation."""
+"""Model parts that are not whole models: per-image contrast normalisation, parallel transformers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import math
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 from stnkit.models import create_model
-from stnkit.models.parts import ImageStandardize, LocalContrastNorm
+from stnkit.models.parts import (
+    ImageStandardize,
+    LocalContrastNorm,
+    ParallelSpatialTransformer,
+    count_parameters,
+)
 
 
 def test_each_image_comes_out_with_zero_mean_and_unit_variance() -> None:
@@ -149,3 +155,84 @@ def test_gtsrb_local_contrast_sits_where_standardize_does(name: str) -> None:
 def test_gtsrb_refuses_both_contrast_norms() -> None:
     with pytest.raises(Exception, match="standardize and local_contrast"):
         create_model("gtsrb-st-cnn", standardize=True, local_contrast=True)
+
+
+# --- parallel transformers ------------------------------------------------------------------------
+
+
+def test_parallel_heads_can_each_have_their_own_localization_net() -> None:
+    shared = create_model("2xst-fcn-affine", in_channels=2, num_classes=19)
+    own = create_model("2xst-fcn-affine", in_channels=2, num_classes=19, shared_localization=False)
+    assert isinstance(own.stn, ParallelSpatialTransformer) and isinstance(
+        shared.stn, ParallelSpatialTransformer
+    )
+    assert shared.stn.shares_localization and not own.stn.shares_localization
+    first, second = (head.localization for head in own.stn.head_list())
+    assert first is not second and not torch.equal(*(next(loc.parameters()) for loc in (first, second)))
+    # Exactly one more localisation net's parameters; the same output, the identity at the start.
+    assert count_parameters(own) - count_parameters(shared) == count_parameters(second)
+    x = torch.rand(3, 2, 42, 42)
+    assert own.stn(x).shape == shared.stn(x).shape == (3, 4, 28, 28)
+    assert torch.allclose(own.stn(x), shared.stn(x), atol=1e-6)
+    assert create_model("2xst-cnn-affine", in_channels=2, num_classes=19, shared_localization=False)(
+        x
+    ).shape == (
+        3,
+        19,
+    )
+
+
+def test_parallel_heads_need_one_localization_net_each() -> None:
+    with pytest.raises(ValueError, match="one localization per head: 2 heads, got 3"):
+        ParallelSpatialTransformer(localization=[nn.Flatten() for _ in range(3)], num_heads=2)
+
+
+class _ChannelCentre(nn.Module):
+    """Features (B, 2): the intensity-weighted centre of one channel, (x, y) in normalised coordinates."""
+
+    out_features = 2
+
+    def __init__(self, channel: int):
+        super().__init__()
+        self.channel = channel
+
+    def forward(self, x: Tensor) -> Tensor:
+        image = x[:, self.channel]  # (B, H, W)
+        h, w = image.shape[-2:]
+        # pixel centres in align_corners=False coordinates
+        xs, ys = (2 * torch.arange(w) + 1) / w - 1, (2 * torch.arange(h) + 1) / h - 1
+        mass = image.sum((-2, -1))
+        return torch.stack(((image.sum(-2) * xs).sum(-1) / mass, (image.sum(-1) * ys).sum(-1) / mass), dim=-1)
+
+
+def _blobs(batch: int, channels: int, size: int, generator: torch.Generator) -> Tensor:
+    """One Gaussian blob per channel, each at its own random place."""
+    centres = torch.rand(batch, channels, 2, generator=generator) * (size - 12) + 6
+    grid = torch.arange(size, dtype=torch.float32)
+    dx = grid.view(1, 1, 1, size) - centres[..., 0, None, None]
+    dy = grid.view(1, 1, size, 1) - centres[..., 1, None, None]
+    return torch.exp(-(dx**2 + dy**2) / 8)
+
+
+def test_channel_following_tells_which_channel_each_head_looks_at() -> None:
+    # Head i's translation is the centre of channel 1 - i: a perfect follower of the other channel.
+    stn = ParallelSpatialTransformer(localization=[_ChannelCentre(1), _ChannelCentre(0)], num_heads=2)
+    with torch.no_grad():
+        for head in stn.head_list():
+            head.head.weight.zero_()
+            head.head.weight[2, 0] = head.head.weight[5, 1] = 1.0  # affine (a, b, tx, c, d, ty)
+    x = _blobs(300, 2, 32, torch.Generator().manual_seed(0))
+    following = stn.channel_following(x)
+    assert following.shape == (2, 2)
+    assert following[0, 1] > 0.999 and following[1, 0] > 0.999
+    assert following[0, 0].abs() < 0.2 and following[1, 1].abs() < 0.2
+
+
+def test_channel_following_is_nan_for_heads_that_do_not_move_and_needs_a_batch() -> None:
+    # A fresh model: every head at the identity, looking at the same place whatever the input.
+    stn = create_model("2xst-fcn-affine", in_channels=2, num_classes=19).stn
+    assert isinstance(stn, ParallelSpatialTransformer)
+    x = _blobs(8, 2, 42, torch.Generator().manual_seed(1))
+    assert stn.channel_following(x).isnan().all()
+    with pytest.raises(ValueError, match=r"B >= 2.*got shape \[1, 2, 42, 42\]"):
+        stn.channel_following(x[:1])

@@ -76,10 +76,19 @@ def fcn_localization(in_features: int, *, hidden: Sequence[int] = (32, 32)) -> n
 
 
 def _make_stn(
-    localization: nn.Module, transform: str, num_heads: int, out_size: Size | None = None
+    make_localization: Callable[[], nn.Module],
+    transform: str,
+    num_heads: int,
+    out_size: Size | None = None,
+    *,
+    shared_localization: bool = True,
 ) -> nn.Module:
+    """One transformer, or ``num_heads`` in parallel on one localisation net or on one each."""
     if num_heads == 1:
-        return SpatialTransformer(localization=localization, transform=transform, out_size=out_size)
+        return SpatialTransformer(localization=make_localization(), transform=transform, out_size=out_size)
+    localization = (
+        make_localization() if shared_localization else [make_localization() for _ in range(num_heads)]
+    )
     return ParallelSpatialTransformer(
         localization=localization, num_heads=num_heads, transform=transform, out_size=out_size
     )
@@ -97,6 +106,7 @@ def build_cnn(
     norm: bool = False,
     transform: str | None = None,
     num_heads: int = 1,
+    shared_localization: bool = True,
     stn_stage: int = 0,
     loc_channels: Sequence[int] = (20, 20),
     loc_features: int = 50,
@@ -115,7 +125,8 @@ def build_cnn(
         dropout: dropout after each hidden layer.
         norm: BatchNorm after each conv (not in the paper; faster convergence).
         transform: None for the baseline, else the transformer's transform name.
-        num_heads: parallel transformers sharing one localisation net (stacked on channels).
+        num_heads: parallel transformers (outputs stacked on channels).
+        shared_localization: the parallel transformers share one localisation net (else one each).
         stn_stage: 0 puts the transformer on the input; s > 0 puts it on the feature maps after
             conv stage s (a transformer inside the network).
         loc_channels: conv channels of the localisation net.
@@ -136,10 +147,15 @@ def build_cnn(
     layers: list[nn.Module] = []
     for stage, (c, k) in enumerate(zip(channels, kernel_sizes)):
         if transform is not None and stage == stn_stage:
-            loc = cnn_localization(
-                shape[0], channels=loc_channels, out_features=loc_features, downsample=loc_downsample
-            )
-            module = _make_stn(loc, transform, num_heads, _crop_size((h, w), crop_to) if stage == 0 else None)
+            in_channels_here = shape[0]
+
+            def make_loc(c: int = in_channels_here) -> nn.Module:
+                return cnn_localization(
+                    c, channels=loc_channels, out_features=loc_features, downsample=loc_downsample
+                )
+
+            crop = _crop_size((h, w), crop_to) if stage == 0 else None
+            module = _make_stn(make_loc, transform, num_heads, crop, shared_localization=shared_localization)
             if stage == 0:
                 stn = module
             else:
@@ -149,8 +165,14 @@ def build_cnn(
         layers.append(block)
         shape = feature_shape(block, shape)
     if transform is not None and stn_stage == len(channels):
-        loc = cnn_localization(shape[0], channels=loc_channels, out_features=loc_features, downsample=1)
-        layers.append(_make_stn(loc, transform, num_heads))
+        last_channels = shape[0]
+
+        def make_last_loc() -> nn.Module:
+            return cnn_localization(
+                last_channels, channels=loc_channels, out_features=loc_features, downsample=1
+            )
+
+        layers.append(_make_stn(make_last_loc, transform, num_heads, shared_localization=shared_localization))
         shape = feature_shape(layers[-1], shape)
     features = nn.Sequential(*layers)
     flat = int(shape[0] * shape[1] * shape[2])
@@ -167,6 +189,7 @@ def build_fcn(
     dropout: float = 0.0,
     transform: str | None = None,
     num_heads: int = 1,
+    shared_localization: bool = True,
     loc_hidden: Sequence[int] = (32, 32),
     crop_to: int | None = 28,
 ) -> Classifier:
@@ -179,7 +202,8 @@ def build_fcn(
         hidden: hidden widths.
         dropout: dropout after each hidden layer.
         transform: None for the baseline, else the transformer's transform name.
-        num_heads: parallel transformers sharing one localisation net (stacked on channels).
+        num_heads: parallel transformers (outputs stacked on channels).
+        shared_localization: the parallel transformers share one localisation net (else one each).
         loc_hidden: hidden widths of the localisation MLP.
         crop_to: the transformer outputs at most this many pixels per side (see
             :func:`build_cnn`); None keeps the input size.
@@ -189,8 +213,11 @@ def build_fcn(
     channels = in_channels
     if transform is not None:
         crop = _crop_size((h, w), crop_to)
-        loc = fcn_localization(in_channels * h * w, hidden=loc_hidden)
-        stn = _make_stn(loc, transform, num_heads, crop)
+
+        def make_loc() -> nn.Module:
+            return fcn_localization(in_channels * h * w, hidden=loc_hidden)
+
+        stn = _make_stn(make_loc, transform, num_heads, crop, shared_localization=shared_localization)
         channels = in_channels * num_heads
         h, w = crop or (h, w)
     features = mlp(channels * h * w, hidden, dropout=dropout)

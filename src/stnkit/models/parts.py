@@ -69,14 +69,18 @@ class Classifier(nn.Module):
 
 
 class ParallelSpatialTransformer(nn.Module):
-    """``num_heads`` transformers that share one localisation net; outputs stacked on channels.
+    """``num_heads`` transformers side by side on one input; their outputs stacked on channels.
 
-    The localisation features are computed once; each head regresses its own parameters from them
-    (each head is a :class:`stnkit.SpatialTransformer` whose localisation is the identity on those
-    features) and warps the whole input. The paper's 2xST-FCN/2xST-CNN for MNIST addition use two.
+    Each head regresses its own parameters and warps the whole input. With one ``localization``
+    module the heads share it: its features are computed once and each head's regression layer reads
+    them (the head is a :class:`stnkit.SpatialTransformer` whose localisation is the identity on
+    those features). With a list of modules, one per head, each head has a localisation net of its
+    own, as two independent transformers would. The paper's 2xST-FCN/2xST-CNN for MNIST addition use
+    two heads.
 
     Args:
-        localization: input (B, C, H, W) to features (B, F); needs ``.out_features``.
+        localization: input (B, C, H, W) to features (B, F), with ``.out_features``, shared by the
+            heads; or a sequence of ``num_heads`` such modules, one per head.
         num_heads: number of parallel transformers k.
         transform: transform name or object, as for :class:`stnkit.SpatialTransformer`.
         out_size: output size of every head (None: the input size).
@@ -84,10 +88,12 @@ class ParallelSpatialTransformer(nn.Module):
     Shapes: input (B, C, H, W) -> output (B, k*C, H_out, W_out); ``localize`` gives (B, k, P).
     """
 
+    localization: nn.Module | None
+
     def __init__(
         self,
         *,
-        localization: nn.Module,
+        localization: nn.Module | Sequence[nn.Module],
         num_heads: int = 2,
         transform: str = "affine",
         out_size: int | tuple[int, int] | None = None,
@@ -95,19 +101,29 @@ class ParallelSpatialTransformer(nn.Module):
         super().__init__()
         if num_heads < 1:
             raise ValueError(f"num_heads must be >= 1, got {num_heads}")
-        self.localization = localization
-        num_features = getattr(localization, "out_features", None)
-        if not isinstance(num_features, int):
-            raise ValueError("localization needs an int attribute out_features")
+        if isinstance(localization, nn.Module):
+            self.localization = localization
+            num_features = getattr(localization, "out_features", None)
+            if not isinstance(num_features, int):
+                raise ValueError("localization needs an int attribute out_features")
+            own: list[nn.Module] = [nn.Identity() for _ in range(num_heads)]
+        else:
+            own = list(localization)
+            if len(own) != num_heads:
+                raise ValueError(f"one localization per head: {num_heads} heads, got {len(own)} modules")
+            self.localization = None  # each head localises on its own
+            num_features = None
         self.heads = nn.ModuleList(
             SpatialTransformer(
-                localization=nn.Identity(),
-                transform=transform,
-                out_size=out_size,
-                num_features=num_features,
+                localization=loc, transform=transform, out_size=out_size, num_features=num_features
             )
-            for _ in range(num_heads)
+            for loc in own
         )
+
+    @property
+    def shares_localization(self) -> bool:
+        """Whether the heads read one localisation net's features (else each has its own)."""
+        return self.localization is not None
 
     def head_list(self) -> list[SpatialTransformer]:
         """The heads, typed."""
@@ -115,7 +131,8 @@ class ParallelSpatialTransformer(nn.Module):
 
     def localize(self, x: Tensor) -> Tensor:
         """Parameters of every head, (B, k, P)."""
-        features = self.localization(x)  # (B, F), computed once for all heads
+        # Shared: the features (B, F) once for all heads; else each head localises the input itself.
+        features = x if self.localization is None else self.localization(x)
         return torch.stack([head.localize(features) for head in self.head_list()], dim=1)
 
     def warp(self, x: Tensor, params: Tensor) -> Tensor:
@@ -126,6 +143,50 @@ class ParallelSpatialTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, k*C, H_out, W_out)."""
         return self.warp(x, self.localize(x))
+
+    @torch.no_grad()
+    def channel_following(self, x: Tensor) -> Tensor:
+        """How closely where each head looks follows where each input channel's content is.
+
+        Where a head looks is the mean of its sampling grid (the input point its output is centred
+        on); where a channel's content is, its intensity-weighted centre. Entry (i, c) is the
+        correlation over the batch between the two, the mean of the x and y correlations. Heads that
+        each take one digit of a two-channel MNIST-addition image show one entry near 1 per row, in
+        different columns; heads that all follow one channel, a column of them.
+
+        Args:
+            x: a batch of at least two images, (B, C, H, W), with non-negative intensities.
+
+        Returns:
+            Tensor[k, C] in [-1, 1]; NaN where a head's gaze or a channel's centre does not move
+            over the batch (a head still at its initial transform, say).
+        """
+        if x.dim() != 4 or x.shape[0] < 2:
+            raise ValueError(f"channel_following needs images (B >= 2, C, H, W), got shape {list(x.shape)}")
+        params = self.localize(x)  # (B, k, P)
+        heads = self.head_list()
+        gaze = torch.stack(
+            [head.grid(params[:, i], tuple(x.shape)).flatten(1, -2).mean(1) for i, head in enumerate(heads)],
+            dim=1,
+        )  # (B, k, 2): (x, y) in normalised coordinates
+        centre = _intensity_centres(x)  # (B, C, 2) (x, y) in pixels: correlation ignores the scale
+        following = torch.empty(len(heads), x.shape[1], dtype=x.dtype, device=x.device)
+        for i in range(len(heads)):
+            for c in range(x.shape[1]):
+                per_axis = [
+                    torch.corrcoef(torch.stack((gaze[:, i, a], centre[:, c, a])))[0, 1] for a in (0, 1)
+                ]
+                following[i, c] = (per_axis[0] + per_axis[1]) / 2
+        return following
+
+
+def _intensity_centres(x: Tensor) -> Tensor:
+    """The intensity-weighted centre of each channel, Tensor[B, C, 2] (x, y) in pixels (NaN if empty)."""
+    h, w = x.shape[-2:]
+    mass = x.sum((-2, -1))  # (B, C)
+    cols = (x.sum(-2) * torch.arange(w, dtype=x.dtype, device=x.device)).sum(-1) / mass
+    rows = (x.sum(-1) * torch.arange(h, dtype=x.dtype, device=x.device)).sum(-1) / mass
+    return torch.stack((cols, rows), dim=-1)
 
 
 class ImageStandardize(nn.Module):

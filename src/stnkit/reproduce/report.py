@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from stnkit.data import first_test_images
 from stnkit.engine import CHECKPOINT_NAME
 from stnkit.files import atomic_write_text
+from stnkit.models import ParallelSpatialTransformer
 from stnkit.reproduce.grids import GRIDS, SHARED_DEVIATIONS, Cell, is_selection
 from stnkit.reproduce.results import format_mean_sd, results_by_cell
 from stnkit.runs import load_run
@@ -37,6 +40,8 @@ __all__ = [
 PICTURE_DIR = Path("img") / "paper"  # beside the report: docs/img/paper/<dataset>-<model>.png
 CAPTIONS_NAME = "captions.json"  # beside the pictures: the caption each was drawn with
 PICTURE_IMAGES = 8  # the first 8 images of each canonical test set, the same in every picture
+# Test images over which a picture of parallel transformers measures which channel each head follows.
+FOLLOWING_IMAGES = 1000
 # A final training error at least this fraction of the validation error counts as underfitting
 # (:func:`next_lever`); below it, the gap between them is the thing to close.
 UNDERFIT_RATIO = 0.8
@@ -150,6 +155,11 @@ def render_pictures(
             title = f"{cell.model} on {cell.dataset}, seed {seed}, epoch {state['epoch']}"
             plot_transformer(images, transformer_views(model, images), image_dir / name, title=title)
             caption = title if seed in done else f"{title} (unfinished run: no result file yet)"
+            if isinstance(model.stn, ParallelSpatialTransformer):
+                following_images = first_test_images(
+                    cell.dataset, FOLLOWING_IMAGES, root=data_root or config.data_root
+                )
+                caption += _following_caption(model.stn.channel_following(following_images))
             pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
             captions[name] = caption
     if captions:
@@ -157,12 +167,28 @@ def render_pictures(
     return pictures
 
 
+def _following_caption(following: Tensor) -> str:
+    """``following`` (heads x channels, :meth:`ParallelSpatialTransformer.channel_following`) in words."""
+    heads = "; ".join(
+        f"head {i + 1}: " + " / ".join(f"{value:.2f}" for value in row.tolist())
+        for i, row in enumerate(following)
+    )
+    return (
+        f". Where each head looks against where each channel's digit is (correlation over the first "
+        f"{FOLLOWING_IMAGES:,} test images, channels 1 / 2): {heads}"
+    )
+
+
 def _pictures_section(pictures: dict[tuple[str, str], Picture]) -> list[str]:
     lines = [
         "## What the transformers learned",
         "",
         f"The first {PICTURE_IMAGES} images of each canonical test set, with the sampling grid of the",
-        "trained transformer drawn over them, beside its outputs (seed 0's run where it exists).",
+        "trained transformer drawn over them, beside its outputs (seed 0's run where it exists). For",
+        "two transformers in parallel (MNIST addition) the caption also says which digit each follows:",
+        "the correlation, over test images, between the centre of the head's sampling grid and the",
+        "centre of each channel's digit (`ParallelSpatialTransformer.channel_following`). Heads that",
+        "took one digit each show one value near 1 per head, for different channels.",
         "",
     ]
     for grid, cells in GRIDS.items():
