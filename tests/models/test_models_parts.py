@@ -185,6 +185,10 @@ def test_parallel_heads_can_each_have_their_own_localization_net() -> None:
 def test_parallel_heads_need_one_localization_net_each() -> None:
     with pytest.raises(ValueError, match="one localization per head: 2 heads, got 3"):
         ParallelSpatialTransformer(localization=[nn.Flatten() for _ in range(3)], num_heads=2)
+    with pytest.raises(ValueError, match="one localization per head: 2 heads, got 1"):
+        ParallelSpatialTransformer(localization=nn.ModuleList([nn.Flatten()]), num_heads=2)
+    heads = ParallelSpatialTransformer(localization=nn.ModuleList([_ChannelCentre(0), _ChannelCentre(1)]))
+    assert not heads.shares_localization and heads.localize(torch.rand(3, 2, 8, 8)).shape == (3, 2, 6)
 
 
 class _ChannelCentre(nn.Module):

@@ -80,7 +80,7 @@ class ParallelSpatialTransformer(nn.Module):
 
     Args:
         localization: input (B, C, H, W) to features (B, F), with ``.out_features``, shared by the
-            heads; or a sequence of ``num_heads`` such modules, one per head.
+            heads; or a sequence (or ``nn.ModuleList``) of ``num_heads`` such modules, one per head.
         num_heads: number of parallel transformers k.
         transform: transform name or object, as for :class:`stnkit.SpatialTransformer`.
         out_size: output size of every head (None: the input size).
@@ -101,7 +101,7 @@ class ParallelSpatialTransformer(nn.Module):
         super().__init__()
         if num_heads < 1:
             raise ValueError(f"num_heads must be >= 1, got {num_heads}")
-        if isinstance(localization, nn.Module):
+        if isinstance(localization, nn.Module) and not isinstance(localization, nn.ModuleList):
             self.localization = localization
             num_features = getattr(localization, "out_features", None)
             if not isinstance(num_features, int):
