@@ -18,6 +18,7 @@ Jaderberg et al. 2015, section 4.1 and appendix A. What the paper pins down and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from torch import nn
@@ -147,13 +148,13 @@ def build_cnn(
     layers: list[nn.Module] = []
     for stage, (c, k) in enumerate(zip(channels, kernel_sizes)):
         if transform is not None and stage == stn_stage:
-            in_channels_here = shape[0]
-
-            def make_loc(c: int = in_channels_here) -> nn.Module:
-                return cnn_localization(
-                    c, channels=loc_channels, out_features=loc_features, downsample=loc_downsample
-                )
-
+            make_loc = partial(
+                cnn_localization,
+                shape[0],
+                channels=loc_channels,
+                out_features=loc_features,
+                downsample=loc_downsample,
+            )
             crop = _crop_size((h, w), crop_to) if stage == 0 else None
             module = _make_stn(make_loc, transform, num_heads, crop, shared_localization=shared_localization)
             if stage == 0:
@@ -165,13 +166,9 @@ def build_cnn(
         layers.append(block)
         shape = feature_shape(block, shape)
     if transform is not None and stn_stage == len(channels):
-        last_channels = shape[0]
-
-        def make_last_loc() -> nn.Module:
-            return cnn_localization(
-                last_channels, channels=loc_channels, out_features=loc_features, downsample=1
-            )
-
+        make_last_loc = partial(
+            cnn_localization, shape[0], channels=loc_channels, out_features=loc_features, downsample=1
+        )
         layers.append(_make_stn(make_last_loc, transform, num_heads, shared_localization=shared_localization))
         shape = feature_shape(layers[-1], shape)
     features = nn.Sequential(*layers)
@@ -214,9 +211,7 @@ def build_fcn(
     if transform is not None:
         crop = _crop_size((h, w), crop_to)
 
-        def make_loc() -> nn.Module:
-            return fcn_localization(in_channels * h * w, hidden=loc_hidden)
-
+        make_loc = partial(fcn_localization, in_channels * h * w, hidden=loc_hidden)
         stn = _make_stn(make_loc, transform, num_heads, crop, shared_localization=shared_localization)
         channels = in_channels * num_heads
         h, w = crop or (h, w)
