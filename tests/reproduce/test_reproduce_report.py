@@ -89,6 +89,25 @@ def test_only_rows_above_the_paper_name_a_next_lever() -> None:
     )
 
 
+def test_the_goal_line_counts_cpu_rows_at_or_below_the_paper_and_within_the_budget() -> None:
+    cnn, fcn, st_fcn, st_cnn = (
+        cells_of("tc", f"tc-{m}")[0] for m in ("cnn", "fcn", "st-fcn-affine", "st-cnn-affine")
+    )
+    gpu = {"device": "cuda", "machine": {"cpu": "Some CPU", "cores": 16, "gpu": "Some GPU"}}
+    results = [
+        _result(cnn, 0, None, 0.03, cpu_time_s=1200.0),  # 3.0 <= 3.5 in 22.5 CPU minutes: both
+        _result(cnn, 1, None, 0.03, cpu_time_s=1500.0),
+        _result(fcn, 0, None, 0.20, cpu_time_s=None),  # above the paper, CPU time not recorded
+        _result(st_fcn, 0, None, 0.01, cpu_time_s=2400.0),  # below the paper, but 40 CPU minutes
+        _result(st_cnn, 0, None, 0.001, cpu_time_s=60.0, **gpu),  # a GPU row: not counted
+    ]
+    line = next(line for line in render_report(results).splitlines() if line.startswith("The goal"))
+    assert line.endswith(
+        "on the CPU rows above with a paper number (3): 2 at or below the paper; of the 2 with every "
+        "seed's CPU time recorded, 1 within 30 CPU minutes and 1 both."
+    )
+
+
 def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
     cnn = cells_of("tc", "tc-cnn")[0]
     final = cells_of("gtsrb")[1]

@@ -253,6 +253,7 @@ def render_report(
         if grid in _OWN_SECTION:
             continue  # not in the paper: their own sections below
         lines += [f"## {grid}", "", *_error_table(grid, cells, by_cell), ""]
+    lines += [_goal_summary(by_cell), ""]
     lines += [
         "Each row's exact command, per-epoch validation and test curves, images/s, torch version and git",
         "commit are in its result files. Wall time includes evaluating the validation and test sets after",
@@ -319,6 +320,37 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
                 f"{_cpu_minutes(runs)} | {_machines(runs)} | {_format_fit(fit)} | {lever} |"
             )
     return lines
+
+
+# The issue's budget per cell: 15 minutes of a 2-core machine, i.e. at most 30 CPU minutes.
+GOAL_CPU_MINUTES = 30.0
+
+
+def _goal_summary(by_cell: _ByCell) -> str:
+    """One line: how many finished CPU rows with a paper number meet the goal (error and budget)."""
+    at_or_below = within = both = rows = counted = 0
+    for grid, cells in GRIDS.items():
+        if grid in _OWN_SECTION:
+            continue
+        for cell in cells:
+            runs = [r for r in by_cell.get((grid, cell.name), []) if r.get("device", "cpu") == "cpu"]
+            if cell.paper_error is None or not runs:
+                continue
+            rows += 1
+            good = 100 * statistics.fmean(r["final_test_error"] for r in runs) <= cell.paper_error
+            at_or_below += good
+            cpu = [r["cpu_time_s"] for r in runs if r.get("cpu_time_s") is not None]
+            if len(cpu) == len(runs):
+                counted += 1
+                cheap = statistics.fmean(cpu) / 60 <= GOAL_CPU_MINUTES
+                within += cheap
+                both += good and cheap
+    return (
+        f"The goal, every cell at or below the paper's error within 15 minutes of 2-core time ({GOAL_CPU_MINUTES:.0f} "
+        f"CPU minutes), on the CPU rows above with a paper number ({rows}): {at_or_below} at or below the "
+        f"paper; of the {counted} with every seed's CPU time recorded, {within} within {GOAL_CPU_MINUTES:.0f} "
+        f"CPU minutes and {both} both."
+    )
 
 
 def final_fit(runs: list[dict[str, Any]]) -> tuple[float, float] | None:
