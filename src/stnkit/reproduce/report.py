@@ -175,7 +175,8 @@ def _following_caption(following: Tensor) -> str:
     )
     return (
         f". Where each head looks against where each channel's digit is (correlation over the first "
-        f"{FOLLOWING_IMAGES:,} test images, channels 1 / 2): {heads}"
+        f"{FOLLOWING_IMAGES:,} test images, channels {' / '.join(str(c + 1) for c in range(following.shape[1]))}): "
+        f"{heads}"
     )
 
 
@@ -309,7 +310,7 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
             lines.append(f"| {cell.dataset} | {_label(cell)} | {paper} | not run yet | | | | | | | |")
         for model, runs in rows:
             ours = format_mean_sd([r["final_test_error"] for r in runs])
-            mean = 100 * statistics.fmean(r["final_test_error"] for r in runs)
+            mean = _mean_test_percent(runs)
             above_paper = cell.paper_error is not None and mean > cell.paper_error
             gap = "" if cell.paper_error is None else f"{mean - cell.paper_error:+.2f}"
             seeds = ", ".join(str(r["seed"]) for r in runs)
@@ -337,7 +338,7 @@ def _goal_summary(by_cell: _ByCell) -> str:
             if cell.paper_error is None or not runs:
                 continue
             rows += 1
-            good = 100 * statistics.fmean(r["final_test_error"] for r in runs) <= cell.paper_error
+            good = _mean_test_percent(runs) <= cell.paper_error
             at_or_below += good
             cpu = [r["cpu_time_s"] for r in runs if r.get("cpu_time_s") is not None]
             if len(cpu) == len(runs):
@@ -351,6 +352,11 @@ def _goal_summary(by_cell: _ByCell) -> str:
         f"paper; of the {counted} with every seed's CPU time recorded, {within} within {GOAL_CPU_MINUTES:.0f} "
         f"CPU minutes and {both} both."
     )
+
+
+def _mean_test_percent(runs: list[dict[str, Any]]) -> float:
+    """The runs' mean final test error, in percent."""
+    return 100 * statistics.fmean(r["final_test_error"] for r in runs)
 
 
 def final_fit(runs: list[dict[str, Any]]) -> tuple[float, float] | None:
@@ -538,7 +544,7 @@ def _gtsrb_section(by_cell: _ByCell) -> list[str]:
                 lines.append(f"{head} {val} | {loss} | not used | | {tail}")
             else:
                 test = format_mean_sd([r["final_test_error"] for r in runs])
-                accuracy = 100 - 100 * statistics.fmean(r["final_test_error"] for r in runs)
+                accuracy = 100 - _mean_test_percent(runs)
                 lines.append(f"{head} | | {test} | {accuracy:.2f}% | {tail}")
     lines.append("")
     return lines
