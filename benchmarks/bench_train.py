@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                                   # ST-CNN vs CNN on RTS
     python benchmarks/bench_train.py --model st-cnn-affine cnn st-fcn-affine fcn --compile
     python benchmarks/bench_train.py --dataset mnist --batch-size 256 --compile
+    python benchmarks/bench_train.py --numerics native    # torch's fastest kernels for this CPU
 
 * step time: forward + backward + optimiser step on one fixed batch (no data generation), median over
   ``--steps`` steps after a warm-up, eager and (with ``--compile``) ``torch.compile``d. Models are
@@ -29,6 +30,7 @@ from torch import nn
 from stnkit.data import dataset_info, make_loader
 from stnkit.engine import TrainConfig, build_optimizer, train_one_epoch
 from stnkit.models import count_parameters, create_model
+from stnkit.numerics import NUMERICS, numerics_in_use, use_numerics
 
 
 def build(model_name: str, dataset: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -115,11 +117,19 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model-kwargs", default="{}", help="JSON builder arguments for every model")
+    parser.add_argument(
+        "--numerics",
+        choices=NUMERICS,
+        default="portable",
+        help="stnkit.numerics (default: portable, as the CLI)",
+    )
     args = parser.parse_args()
+    use_numerics(args.numerics)  # before anything computes
     torch.set_num_threads(args.threads)
     kwargs = json.loads(args.model_kwargs)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, dataset {args.dataset}, batch {args.batch_size}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, dataset {args.dataset}, "
+        f"batch {args.batch_size}, numerics {numerics_in_use()} ({torch.backends.cpu.get_cpu_capability()})"
     )
     modes = [False, True] if args.compile else [False]
     for compiled in modes:

@@ -56,6 +56,23 @@ def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> Non
     json.dumps(result)  # JSON-ready
 
 
+def test_cell_result_records_the_runs_numerics() -> None:
+    cell = cells_of("tc", "tc-st-cnn-affine")[0]
+
+    def numerics(*used: str | None) -> object:
+        records: list[dict[str, object]] = [dict(r) for r in _records()]
+        for record, value in zip(records, used, strict=True):
+            if value is not None:
+                record["numerics"] = value
+        return cell_result(cell, 0, records, ["train"])["numerics"]
+
+    assert numerics("portable", "portable", "portable") == "portable"
+    assert numerics("native", "native", "native") == "native"
+    assert numerics(None, None, None) is None  # a run from before epochs recorded it
+    assert numerics("native", "portable", "portable") == "mixed"  # resumed under other numerics
+    assert numerics(None, "portable", "portable") == "mixed"  # resumed by newer code: first epoch unknown
+
+
 def _write(folder: Path, grid: str, name: str, text: str) -> None:
     (folder / grid).mkdir(parents=True, exist_ok=True)
     (folder / grid / name).write_text(text)

@@ -15,6 +15,7 @@ from stnkit.engine import CheckpointError
 from stnkit.export import MissingDependencyError
 from stnkit.files import atomic_write_text
 from stnkit.models import UnknownModelError
+from stnkit.numerics import NUMERICS, NumericsError, use_numerics
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -23,6 +24,8 @@ __all__ = [
     "USER_ERRORS",
     "CliError",
     "add_data_root_argument",
+    "add_numerics_argument",
+    "apply_numerics",
     "check_dataset_fits",
     "dataset_model_kwargs",
     "nonneg_float",
@@ -98,6 +101,27 @@ def add_data_root_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> No
         help="data folder (default: $STNKIT_DATA, ../shared/data beside the checkout, the user cache)",
         **kwargs,
     )
+
+
+def add_numerics_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
+    """``--numerics portable|native`` into ``args.numerics`` (stnkit.numerics)."""
+    parser.add_argument(
+        "--numerics",
+        choices=NUMERICS,
+        help=(
+            "portable (default): the same numbers on every x86-64 CPU, kernels capped at AVX2; "
+            "native: torch's fastest kernels for this CPU, whose last bits may differ elsewhere"
+        ),
+        **kwargs,
+    )
+
+
+def apply_numerics(numerics: str | None) -> None:
+    """Put the process on ``numerics`` (None: portable) before it computes anything."""
+    try:
+        use_numerics("native" if numerics == "native" else "portable")
+    except NumericsError as err:
+        raise CliError(f"{err}; or pass --numerics native") from err
 
 
 # --- data and files -----------------------------------------------------------------------------

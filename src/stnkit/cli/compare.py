@@ -14,6 +14,8 @@ from stnkit import data
 from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
+    add_numerics_argument,
+    apply_numerics,
     check_dataset_fits,
     positive_int,
     write_json,
@@ -54,11 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
     p.add_argument("--limit", type=positive_int, help="the first N test images (default: all)")
     add_data_root_argument(p)
+    add_numerics_argument(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``stnkit compare``."""
+    apply_numerics(args.numerics)  # first: torch fixes its kernels at its first computation
     model_a, state_a, config_a = load_run(args.checkpoint_a)
     model_b, state_b, config_b = load_run(args.checkpoint_b)
     if args.dataset is None and config_a.dataset != config_b.dataset:

@@ -17,6 +17,8 @@ from stnkit import data
 from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
+    add_numerics_argument,
+    apply_numerics,
     check_dataset_fits,
     positive_int,
     write_json,
@@ -56,11 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also draw the confusion matrix's errors (diagonal blank, log colour scale) to this PNG",
     )
     add_data_root_argument(p)
+    add_numerics_argument(p)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stnkit eval``."""
+    apply_numerics(args.numerics)  # first: torch fixes its kernels at its first computation
     if (args.checkpoint is None) == (args.pretrained is None):
         raise CliError("give a checkpoint or --pretrained NAME (one of them)")
     if args.pretrained is not None:

@@ -15,6 +15,8 @@ from stnkit import data
 from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
+    add_numerics_argument,
+    apply_numerics,
     dataset_model_kwargs,
     positive_int,
 )
@@ -105,6 +107,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=500, help="(default 500)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     add_data_root_argument(p)
+    add_numerics_argument(p)
     p.set_defaults(func=cmd_robustness)
 
 
@@ -192,6 +195,7 @@ def _kept_runs(path: str, sweeps: dict[str, list[float]]) -> tuple[int, list[dic
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     """``stnkit robustness``."""
+    apply_numerics(args.numerics)  # first: torch fixes its kernels at its first computation
     if not args.checkpoints and not args.pretrained:
         raise CliError("give at least one checkpoint (CKPT) or --pretrained NAME, got neither")
     sweeps = {axis: [float(v) for v in getattr(args, axis)] for axis in DEFAULT_SWEEPS}

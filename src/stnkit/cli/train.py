@@ -18,6 +18,8 @@ from stnkit import data
 from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
+    add_numerics_argument,
+    apply_numerics,
     dataset_model_kwargs,
     nonneg_float,
     positive_float,
@@ -46,7 +48,7 @@ _TRAIN_FIELDS = (
     "dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
     "loc_lr_mult", "schedule", "warmup_fraction", "grad_clip", "label_smoothing", "data_root",
     "limit", "test_limit", "val_size", "num_workers", "seed", "threads", "eval_every", "snapshot_images",
-    "augment", "ema", "device",
+    "augment", "ema", "device", "numerics",
 )  # fmt: skip
 
 
@@ -151,6 +153,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    add_numerics_argument(p)
     p.add_argument(
         "--device",
         help="cpu (default), cuda or cuda:N; multi-process (torchrun) training stays on the CPU",
@@ -253,6 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    apply_numerics(config.numerics)  # first: torch fixes its kernels at its first computation
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.deterministic:

@@ -15,6 +15,7 @@ from typing import Any
 
 from stnkit.engine.device import check_device_name
 from stnkit.engine.durable import write_text_durably
+from stnkit.numerics import NUMERICS
 
 __all__ = ["TrainConfig", "config_from_dict", "paper_config"]
 
@@ -60,6 +61,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
     threads: int | None = None  # torch.set_num_threads; None leaves torch's choice
+    # "portable": the same numbers on every x86-64 CPU (stnkit.numerics; costs speed only on CPUs
+    # with AVX-512); "native": torch's fastest kernels for this CPU
+    numerics: str = "portable"
     channels_last: bool = False  # measured no faster for these small nets on CPU
     compile: bool = False  # torch.compile the model (first epoch pays the compile time)
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"; multi-process (DDP) runs stay on the CPU
@@ -89,6 +93,8 @@ class TrainConfig:
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"ema must be in (0, 1) (or None), got {self.ema}")
         check_device_name(self.device)
+        if self.numerics not in NUMERICS:
+            raise ValueError(f"numerics must be one of {NUMERICS}, got {self.numerics!r}")
         if self.val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {self.val_size}")
         for name in ("limit", "test_limit"):

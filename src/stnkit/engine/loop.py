@@ -29,6 +29,7 @@ from stnkit.engine.durable import write_text_durably
 from stnkit.engine.ema import ModelEma
 from stnkit.engine.metrics import append_jsonl, truncate_jsonl
 from stnkit.geometry import NonFiniteError
+from stnkit.numerics import numerics_in_use
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -457,6 +458,9 @@ def fit(
             "images_per_s": train["images_per_s"],
             "lr": optimizer.param_groups[0]["lr"],
             "epoch_time_s": train_time,
+            # which kernels computed it (stnkit.numerics): "portable" runs give the same numbers on
+            # every x86-64 CPU
+            "numerics": numerics_in_use(),
         }
         if epoch % config.eval_every == 0 or epoch == config.epochs:
             for split, loader in (("val", val_loader), ("test", test_loader)):

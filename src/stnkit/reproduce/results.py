@@ -63,6 +63,13 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def _numerics(records: Sequence[dict[str, Any]]) -> str | None:
+    """The run's numerics (stnkit.numerics): "mixed" if its epochs differ (or only some recorded
+    them), None if none did (runs from before they were recorded)."""
+    used = {r.get("numerics") for r in records}
+    return used.pop() if len(used) == 1 else "mixed"
+
+
 def cell_result(
     cell: Cell,
     seed: int,
@@ -112,6 +119,7 @@ def cell_result(
         # CPU seconds of the training process, all threads (None for runs from before it was counted).
         "cpu_time_s": last.get("cpu_s"),
         "images_per_s": statistics.fmean(r["images_per_s"] for r in records),
+        "numerics": _numerics(records),
         "machine": machine_facts(),
         "git_commit": _git_commit(),
         "command": shlex.join(["stnkit", *command]),

@@ -1,0 +1,78 @@
+"""The same numbers on every x86-64 CPU: pin the code paths of torch's CPU kernels.
+
+torch picks its CPU kernels by instruction set: ATen's vectorised loops use AVX-512 where the CPU has
+it, oneDNN (convolutions) its widest JIT kernels, and MKL (matrix products) a code path per CPU
+model. The paths sum in different orders, so the same training command drifts apart in the last bits
+on an AMD EPYC and on an Intel Xeon, and after an epoch the runs differ in whole test images.
+
+*Portable* numerics caps ATen and oneDNN at AVX2 and asks MKL for its conditional numerical
+reproducibility branch ``COMPATIBLE``. AVX2 is what every x86-64 server CPU of the last decade has,
+so on a CPU without AVX-512 the first two change nothing. The settings are environment variables that
+torch reads once, at its first computation, so they must be chosen before it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Literal
+
+import torch
+
+__all__ = ["NUMERICS", "PORTABLE_ENVIRONMENT", "NumericsError", "numerics_in_use", "use_numerics"]
+
+Numerics = Literal["portable", "native"]
+NUMERICS: tuple[Numerics, ...] = ("portable", "native")
+
+# The variables torch's libraries read when they first run: ATen (its vectorised kernels), oneDNN
+# (convolutions) and MKL (BLAS; CBWR = conditional bitwise reproducibility).
+PORTABLE_ENVIRONMENT = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
+}
+
+# ATen's one capability above AVX2 (torch.backends.cpu.get_cpu_capability()); in use after the cap
+# was set, it means the process had computed before.
+_WIDER_THAN_AVX2 = "AVX512"
+
+
+class NumericsError(RuntimeError):
+    """Portable numerics were asked for after torch had already chosen wider kernels."""
+
+
+def use_numerics(numerics: Numerics) -> None:
+    """Choose ``"portable"`` (the same numbers on every x86-64 CPU) or ``"native"`` numerics.
+
+    Call it before the process's first tensor computation. ``"native"`` changes nothing: torch's
+    choice for this CPU (the fastest), whose numbers may differ in the last bits from another CPU's.
+
+    Raises:
+        ValueError: ``numerics`` is neither ``"portable"`` nor ``"native"``.
+        NumericsError: ``"portable"``, but torch has already computed with AVX-512 kernels here.
+    """
+    if numerics not in NUMERICS:
+        raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}; got {numerics!r}")
+    if numerics == "native":
+        return
+    os.environ.update(PORTABLE_ENVIRONMENT)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability == _WIDER_THAN_AVX2:
+        raise NumericsError(
+            f"portable numerics must be chosen before torch's first computation: this process already "
+            f"uses {capability} kernels (start a fresh process, or set {_environment_line()})"
+        )
+
+
+def numerics_in_use() -> Numerics:
+    """``"portable"`` if this x86-64 process runs with :data:`PORTABLE_ENVIRONMENT` and ATen within
+    AVX2, else ``"native"`` (other architectures have no portable setting)."""
+    pinned = all(os.environ.get(k) == v for k, v in PORTABLE_ENVIRONMENT.items())
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if pinned and x86 and torch.backends.cpu.get_cpu_capability() != _WIDER_THAN_AVX2:
+        return "portable"
+    return "native"
+
+
+def _environment_line() -> str:
+    return " ".join(f"{k}={v}" for k, v in PORTABLE_ENVIRONMENT.items())

@@ -1,0 +1,101 @@
+"""Portable numerics (stnkit.numerics): the pins reach torch, come too late with a clear error, and
+the CLI records and applies them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stnkit.cli import main
+from stnkit.numerics import PORTABLE_ENVIRONMENT, numerics_in_use, use_numerics
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _run_fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter without the pins tests/conftest.py sets for this process."""
+    env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENVIRONMENT}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+_REPORT = """
+import json, os, torch
+from stnkit.numerics import numerics_in_use, use_numerics, PORTABLE_ENVIRONMENT
+before = numerics_in_use()
+use_numerics({mode!r})
+print(json.dumps({{
+    "before": before,
+    "after": numerics_in_use(),
+    "capability": torch.backends.cpu.get_cpu_capability(),
+    "environment": {{k: os.environ.get(k) for k in PORTABLE_ENVIRONMENT}},
+}}))
+"""
+
+
+@pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="the CPU has no AVX2")
+def test_portable_pins_the_environment_and_caps_aten_at_avx2() -> None:
+    result = _run_fresh(_REPORT.format(mode="portable"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["before"] == "native"
+    assert report["after"] == "portable"
+    assert report["capability"] == "AVX2"
+    assert report["environment"] == PORTABLE_ENVIRONMENT
+
+
+def test_native_leaves_the_environment_alone() -> None:
+    result = _run_fresh(_REPORT.format(mode="native"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["after"] == "native"
+    assert report["environment"] == dict.fromkeys(PORTABLE_ENVIRONMENT)
+
+
+@pytest.mark.skipif(" avx512f" not in _cpu_flags(), reason="the CPU has no AVX-512: nothing to cap")
+def test_portable_after_the_first_computation_is_refused() -> None:
+    code = "import torch; torch.ones(8).sum()\nfrom stnkit.numerics import use_numerics\nuse_numerics('portable')"
+    result = _run_fresh(code)
+    assert result.returncode != 0
+    assert "NumericsError: portable numerics must be chosen before torch's first computation" in result.stderr
+    assert "AVX512" in result.stderr
+
+
+def test_unknown_numerics_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="numerics must be one of portable, native; got 'fast'"):
+        use_numerics("fast")  # type: ignore[arg-type]
+
+
+def test_this_test_process_is_portable() -> None:
+    # tests/conftest.py pins the environment before any test computes, as the CLI does for itself.
+    if " avx2" not in _cpu_flags():
+        pytest.skip("the CPU has no AVX2")
+    assert numerics_in_use() == "portable"
+
+
+def test_train_records_its_numerics_per_epoch(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "mnist", "--model", "fcn", "--epochs", "2", "--limit", "64"]
+    args += ["--test-limit", "32", "--batch-size", "32", "--no-progress", "--snapshot-images", "2"]
+    assert main([*args, "--data-root", str(shared_data), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert config["numerics"] == "portable"  # the default
+    assert [r["numerics"] for r in records] == [numerics_in_use()] * 2
+
+
+def test_train_refuses_unknown_numerics(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--numerics", "fast"]) == 2
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
