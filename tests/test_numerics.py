@@ -1,5 +1,5 @@
 """Portable numerics (stnkit.numerics): the pins reach torch, come too late with a clear error, and
-the CLI records and applies them."""
+the CLI applies and records them."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _cpu_flags() -> str:
 
 
 def _run_fresh(code: str) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter without the pins tests/conftest.py sets for this process."""
+    """``code`` in a fresh interpreter, without any pins this process's environment may have."""
     env = {k: v for k, v in os.environ.items() if k not in PORTABLE_ENVIRONMENT}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     return subprocess.run(
@@ -78,13 +78,6 @@ def test_unknown_numerics_is_a_value_error() -> None:
         use_numerics("fast")  # type: ignore[arg-type]
 
 
-def test_this_test_process_is_portable() -> None:
-    # tests/conftest.py pins the environment before any test computes, as the CLI does for itself.
-    if " avx2" not in _cpu_flags():
-        pytest.skip("the CPU has no AVX2")
-    assert numerics_in_use() == "portable"
-
-
 def test_train_records_its_numerics_per_epoch(tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "run"
     args = ["train", "--dataset", "mnist", "--model", "fcn", "--epochs", "2", "--limit", "64"]
@@ -92,8 +85,34 @@ def test_train_records_its_numerics_per_epoch(tmp_path: Path, shared_data: Path)
     assert main([*args, "--data-root", str(shared_data), "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert config["numerics"] == "portable"  # the default
+    assert config["numerics"] == "native"  # the default
     assert [r["numerics"] for r in records] == [numerics_in_use()] * 2
+
+
+@pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="the CPU has no AVX2")
+def test_train_with_portable_numerics_in_a_fresh_process(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "run"
+    code = (
+        "from stnkit.cli import main; raise SystemExit(main(['train', '--dataset', 'mnist', '--model', 'fcn', "
+        "'--epochs', '1', '--limit', '64', '--test-limit', '32', '--batch-size', '32', '--no-progress', "
+        f"'--snapshot-images', '2', '--numerics', 'portable', '--data-root', {str(shared_data)!r}, "
+        f"'--out', {str(out)!r}]))"
+    )
+    result = _run_fresh(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["numerics"] == "portable"
+    assert json.loads((out / "metrics.jsonl").read_text())["numerics"] == "portable"
+
+
+@pytest.mark.skipif(" avx512f" not in _cpu_flags(), reason="the CPU has no AVX-512: nothing to cap")
+def test_train_with_portable_numerics_after_a_computation_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # This test process has computed with torch's native kernels by now.
+    assert main(["train", "--dataset", "mnist", "--numerics", "portable", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("stnkit train: error: portable numerics must be chosen before torch's first")
+    assert err.rstrip().endswith("or leave out --numerics portable") and err.count("\n") == 1
 
 
 def test_train_refuses_unknown_numerics(capsys: pytest.CaptureFixture[str]) -> None:

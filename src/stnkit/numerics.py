@@ -1,14 +1,16 @@
-"""The same numbers on every x86-64 CPU: pin the code paths of torch's CPU kernels.
+"""Portable numerics: pin the code paths of torch's CPU kernels that depend on the CPU model.
 
 torch picks its CPU kernels by instruction set: ATen's vectorised loops use AVX-512 where the CPU has
 it, oneDNN (convolutions) its widest JIT kernels, and MKL (matrix products) a code path per CPU
 model. The paths sum in different orders, so the same training command drifts apart in the last bits
-on an AMD EPYC and on an Intel Xeon, and after an epoch the runs differ in whole test images.
+on two CPU models, and after an epoch or two the runs differ in whole test images.
 
 *Portable* numerics caps ATen and oneDNN at AVX2 and asks MKL for its conditional numerical
-reproducibility branch ``COMPATIBLE``. AVX2 is what every x86-64 server CPU of the last decade has,
-so on a CPU without AVX-512 the first two change nothing. The settings are environment variables that
-torch reads once, at its first computation, so they must be chosen before it.
+reproducibility branch ``COMPATIBLE``, which leaves fewer CPU-dependent paths. What was measured
+(docs/training.md): on an Intel Xeon it brings a run closer to one made natively on an AMD EPYC
+(the same first-epoch training error), not to the same bits; that two CPU models give identical
+numbers under it is not established. The settings are environment variables that torch reads once,
+at its first computation, so they must be chosen before it. The default everywhere is ``"native"``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class NumericsError(RuntimeError):
 
 
 def use_numerics(numerics: Numerics) -> None:
-    """Choose ``"portable"`` (the same numbers on every x86-64 CPU) or ``"native"`` numerics.
+    """Choose ``"portable"`` (kernels capped at AVX2, MKL's reproducible branch) or ``"native"`` numerics.
 
     Call it before the process's first tensor computation. ``"native"`` changes nothing: torch's
     choice for this CPU (the fastest), whose numbers may differ in the last bits from another CPU's.

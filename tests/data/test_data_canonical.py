@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from stnkit.data import canonical_digest, list_datasets
-from stnkit.numerics import PORTABLE_ENVIRONMENT
 
 # sha256 over the 8-bit pixels and the labels of each whole canonical test set (10,000 MNIST or 12,630
 # GTSRB images; stnkit.data.canonical_digest), computed on an AMD EPYC (AVX2) with torch 2.13 and pinned.
@@ -35,12 +34,6 @@ names = sys.argv[1].split(",")
 digests = {name: canonical_digest(name, root=sys.argv[2]) for name in names}
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "digests": digests}))
 """
-
-
-def _native_environ() -> dict[str, str]:
-    """This process's environment without the portable-numerics pins (tests/conftest.py sets them),
-    so that a subprocess runs torch's own choice of code path unless a test names one."""
-    return {k: v for k, v in os.environ.items() if k not in PORTABLE_ENVIRONMENT}
 
 
 def _cpu_flags() -> str:
@@ -100,7 +93,7 @@ def test_pinned_names_cover_every_dataset() -> None:
 def test_canonical_test_sets_identical_under_other_code_paths(
     shared_data: Path, environment: dict[str, str], capability: str
 ) -> None:
-    env = {**_native_environ(), **environment, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, **environment, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
         [sys.executable, "-c", _REPORT_DIGESTS, ",".join(DISTORTED), str(shared_data)],
         env=env,
@@ -127,11 +120,7 @@ def test_float32_randn_differs_between_code_paths_but_ours_does_not() -> None:
     runs = [
         subprocess.run(
             [sys.executable, "-c", script],
-            env={
-                **_native_environ(),
-                "ATEN_CPU_CAPABILITY": capability,
-                "PYTHONPATH": os.pathsep.join(sys.path),
-            },
+            env={**os.environ, "ATEN_CPU_CAPABILITY": capability, "PYTHONPATH": os.pathsep.join(sys.path)},
             capture_output=True,
             text=True,
             timeout=120,

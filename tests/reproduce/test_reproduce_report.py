@@ -171,13 +171,21 @@ def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() 
     )
 
 
+def test_the_machine_column_names_the_cpu_without_trademark_signs() -> None:
+    cell = cells_of("tc", "tc-cnn")[0]
+    intel = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2}
+    report = render_report([_result(cell, 0, None, 0.03, machine=intel)])
+    assert "| Intel Xeon (2 cores) |" in report
+
+
 def test_a_gtsrb_row_of_other_conv_widths_names_them_in_its_variant() -> None:
     wide = next(cell for cell in cells_of("gtsrb") if cell.tag == "wide-val10k-select")
     report = render_report([_result(wide, 0, 0.0050, 0.0999, final_val_loss=0.12)])
     rows = [line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | standardize, filters")]
     assert rows == [
         "| gtsrb-st-cnn | standardize, filters 48/96/192 | select | gtsrb-aug30-val10k | 0.50 | 0.1200 | not used "
-        "| | 0 | 10.0 |  | Some CPU (2 cores) |"
+        "| | 0 | 10.0 |  | Some CPU (2 cores) |",
+        "| gtsrb-st-cnn | standardize, filters 48/96/192 | final | gtsrb-aug30 | not run yet | | | | | | | |",
     ]
 
 

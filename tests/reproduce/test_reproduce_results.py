@@ -52,7 +52,7 @@ def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> Non
     }  # fmt: skip
     assert result["images_per_s"] == 200.0  # the mean over every epoch
     assert result["command"] == "stnkit train --dataset tc --model-kwargs '{\"a\": 1}'"  # shell-quoted
-    assert set(result["machine"]) == {"cpu", "cores", "gpu", "torch", "python"}
+    assert set(result["machine"]) == {"cpu", "cpu_capability", "cores", "gpu", "torch", "python"}
     json.dumps(result)  # JSON-ready
 
 

@@ -109,19 +109,19 @@ def add_numerics_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> Non
         "--numerics",
         choices=NUMERICS,
         help=(
-            "portable (default): the same numbers on every x86-64 CPU, kernels capped at AVX2; "
-            "native: torch's fastest kernels for this CPU, whose last bits may differ elsewhere"
+            "native (default): torch's fastest kernels for this CPU; portable: kernels capped at AVX2 "
+            "and MKL's reproducible branch, fewer CPU-dependent code paths (stnkit.numerics)"
         ),
         **kwargs,
     )
 
 
 def apply_numerics(numerics: str | None) -> None:
-    """Put the process on ``numerics`` (None: portable) before it computes anything."""
+    """Put the process on ``numerics`` (None: native) before it computes anything."""
     try:
-        use_numerics("native" if numerics == "native" else "portable")
+        use_numerics("portable" if numerics == "portable" else "native")
     except NumericsError as err:
-        raise CliError(f"{err}; or pass --numerics native") from err
+        raise CliError(f"{err}; or leave out --numerics portable") from err
 
 
 # --- data and files -----------------------------------------------------------------------------

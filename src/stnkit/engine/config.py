@@ -61,9 +61,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
     threads: int | None = None  # torch.set_num_threads; None leaves torch's choice
-    # "portable": the same numbers on every x86-64 CPU (stnkit.numerics; costs speed only on CPUs
-    # with AVX-512); "native": torch's fastest kernels for this CPU
-    numerics: str = "portable"
+    # "native": torch's fastest kernels for this CPU; "portable": kernels capped at AVX2 and MKL's
+    # reproducible branch (stnkit.numerics), fewer CPU-dependent code paths at some cost in speed
+    numerics: str = "native"
     channels_last: bool = False  # measured no faster for these small nets on CPU
     compile: bool = False  # torch.compile the model (first epoch pays the compile time)
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"; multi-process (DDP) runs stay on the CPU

@@ -493,7 +493,16 @@ def _machine(run: dict[str, Any]) -> str:
     machine = run["machine"]
     if run.get("device", "cpu") != "cpu" and machine.get("gpu"):
         return f"{machine['gpu']} (GPU)"
-    return f"{machine['cpu']} ({machine['cores']} cores)"
+    return f"{_short_cpu_name(machine['cpu'])} ({machine['cores']} cores)"
+
+
+def _short_cpu_name(name: str) -> str:
+    """The CPU's name without trademark signs and a closing "Processor": "Intel(R) Xeon(R) Processor"
+    is "Intel Xeon"."""
+    words = name.replace("(R)", "").replace("(TM)", "").split()
+    if len(words) > 1 and words[-1].lower() == "processor":
+        words = words[:-1]
+    return " ".join(words) or name
 
 
 def _gtsrb_section(by_cell: _ByCell) -> list[str]:

@@ -43,9 +43,12 @@ class ResultFileError(ValueError):
 
 
 def machine_facts() -> dict[str, Any]:
-    """What a result records about the machine: CPU, cores, GPU (or None), torch and Python versions."""
+    """What a result records about the machine: CPU, cores, the widest vector instructions torch's
+    kernels use on it (AVX2, AVX512, ...: "AMD EPYC" names CPUs with and without AVX-512), GPU (or
+    None), torch and Python versions."""
     return {
         "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
