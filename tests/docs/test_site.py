@@ -32,6 +32,7 @@ API_PAGES = {
     "robustness": "stnkit.robustness",
     "reproduce": "stnkit.reproduce",
     "runs": "stnkit.runs",
+    "numerics": "stnkit.numerics",
     "keras": "stnkit.keras",
 }
 
