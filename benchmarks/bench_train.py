@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py                                   # ST-CNN vs CNN on RTS
     python benchmarks/bench_train.py --model st-cnn-affine cnn st-fcn-affine fcn --compile
     python benchmarks/bench_train.py --dataset mnist --batch-size 256 --compile
-    python benchmarks/bench_train.py --numerics native    # torch's fastest kernels for this CPU
+    python benchmarks/bench_train.py --numerics portable  # kernels capped at AVX2 (stnkit.numerics)
 
 * step time: forward + backward + optimiser step on one fixed batch (no data generation), median over
   ``--steps`` steps after a warm-up, eager and (with ``--compile``) ``torch.compile``d. Models are
@@ -120,8 +120,8 @@ def main() -> None:
     parser.add_argument(
         "--numerics",
         choices=NUMERICS,
-        default="portable",
-        help="stnkit.numerics (default: portable, as the CLI)",
+        default="native",
+        help="stnkit.numerics (default: native, as the CLI)",
     )
     args = parser.parse_args()
     use_numerics(args.numerics)  # before anything computes

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from stnkit.cli import main
 from stnkit.numerics import PORTABLE_ENVIRONMENT, numerics_in_use, use_numerics
@@ -108,11 +109,13 @@ def test_train_with_portable_numerics_in_a_fresh_process(tmp_path: Path, shared_
 def test_train_with_portable_numerics_after_a_computation_is_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # This test process has computed with torch's native kernels by now.
+    torch.ones(8).sum()  # this process computes with torch's native kernels (if no test did before)
+    pins_before = {k: os.environ.get(k) for k in PORTABLE_ENVIRONMENT}
     assert main(["train", "--dataset", "mnist", "--numerics", "portable", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("stnkit train: error: portable numerics must be chosen before torch's first")
     assert err.rstrip().endswith("or leave out --numerics portable") and err.count("\n") == 1
+    assert {k: os.environ.get(k) for k in PORTABLE_ENVIRONMENT} == pins_before  # refused: nothing left behind
 
 
 def test_train_refuses_unknown_numerics(capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,9 +57,11 @@ def use_numerics(numerics: Numerics) -> None:
         raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}; got {numerics!r}")
     if numerics == "native":
         return
+    before = {k: os.environ.get(k) for k in PORTABLE_ENVIRONMENT}
     os.environ.update(PORTABLE_ENVIRONMENT)
     capability = torch.backends.cpu.get_cpu_capability()
     if capability == _WIDER_THAN_AVX2:
+        _restore_environment(before)  # refused: leave nothing behind for child processes
         raise NumericsError(
             f"portable numerics must be chosen before torch's first computation: this process already "
             f"uses {capability} kernels (start a fresh process, or set {_environment_line()})"
@@ -74,6 +76,14 @@ def numerics_in_use() -> Numerics:
     if pinned and x86 and torch.backends.cpu.get_cpu_capability() != _WIDER_THAN_AVX2:
         return "portable"
     return "native"
+
+
+def _restore_environment(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _environment_line() -> str:

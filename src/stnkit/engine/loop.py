@@ -458,8 +458,7 @@ def fit(
             "images_per_s": train["images_per_s"],
             "lr": optimizer.param_groups[0]["lr"],
             "epoch_time_s": train_time,
-            # which kernels computed it (stnkit.numerics): "portable" runs give the same numbers on
-            # every x86-64 CPU
+            # which kernels computed it (stnkit.numerics: native, or portable = capped at AVX2)
             "numerics": numerics_in_use(),
         }
         if epoch % config.eval_every == 0 or epoch == config.epochs:
