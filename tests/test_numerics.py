@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.cpu_features import cpu_has
 
 from stnkit.cli import main
 from stnkit.numerics import PORTABLE_ENVIRONMENT, numerics_in_use, use_numerics
-
-
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
 
 
 def _run_fresh(code: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +40,7 @@ print(json.dumps({{
 """
 
 
-@pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="the CPU has no AVX2")
+@pytest.mark.skipif(not cpu_has("avx2"), reason="the CPU has no AVX2")
 def test_portable_pins_the_environment_and_caps_aten_at_avx2() -> None:
     result = _run_fresh(_REPORT.format(mode="portable"))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -65,7 +59,7 @@ def test_native_leaves_the_environment_alone() -> None:
     assert report["environment"] == dict.fromkeys(PORTABLE_ENVIRONMENT)
 
 
-@pytest.mark.skipif(" avx512f" not in _cpu_flags(), reason="the CPU has no AVX-512: nothing to cap")
+@pytest.mark.skipif(not cpu_has("avx512f"), reason="the CPU has no AVX-512: nothing to cap")
 def test_portable_after_the_first_computation_is_refused() -> None:
     code = "import torch; torch.ones(8).sum()\nfrom stnkit.numerics import use_numerics\nuse_numerics('portable')"
     result = _run_fresh(code)
@@ -90,7 +84,7 @@ def test_train_records_its_numerics_per_epoch(tmp_path: Path, shared_data: Path)
     assert [r["numerics"] for r in records] == [numerics_in_use()] * 2
 
 
-@pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="the CPU has no AVX2")
+@pytest.mark.skipif(not cpu_has("avx2"), reason="the CPU has no AVX2")
 def test_train_with_portable_numerics_in_a_fresh_process(tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "run"
     code = (
@@ -105,7 +99,7 @@ def test_train_with_portable_numerics_in_a_fresh_process(tmp_path: Path, shared_
     assert json.loads((out / "metrics.jsonl").read_text())["numerics"] == "portable"
 
 
-@pytest.mark.skipif(" avx512f" not in _cpu_flags(), reason="the CPU has no AVX-512: nothing to cap")
+@pytest.mark.skipif(not cpu_has("avx512f"), reason="the CPU has no AVX-512: nothing to cap")
 def test_train_with_portable_numerics_after_a_computation_is_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

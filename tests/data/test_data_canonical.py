@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.cpu_features import cpu_has
 
 from stnkit.data import canonical_digest, list_datasets
 
@@ -36,13 +37,6 @@ print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "digest
 """
 
 
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
 def _code_paths() -> list[pytest.param]:
     """Environments that change which CPU code torch, MKL and stnkit run (each in a fresh process)."""
     paths = [
@@ -55,13 +49,13 @@ def _code_paths() -> list[pytest.param]:
             {"MKL_CBWR": "COMPATIBLE", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ATEN_CPU_CAPABILITY": "avx2"},
             "AVX2",
             id="mkl-compatible-sse4-avx2",
-            marks=pytest.mark.skipif(" avx2" not in _cpu_flags(), reason="the CPU has no AVX2"),
+            marks=pytest.mark.skipif(not cpu_has("avx2"), reason="the CPU has no AVX2"),
         ),
         pytest.param(
             {"ATEN_CPU_CAPABILITY": "avx512"},
             "AVX512",
             id="avx512",
-            marks=pytest.mark.skipif(" avx512f" not in _cpu_flags(), reason="the CPU has no AVX-512"),
+            marks=pytest.mark.skipif(not cpu_has("avx512f"), reason="the CPU has no AVX-512"),
         ),
     ]
     return paths
@@ -111,7 +105,7 @@ def test_canonical_test_sets_identical_under_other_code_paths(
 def test_float32_randn_differs_between_code_paths_but_ours_does_not() -> None:
     # Why stnkit draws normals in float64: torch's float32 randn is vectorised on AVX2 CPUs only, so it
     # differs between code paths, while the distortions' draws (float64, rounded to float32) do not.
-    if " avx2" not in _cpu_flags():
+    if not cpu_has("avx2"):
         pytest.skip("the CPU has no AVX2: torch runs its scalar path only")
     script = (
         "import torch; from stnkit.data.distortions import _normal; g = torch.Generator().manual_seed(0); "
