@@ -85,7 +85,7 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     assert cli.main(["reproduce", *common, "--report", str(report)]) == 0
     text = report.read_text()
     ours = 100 * result["final_test_error"]
-    assert f"| rts | st-cnn-affine | 0.5 | {ours:.2f} | {ours - 0.5:+.2f} | 3 |" in text
+    assert f"| rts | st-cnn-affine | 204,482 | 0.5 | {ours:.2f} | {ours - 0.5:+.2f} | 3 |" in text
     # The finished run's transformer, pictured and linked.
     assert "- st-cnn-affine: st-cnn-affine on rts, seed 3, epoch 2\n" in text
     assert "![rts-st-cnn-affine](img/paper/rts-st-cnn-affine.png)" in text

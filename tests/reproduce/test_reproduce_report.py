@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stnkit.models import create_model
 from stnkit.reproduce import (
     CAPTIONS_NAME,
     UNDERFIT_RATIO,
     Cell,
     RobustnessFigure,
+    cell_parameters,
     cells_of,
     final_fit,
     is_selection,
@@ -35,17 +37,19 @@ def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
     cnn = cells_of("tc", "tc-cnn")[0]
     report = render_report([_result(cnn, 1, None, 0.05), _result(cnn, 0, None, 0.04)])
     # No CPU time recorded (runs from before it was counted): that column stays blank.
-    assert "| tc | cnn | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
-    assert "| tc | fcn | 13.2 | not run yet | | | | | |" in report
+    assert (
+        "| tc | cnn | 208,965 | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+    )
+    assert "| tc | fcn | 235,274 | 13.2 | not run yet | | | | | |" in report
     assert "## What the transformers learned" not in report  # no pictures given: no section
 
 
 def test_a_variant_of_a_paper_cell_is_a_row_of_its_own_named_by_its_tag() -> None:
     standing, lever = cells_of("table1", "rts-cnn"), cells_of("table1", "rts-cnn-paper-kernels")
     report = render_report([_result(standing[0], 0, 0.016, 0.017), _result(lever[0], 0, 0.008, 0.009)])
-    assert "| rts | cnn | 0.8 | 1.70 | +0.90 | 0 |" in report
-    assert "| rts | cnn (paper-kernels) | 0.8 | 0.90 | +0.10 | 0 |" in report
-    assert "| rts | cnn (paper-kernels) | 0.8 | not run yet |" in render_report([])
+    assert "| rts | cnn | 206,309 | 0.8 | 1.70 | +0.90 | 0 |" in report
+    assert "| rts | cnn (paper-kernels) | 330,201 | 0.8 | 0.90 | +0.10 | 0 |" in report
+    assert "| rts | cnn (paper-kernels) | 330,201 | 0.8 | not run yet |" in render_report([])
 
 
 def _curves(train: float) -> dict[str, object]:
@@ -119,10 +123,15 @@ def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
         _result(final, 0, None, 0.005, **gpu),
     ]
     report = render_report(results)
-    assert "| tc | cnn | 3.5 | 3.50 ± 0.71 | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
-    assert "| tc | cnn (cuda) | 3.5 | 2.00 | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |" in report
-    assert "| gtsrb-st-cnn (cuda) | standardize | final | gtsrb-aug30 | | | 0.50 | 99.50% | 0 |" in report
-    assert "| gtsrb-st-cnn | standardize | final |" not in report  # no CPU run of it here
+    assert (
+        "| tc | cnn | 208,965 | 3.5 | 3.50 ± 0.71 | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+    )
+    assert "| tc | cnn (cuda) | 208,965 | 3.5 | 2.00 | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |" in report
+    assert (
+        "| gtsrb-st-cnn (cuda) | standardize | 758,929 | final | gtsrb-aug30 | | | 0.50 | 99.50% | 0 |"
+        in report
+    )
+    assert "| gtsrb-st-cnn | standardize | 758,929 | final |" not in report  # no CPU run of it here
 
 
 def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -> None:
@@ -135,11 +144,15 @@ def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -
     report = render_report(results)
     section = report.split("## gtsrb")[1].split("\n## ")[0]
     rows = section.splitlines()
-    select_row = next(line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | select"))
+    select_row = next(
+        line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | 758,929 | select")
+    )
     assert "| 1.25 |" in select_row and "9.99" not in section and "not used" in select_row
-    final_row = next(line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | final"))
+    final_row = next(
+        line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | 758,929 | final")
+    )
     assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
-    assert "| gtsrb-cnn | standardize | final | gtsrb-aug30 | not run yet" in section
+    assert "| gtsrb-cnn | standardize | 630,603 | final | gtsrb-aug30 | not run yet" in section
     assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
 
 
@@ -154,9 +167,17 @@ def test_cpu_minutes_are_the_mean_over_the_seeds_that_counted_them_named_if_not_
         _result(st, 0, None, 0.02, cpu_time_s=None),
     ]
     report = render_report(results)
-    assert "| tc | cnn | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |" in report
-    assert "| tc | fcn | 13.2 | 11.00 ± 1.00 | -2.20 | 0, 1, 2 | 10.0 | 20.0 (seeds 1, 2 only) |" in report
-    assert "| tc | st-fcn-affine | 2.0 | 2.00 | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |" in report
+    assert (
+        "| tc | cnn | 208,965 | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |"
+        in report
+    )
+    assert (
+        "| tc | fcn | 235,274 | 13.2 | 11.00 ± 1.00 | -2.20 | 0, 1, 2 | 10.0 | 20.0 (seeds 1, 2 only) |"
+        in report
+    )
+    assert (
+        "| tc | st-fcn-affine | 234,768 | 2.0 | 2.00 | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |" in report
+    )
 
 
 def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() -> None:
@@ -166,7 +187,7 @@ def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() 
     report = render_report([_result(lcn, 0, 0.0010, 0.0999, final_val_loss=0.11111, cpu_time_s=3000.0)])
     row = next(line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | local contrast"))
     assert row == (
-        "| gtsrb-st-cnn | local contrast | select | gtsrb-aug30-val4k | 0.10 | 0.1111 | not used | | 0 "
+        "| gtsrb-st-cnn | local contrast | 758,929 | select | gtsrb-aug30-val4k | 0.10 | 0.1111 | not used | | 0 "
         "| 10.0 | 50.0 | Some CPU (2 cores) |"
     )
 
@@ -183,9 +204,9 @@ def test_a_gtsrb_row_of_other_conv_widths_names_them_in_its_variant() -> None:
     report = render_report([_result(wide, 0, 0.0050, 0.0999, final_val_loss=0.12)])
     rows = [line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | standardize, filters")]
     assert rows == [
-        "| gtsrb-st-cnn | standardize, filters 48/96/192 | select | gtsrb-aug30-val10k | 0.50 | 0.1200 | not used "
+        "| gtsrb-st-cnn | standardize, filters 48/96/192 | 1,137,697 | select | gtsrb-aug30-val10k | 0.50 | 0.1200 | not used "
         "| | 0 | 10.0 |  | Some CPU (2 cores) |",
-        "| gtsrb-st-cnn | standardize, filters 48/96/192 | final | gtsrb-aug30 | not run yet | | | | | | | |",
+        "| gtsrb-st-cnn | standardize, filters 48/96/192 | 1,137,697 | final | gtsrb-aug30 | not run yet | | | | | | | |",
     ]
 
 
@@ -220,11 +241,11 @@ def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
     section = report.split(title)[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
     assert rows == [
-        "| mnist | cnn |  | not run yet | | | | | | | |",
-        "| mnist | st-cnn-affine |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
+        "| mnist | cnn | 205,286 |  | not run yet | | | | | | | |",
+        "| mnist | st-cnn-affine | 204,482 |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
     ]
     # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
-    assert "| rts | cnn | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1
+    assert "| rts | cnn | 206,309 | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1
 
 
 def test_the_picture_comes_from_a_finished_run_seed_0_first() -> None:
@@ -252,3 +273,38 @@ def test_a_picture_whose_run_folder_is_gone_stays_in_the_report(tmp_path: Path) 
     )
     where = (tmp_path / "no-runs" / "table1" / "rts-st-cnn-tps-s*" / "checkpoint.pt").as_posix()
     assert f"- st-cnn-tps: no run folder yet (`{where}`)." in report
+
+
+def test_cell_parameters_counts_the_model_train_builds_for_the_cells_dataset() -> None:
+    (standing,) = cells_of("gtsrb", "gtsrb-st-cnn")
+    (wide,) = cells_of("gtsrb", "gtsrb-st-cnn-wide")
+    model = create_model(wide.model, in_channels=3, num_classes=43, image_size=[32, 32], **wide.model_kwargs)
+    assert cell_parameters(wide) == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert cell_parameters(wide) > 1.4 * cell_parameters(standing)  # 48/96/192 filters against 32/64/128
+    (rts_cnn,) = cells_of("table1", "rts-cnn")
+    assert f"| rts | cnn | {cell_parameters(rts_cnn):,} | 0.8 | not run yet |" in render_report([])
+
+
+def _relative_spread(counts: list[int]) -> float:
+    return max(counts) / min(counts) - 1
+
+
+def test_the_reports_words_on_comparable_sizes_hold_for_the_grids() -> None:
+    # The report's prose states these; the grids may change, so the words are checked here.
+    for grid, datasets in (("table1", ("r", "rts", "p", "e")), ("tc", ("tc",))):
+        for dataset in datasets:
+            untagged = [c for c in cells_of(grid, f"{dataset}-*") if not c.tag and c.dataset == dataset]
+            convolutional = [
+                cell_parameters(c) for c in untagged if c.model in ("cnn",) or "st-cnn" in c.model
+            ]
+            fcn_family = [cell_parameters(c) for c in untagged if "fcn" in c.model.split("-")]
+            assert len(convolutional) >= 2 and len(fcn_family) >= 2
+            assert _relative_spread(convolutional) < 0.025, (grid, dataset)
+            assert _relative_spread(fcn_family) < 0.01, (grid, dataset)
+    fcn, pair, own = (
+        cells_of("addition", f"mnist-add-{m}")[0]
+        for m in ("fcn", "2xst-fcn-affine", "2xst-fcn-affine-e100-own-loc")
+    )
+    assert round(cell_parameters(pair) / cell_parameters(fcn) - 1, 2) == 0.60
+    assert round(cell_parameters(own) / cell_parameters(pair) - 1, 2) == 0.21
+    assert "adds 60% to the FCN's count" in (report := render_report([])) and "another 21%" in report

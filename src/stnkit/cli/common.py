@@ -129,13 +129,7 @@ def apply_numerics(numerics: str | None) -> None:
 
 def dataset_model_kwargs(dataset: str, extra: dict[str, Any]) -> dict[str, Any]:
     """Builder arguments that make a model fit ``dataset``, plus ``extra``."""
-    info = data.dataset_info(dataset)
-    return {
-        "in_channels": int(info.in_channels),
-        "num_classes": int(info.num_classes),
-        "image_size": [int(s) for s in info.image_size],
-        **extra,
-    }
+    return {**data.dataset_info(dataset).model_kwargs(), **extra}
 
 
 def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:

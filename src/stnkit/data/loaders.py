@@ -22,6 +22,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,6 +72,19 @@ class DatasetInfo:
     in_channels: int
     image_size: tuple[int, int]
     description: str = ""
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The builder arguments that fit a model to these images (``create_model(name, **them)``).
+
+        Example:
+            >>> dataset_info("rts").model_kwargs()
+            {'in_channels': 1, 'num_classes': 10, 'image_size': [42, 42]}
+        """
+        return {
+            "in_channels": int(self.in_channels),
+            "num_classes": int(self.num_classes),
+            "image_size": [int(s) for s in self.image_size],
+        }
 
 
 _INFOS: dict[str, DatasetInfo] = {
