@@ -14,7 +14,7 @@ from stnkit import cli
 from stnkit.cli import reproduce
 from stnkit.data import first_test_images
 from stnkit.engine import CHECKPOINT_NAME, read_jsonl
-from stnkit.reproduce import DEFAULT_RECIPE, GRIDS, PICTURE_IMAGES, Cell, Recipe, cells_of
+from stnkit.reproduce import DEFAULT_RECIPE, GRIDS, PICTURE_IMAGES, Cell, Recipe, cells_of, is_selection
 from stnkit.runs import load_run
 
 TINY = Recipe(
@@ -52,6 +52,27 @@ def test_dry_run_lists_headline_cells_with_all_seeds_first(
     assert len(lines) == 26
     assert cli.main([*argv, "--device", "gpu"]) == 2  # a usage error, in one line
     assert "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in capsys.readouterr().err
+
+
+def test_selection_cells_run_at_seed_0_only_unless_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["reproduce", "gtsrb", "--seeds", "0", "1", "--dry-run", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    runs = [line.split(": ")[1] for line in lines if line.split(": ")[1].startswith("gtsrb")]
+    selection = [cell for cell in cells_of("gtsrb") if is_selection(cell)]
+    final = [cell for cell in cells_of("gtsrb") if not is_selection(cell)]
+    assert len(selection) >= 2 and len(final) >= 2
+    assert sorted(runs) == sorted(
+        [f"{cell.name}-s0" for cell in selection]
+        + [f"{cell.name}-s{seed}" for cell in final for seed in (0, 1)]
+    )
+    assert f"{len(selection)} selection runs left out" in lines[0]
+    # Named with --cells, a selection cell runs at the seeds given (say, to measure its spread).
+    assert cli.main([*argv[:2], "--cells", "gtsrb-st-cnn-select", *argv[2:]]) == 0
+    runs = [line.split(": ")[1] for line in capsys.readouterr().out.splitlines()]
+    assert runs == ["gtsrb-st-cnn-select-s0", "gtsrb-st-cnn-select-s1"]
 
 
 def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:

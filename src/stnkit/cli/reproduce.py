@@ -31,6 +31,7 @@ from stnkit.reproduce import (
     RobustnessFigure,
     cell_result,
     cells_of,
+    is_selection,
     load_results,
     render_pictures,
     render_report,
@@ -107,7 +108,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("grid", nargs="?", choices=[*GRIDS, "all"], help="which grid to run")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="seeds (default 0 1 2; selection cells run at seed 0 only unless --cells is given)",
+    )
     p.add_argument("--cells", help="only cells whose name (DATASET-MODEL) matches this glob, e.g. 'rts-*'")
     p.add_argument("--out", default="results", help="folder of the result files (default results/)")
     p.add_argument(
@@ -173,11 +180,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     cells = cells_of(args.grid, args.cells)
     if not cells:
         raise CliError(f"no cell of {args.grid!r} matches --cells {args.cells!r}")
-    # The headline cells (CNN vs ST-CNN affine) with every seed first; within each group seed-major,
-    # every cell once before any cell twice, so a partial grid covers the most cells.
-    for group in (True, False):
-        for seed in args.seeds:
-            for cell in cells:
-                if cell.is_headline == group:
-                    _run_cell(cell, seed, args)
+    runs = _runs_in_order(cells, args.seeds, selection_seeds_named=args.cells is not None)
+    skipped = len(cells) * len(args.seeds) - len(runs)
+    if skipped:
+        print(
+            f"stnkit reproduce: {skipped} selection runs left out: selection cells choose a recipe at "
+            f"seed {SELECTION_SEED} only (name them with --cells to run other seeds)",
+            flush=True,
+        )
+    for cell, seed in runs:
+        _run_cell(cell, seed, args)
     return 0
+
+
+# A selection cell chooses a recipe on the validation split; the final cells carry the seeds.
+SELECTION_SEED = 0
+
+
+def _runs_in_order(
+    cells: list[Cell], seeds: list[int], *, selection_seeds_named: bool
+) -> list[tuple[Cell, int]]:
+    """The ``(cell, seed)`` runs to make, in order.
+
+    The headline cells (CNN vs ST-CNN affine) with every seed first; within each group seed-major,
+    every cell once before any cell twice, so a partial grid covers the most cells. Selection cells
+    run at :data:`SELECTION_SEED` only, unless ``--cells`` named the cells to run.
+    """
+    return [
+        (cell, seed)
+        for headline in (True, False)
+        for seed in seeds
+        for cell in cells
+        if cell.is_headline == headline
+        and (selection_seeds_named or seed == SELECTION_SEED or not is_selection(cell))
+    ]
