@@ -73,6 +73,10 @@ def test_eval_writes_per_class_errors_and_a_confusion_picture(runs, tmp_path: Pa
                 "count": len(members),
                 "errors": wrong,
                 "error": wrong / len(members) if members else None,
+                "mistaken_for": [
+                    {"label": j, "name": str(j), "count": members.count(j)}
+                    for j in sorted(set(members) - {k}, key=lambda j: (-members.count(j), j))
+                ],
             }
         )
     written = json.loads(per_class.read_text())

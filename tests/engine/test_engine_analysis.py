@@ -55,7 +55,13 @@ def test_per_class_counts_by_hand() -> None:
     rows = per_class_errors(got.labels, got.predictions, 4)  # class 3 has no images
     assert [(r.label, r.count, r.errors) for r in rows] == [(0, 3, 0), (1, 2, 2), (2, 3, 1), (3, 0, 0)]
     assert [r.error for r in rows] == [0.0, 1.0, 1 / 3, None]
-    assert rows[2].to_dict("two") == {"label": 2, "name": "two", "count": 3, "errors": 1, "error": 1 / 3}
+    names = ["zero", "one", "two", "three"]
+    assert rows[2].to_dict(names) == {
+        "label": 2, "name": "two", "count": 3, "errors": 1, "error": 1 / 3,
+        "mistaken_for": [{"label": 0, "name": "zero", "count": 1}],
+    }  # fmt: skip
+    with pytest.raises(TypeError, match="not one string"):
+        rows[2].to_dict("two")
     matrix = confusion_matrix(got.labels, got.predictions, 3)
     assert matrix.tolist() == [[3, 0, 0], [0, 0, 2], [1, 0, 2]]
 
@@ -88,6 +94,20 @@ def test_per_class_errors_and_confusion_match_a_brute_force_count() -> None:
             )
         members = [p for t, p in zip(labels.tolist(), predictions.tolist()) if t == k]
         assert (rows[k].count, rows[k].errors) == (len(members), sum(p != k for p in members))
+        taken_for = {j: members.count(j) for j in set(members) - {k}}
+        assert dict(rows[k].mistaken_for) == taken_for
+        assert [count for _, count in rows[k].mistaken_for] == sorted(taken_for.values(), reverse=True)
+
+
+def test_class_errors_say_what_the_errors_were_taken_for() -> None:
+    labels, predictions = torch.tensor([0, 0, 0, 0, 1, 2]), torch.tensor([2, 1, 2, 0, 1, 0])
+    rows = per_class_errors(labels, predictions, 3)
+    assert rows[0].mistaken_for == ((2, 2), (1, 1)) and rows[1].mistaken_for == ()
+    assert rows[0].to_dict(["zero", "one", "two"])["mistaken_for"] == [
+        {"label": 2, "name": "two", "count": 2},
+        {"label": 1, "name": "one", "count": 1},
+    ]
+    assert rows[2].to_dict()["mistaken_for"] == [{"label": 0, "count": 1}]
 
 
 def test_compare_predictions_matches_a_brute_force_split() -> None:

@@ -132,7 +132,7 @@ def _analyse(
             "count": metrics["count"],
             "errors": sum(row.errors for row in rows),
             "error": metrics["error"],
-            "classes": [row.to_dict(names[row.label]) for row in rows],
+            "classes": [row.to_dict(names) for row in rows],
         }
         write_json(per_class, record)
     if confusion is not None:

@@ -162,18 +162,33 @@ class ClassErrors:
     label: int
     count: int  # images of this class
     errors: int  # of them, classified as another class
+    # (predicted label, images) for each class its errors went to, most images first
+    mistaken_for: tuple[tuple[int, int], ...] = ()
 
     @property
     def error(self) -> float | None:
         """``errors / count``; None for a class without images."""
         return self.errors / self.count if self.count else None
 
-    def to_dict(self, name: str | None = None) -> dict[str, Any]:
-        """A JSON-ready record: label, name (if given), count, errors, error (a fraction or None)."""
+    def to_dict(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """A JSON-ready record: label, name, count, errors, error (a fraction or None), mistaken_for.
+
+        ``names`` are the class names in label order (omit for none); ``mistaken_for`` lists
+        ``{"label", "name", "count"}`` per class the errors went to, most first.
+
+        Raises:
+            TypeError: ``names`` is one string (it names a class per character) rather than a sequence.
+        """
+        if isinstance(names, str):
+            raise TypeError(f"names must be the class names in label order, not one string ({names!r})")
         record: dict[str, Any] = {"label": self.label}
-        if name is not None:
-            record["name"] = name
+        if names is not None:
+            record["name"] = names[self.label]
         record.update(count=self.count, errors=self.errors, error=self.error)
+        record["mistaken_for"] = [
+            {"label": other, **({"name": names[other]} if names is not None else {}), "count": count}
+            for other, count in self.mistaken_for
+        ]
         return record
 
 
@@ -184,14 +199,27 @@ def per_class_errors(labels: Tensor, predictions: Tensor, num_classes: int) -> l
         >>> rows = per_class_errors(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2)
         >>> rows[0].count, rows[0].errors, rows[1].count, rows[1].errors
         (2, 1, 1, 0)
+        >>> rows[0].mistaken_for  # class 0's one error was taken for class 1
+        ((1, 1),)
     """
     matrix = confusion_matrix(labels, predictions, num_classes)
     counts = matrix.sum(dim=1)
     correct = matrix.diagonal()
     return [
-        ClassErrors(label=k, count=int(counts[k]), errors=int(counts[k] - correct[k]))
+        ClassErrors(
+            label=k,
+            count=int(counts[k]),
+            errors=int(counts[k] - correct[k]),
+            mistaken_for=_mistaken_for(matrix[k].tolist(), k),
+        )
         for k in range(num_classes)
     ]
+
+
+def _mistaken_for(row: list[int], label: int) -> tuple[tuple[int, int], ...]:
+    """The confusion matrix's ``row`` of ``label`` as (other label, images), most first, ties by label."""
+    others = [(other, count) for other, count in enumerate(row) if other != label and count > 0]
+    return tuple(sorted(others, key=lambda pair: (-pair[1], pair[0])))
 
 
 def format_class_table(rows: Sequence[ClassErrors], class_names: Sequence[str] | None = None) -> str:
