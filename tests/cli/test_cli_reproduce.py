@@ -240,6 +240,13 @@ def test_report_refuses_a_file_it_cannot_read_and_ignores_other_experiments(
         cli.main(["reproduce", "--out", str(tmp_path), "--report", str(report), "--runs", str(tmp_path)]) == 1
     )
     assert "rts-cnn-s0.json: not a result file of this version" in capsys.readouterr().err
+    # A mistyped --out (missing, or a file) is refused rather than rendered as an empty grid, and
+    # the report already there stays as it was.
+    before = report.read_text()
+    for out in (tmp_path / "missing", tmp_path / "keras" / "run.json"):
+        assert cli.main(["reproduce", "--out", str(out), "--report", str(report)]) == 1
+        assert f"--out {out}: not a folder of result files" in capsys.readouterr().err
+    assert report.read_text() == before
 
 
 def test_mnist_grid_is_the_robustness_models_on_plain_mnist_with_the_default_recipe(

@@ -113,6 +113,41 @@ def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("final_test_error", "abc", "final_test_error must be a fraction in [0, 1], got 'abc'"),
+        ("final_test_error", None, "final_test_error must be a fraction in [0, 1], got None"),
+        ("final_test_error", 1.5, "final_test_error must be a fraction in [0, 1], got 1.5"),
+        ("final_val_error", "abc", "final_val_error must be a fraction in [0, 1], got 'abc'"),
+        ("seed", "x", "seed must be an integer, got 'x'"),
+        ("grid", "nope", "grid must be a grid name, got 'nope'"),
+        ("wall_time_s", "x", "wall_time_s must be seconds >= 0, got 'x'"),
+        ("machine", {}, 'machine must be an object with a "cpu" name, got {}'),
+        ("machine", "x", "machine must be an object with a \"cpu\" name, got 'x'"),
+        ("curves", [1], "curves must be an object of lists"),
+        ("device", "gpu", "device must be cpu or cuda, got 'gpu'"),
+    ],
+)
+def test_load_results_refuses_a_field_of_the_wrong_type_naming_file_and_field(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    result = cell_result(cells_of("tc", "tc-cnn")[0], 0, _records(), ["train"])
+    _write(tmp_path, "tc", "tc-cnn-s0.json", json.dumps({**result, field: value}))
+    with pytest.raises(ResultFileError) as caught:
+        load_results(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'tc' / 'tc-cnn-s0.json'}: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_load_results_refuses_two_files_of_one_cell_seed_and_device(tmp_path: Path) -> None:
+    result = json.dumps(cell_result(cells_of("tc", "tc-cnn")[0], 0, _records(), ["train"]))
+    _write(tmp_path, "tc", "tc-cnn-s0.json", result)
+    _write(tmp_path, "tc", "tc-cnn-s0-copy.json", result)
+    with pytest.raises(ResultFileError, match="a second result of tc-cnn seed 0 \\(cpu\\), after"):
+        load_results(tmp_path)
+
+
 def test_results_by_cell_groups_by_grid_and_cell_in_seed_order() -> None:
     results = [
         {"grid": "tc", "cell": "tc-cnn", "seed": 2},

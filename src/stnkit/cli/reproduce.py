@@ -167,6 +167,10 @@ def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``stnkit reproduce``."""
     if args.report:
+        if not Path(args.out).is_dir():  # a mistyped --out would render every row "not run yet"
+            raise CliError(
+                f"--out {args.out}: not a folder of result files (expected {args.out}/<grid>/*.json)"
+            )
         results = load_results(args.out)
         image_dir = Path(args.report).parent / PICTURE_DIR
         pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)

@@ -8,13 +8,14 @@ except ``paper_error_percent``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shlex
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +138,13 @@ def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     other experiments' files too (``results/keras``, ...). A missing folder holds no results.
 
     Raises:
-        ResultFileError: a file cannot be read or parsed, is not a result of this version, or lacks
-            a field the report reads (the message names the file).
+        ResultFileError: a file cannot be read or parsed, is not a result of this version, lacks a
+            field the report reads or holds one of the wrong type, or repeats another file's cell,
+            seed and device (the message names the file and the field).
     """
     folder = Path(folder)
     results = []
+    seen: dict[tuple[str, str, int, str], Path] = {}
     paths = [path for grid in GRIDS for path in sorted((folder / grid).glob("*.json"))]
     for path in paths:
         try:
@@ -155,8 +158,53 @@ def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
         missing = [name for name in _REPORTED_FIELDS if name not in result]
         if missing:
             raise ResultFileError(f"{path}: a result file without {', '.join(missing)}")
+        problem = _field_problem(result)
+        if problem:
+            raise ResultFileError(f"{path}: {problem}")
+        key = (result["grid"], result["cell"], result["seed"], result.get("device", "cpu"))
+        if key in seen:
+            raise ResultFileError(
+                f"{path}: a second result of {key[1]} seed {key[2]} ({key[3]}), after {seen[key]}"
+            )
+        seen[key] = path
         results.append(result)
     return results
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_fraction(value: Any) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+# Each field the report reads, what it must be, and the check; the optional ones may be absent or null.
+_FIELD_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], bool], ...] = (
+    ("grid", "a grid name", lambda v: v in GRIDS, False),
+    ("cell", "a cell name", lambda v: isinstance(v, str) and v != "", False),
+    ("seed", "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool), False),
+    ("final_test_error", "a fraction in [0, 1]", _is_fraction, False),
+    ("final_val_error", "a fraction in [0, 1]", _is_fraction, True),
+    ("final_val_loss", "a finite number", _is_number, True),
+    ("wall_time_s", "seconds >= 0", lambda v: _is_number(v) and v >= 0, False),
+    ("cpu_time_s", "seconds >= 0", lambda v: _is_number(v) and v >= 0, True),
+    ("device", "cpu or cuda", lambda v: v in ("cpu", "cuda"), True),
+    ("machine", 'an object with a "cpu" name', lambda v: isinstance(v, dict) and isinstance(v.get("cpu"), str), False),
+    ("curves", 'an object of lists ("train_error", ...)', lambda v: isinstance(v, dict) and all(isinstance(c, list) for c in v.values()), True),
+)  # fmt: skip
+
+
+def _field_problem(result: dict[str, Any]) -> str | None:
+    """What is wrong with the first ill-typed field the report reads, or None."""
+    for name, expected, check, optional in _FIELD_CHECKS:
+        value = result.get(name)
+        if optional and value is None:
+            continue
+        if not check(value):
+            return f"{name} must be {expected}, got {value!r}"
+    return None
 
 
 def results_by_cell(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
