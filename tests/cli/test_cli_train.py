@@ -179,6 +179,15 @@ def test_models_lists_the_registry(capsys) -> None:
         (["train", "--model-kwargs", "{oops"], "not valid JSON"),
         (["train", "--model-kwargs", "[1]"], "JSON object"),
         (["train", "--device", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        (["train", "--label-smoothing", "1.5"], "label_smoothing must be in [0, 1), got 1.5"),
+        (["train", "--lr", "inf"], "lr must be a finite number > 0, got inf"),
+        # The dataset fixes classes, channels and size; --model-kwargs may not contradict it.
+        (["train", "--dataset", "mnist", "--model-kwargs", '{"num_classes": 3}'], "has num_classes=10"),
+        (["train", "--dataset", "mnist", "--model-kwargs", '{"in_channels": 3}'], "has in_channels=1"),
+        (
+            ["train", "--model", "fcn", "--model-kwargs", '{"hidden": [-5]}'],
+            "hidden must be a sequence of positive",
+        ),
     ],
 )
 def test_bad_values_get_a_clear_error(argv, message, tmp_path: Path, capsys) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -98,6 +100,49 @@ def test_localization_input_checks() -> None:
         LocalizationCNN(in_channels=1)(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="LocalizationMLP expects inputs with 64 values per sample, got 48"):
         LocalizationMLP(in_features=64)(torch.rand(2, 3, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: LocalizationMLP(in_features=-1), "in_features must be a positive int, got -1"),
+        (
+            lambda: LocalizationMLP(in_features=784, hidden=(-5,)),
+            "hidden must be a sequence of positive ints",
+        ),
+        (
+            lambda: LocalizationMLP(in_features=784, hidden="abc"),
+            "hidden must be a sequence of positive ints",
+        ),
+        (lambda: LocalizationMLP(in_features=784, hidden=(0,)), "hidden must be a sequence of positive ints"),
+        (lambda: LocalizationCNN(in_channels=0), "in_channels must be a positive int, got 0"),
+        (lambda: LocalizationCNN(in_channels="1"), "in_channels must be a positive int, got '1'"),
+        (
+            lambda: LocalizationCNN(in_channels=1, channels=(-3,)),
+            "channels must be a sequence of positive ints",
+        ),
+        (lambda: LocalizationCNN(in_channels=1, out_features=0), "out_features must be a positive int"),
+        (lambda: LocalizationCNN(in_channels=1, pooled_size=0), "pooled_size must be a positive int"),
+        (lambda: LocalizationCNN(in_channels=1, downsample=0), "downsample must be a positive int"),
+        (lambda: LocalizationCNN(in_channels=1, kernel_size=4), "kernel_size must be odd, got 4"),
+    ],
+)
+def test_localization_networks_refuse_sizes_they_cannot_build(build, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build()
+
+
+def test_layer_refuses_input_of_another_dtype_or_type_in_one_line() -> None:
+    stn = SpatialTransformer(localization=LocalizationCNN(in_channels=1))
+    for dtype in (torch.float64, torch.float16, torch.uint8):
+        with pytest.raises(TypeError, match=f"expects torch.float32 input .* got {dtype}"):
+            stn(torch.zeros(2, 1, 8, 8, dtype=dtype))
+    with pytest.raises(TypeError, match="input must be a torch.Tensor, got list"):
+        stn(torch.zeros(2, 1, 8, 8).tolist())
+    with pytest.raises(ValueError, match="LocalizationMLP expects a batch"):
+        LocalizationMLP(in_features=784)(torch.rand(784))
+    stn64 = stn.to(torch.float64)  # a module converted with its input works
+    assert stn64(torch.rand(2, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64
 
 
 def test_gradients_reach_the_localisation_network() -> None:

@@ -98,6 +98,22 @@ def check_same_batch(first: Tensor, first_name: str, second: Tensor, second_name
         )
 
 
+def check_positive_int(value: object, name: str) -> int:
+    """Raise ValueError unless ``value`` is an int >= 1 (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_widths(values: object, name: str) -> tuple[int, ...]:
+    """Raise ValueError unless ``values`` is a sequence (not a string) of ints >= 1, e.g. layer widths."""
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {values!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {list(values)!r}")
+    return tuple(values)
+
+
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     """Raise ValueError unless ``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stnkit.geometry.checks import check_positive_int, check_widths
 from stnkit.nn import InputGradConv2d, SpatialTransformer
 
 __all__ = [
@@ -297,6 +298,10 @@ def mlp(
     act_layer: Callable[[], nn.Module] = nn.ReLU,
 ) -> nn.Sequential:
     """Flatten, then Linear -> activation (-> dropout) per hidden width, then an optional output."""
+    check_positive_int(in_features, "in_features")
+    check_widths(hidden, "hidden")
+    if out_features is not None:
+        check_positive_int(out_features, "out_features")
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
     for h in hidden:

@@ -110,7 +110,8 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Mo
     builder = model_entrypoint(name)
     try:
         return builder(**kwargs)
-    except (TypeError, ValueError) as err:
-        # Builders pass their arguments on to layers, whose errors do not name the model.
+    except (TypeError, ValueError, RuntimeError) as err:
+        # Builders pass their arguments on to layers, whose errors do not name the model (torch's
+        # layers raise RuntimeError for sizes they cannot make, e.g. a negative width).
         given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
         raise ModelArgumentError(f"cannot build model {name!r} from ({given}): {err}") from err

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from stnkit.geometry.checks import check_positive_int, check_tensor, check_widths
+
 __all__ = ["LocalizationCNN", "LocalizationMLP"]
 
 
@@ -37,7 +39,8 @@ class LocalizationMLP(nn.Module):
         act_layer: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        if not hidden:
+        check_positive_int(in_features, "in_features")
+        if not check_widths(hidden, "hidden"):
             raise ValueError("hidden must name at least one layer width")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
@@ -50,6 +53,8 @@ class LocalizationMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, *) with C * H * W == in_features -> (N, out_features)."""
+        if check_tensor(x, "input").dim() < 2:
+            raise ValueError(f"LocalizationMLP expects a batch (N, ...), got shape {list(x.shape)}")
         features = x.flatten(1)
         if features.shape[1] != self.in_features:
             raise ValueError(
@@ -93,9 +98,15 @@ class LocalizationCNN(nn.Module):
         act_layer: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        if downsample < 1:
-            raise ValueError(f"downsample must be >= 1, got {downsample}")
-        if kernel_size % 2 != 1:
+        for value, name in (
+            (in_channels, "in_channels"),
+            (out_features, "out_features"),
+            (pooled_size, "pooled_size"),
+        ):
+            check_positive_int(value, name)
+        check_widths(channels, "channels")
+        check_positive_int(downsample, "downsample")  # 1: no downsampling
+        if check_positive_int(kernel_size, "kernel_size") % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         layers: list[nn.Module] = []
         if downsample > 1:
@@ -116,7 +127,7 @@ class LocalizationCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, in_channels, H, W) -> (N, out_features)."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
+        if check_tensor(x, "input").dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"LocalizationCNN expects (N, {self.in_channels}, H, W), got {list(x.shape)}")
         return self.layers(x)
 

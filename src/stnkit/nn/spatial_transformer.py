@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stnkit.geometry.checks import check_choice, check_flag, normalize_size
+from stnkit.geometry.checks import check_choice, check_flag, check_tensor, normalize_size
 from stnkit.geometry.sampling import BACKENDS, MODES, PADDING_MODES
 from stnkit.geometry.transforms import Transform, get_transform
 from stnkit.geometry.warp import warp
@@ -91,6 +91,12 @@ class SpatialTransformer(nn.Module):
 
     def localize(self, x: Tensor) -> Tensor:
         """Predict transform parameters: Tensor[N, ...] -> Tensor[N, num_params]."""
+        dtype = self.head.weight.dtype
+        if check_tensor(x, "input").dtype != dtype:
+            raise TypeError(
+                f"SpatialTransformer expects {dtype} input (its parameters' dtype), got {x.dtype}; "
+                f"convert with x.to({dtype}) or the module with .to({x.dtype})"
+            )
         features = self.localization(x)
         if features.dim() != 2 or features.shape[0] != x.shape[0]:
             raise ValueError(
