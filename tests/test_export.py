@@ -151,3 +151,18 @@ def test_cli_with_transformer_refuses_a_model_without_one(tmp_path: Path, capsys
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "(cnn)" in err and "SpatialTransformer" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_file_has_the_opset_asked_for_or_none_is_written(tmp_path: Path) -> None:
+    import onnx
+
+    model, example = _st_cnn(), torch.rand(2, *SIZE)
+    newer = export_onnx(model, example, tmp_path / "newer.onnx", opset=20)
+    assert {op.version for op in onnx.load(str(newer)).opset_import if op.domain in ("", "ai.onnx")} == {20}
+    # torch 2.13 cannot take the 28x28 ST-CNN's graph down to 17; the file it would keep is at 18.
+    mnist = create_model("st-cnn-affine", in_channels=1, num_classes=10, image_size=[28, 28]).eval()
+    with pytest.raises(ValueError, match="could not convert the graph to opset 17 .*its own, 18"):
+        export_onnx(mnist, torch.rand(2, 1, 28, 28), tmp_path / "older.onnx", opset=17)
+    assert not (tmp_path / "older.onnx").exists()
+    with pytest.raises(ValueError, match=f"opset must be between 16 and {onnx.defs.onnx_opset_version()}"):
+        export_onnx(model, example, tmp_path / "far.onnx", opset=99)

@@ -180,8 +180,9 @@ def export_onnx(
             (:data:`TRANSFORMER_OUTPUTS` asks for all three).
 
     Raises:
-        ValueError: ``opset`` is below :data:`MIN_OPSET`; unknown ``outputs``, or transformer outputs
-            for a model without an input transformer.
+        ValueError: ``opset`` is below :data:`MIN_OPSET` or above the installed onnx's newest, or torch
+            could not convert the graph to it; unknown ``outputs``, or transformer outputs for a
+            model without an input transformer.
         FileNotFoundError: the folder of ``path`` does not exist.
         MissingDependencyError: onnx or onnxscript is not installed.
     """
@@ -192,6 +193,13 @@ def export_onnx(
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder of the ONNX file does not exist: {path.parent}")
     require_onnx(runtime=False)
+    import onnx
+
+    if opset > onnx.defs.onnx_opset_version():
+        newest = onnx.defs.onnx_opset_version()
+        raise ValueError(
+            f"opset must be between {MIN_OPSET} and {newest} (the installed onnx's newest), got {opset}"
+        )
     wrapper = _Outputs(model, names).eval()
     with warnings.catch_warnings():
         # The transformer keeps `last_params` for regularisers; export warns that it is not a
@@ -208,7 +216,24 @@ def export_onnx(
             dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
             verbose=False,
         )
+    # torch exports at its own opset, then converts; where it cannot convert it logs the failure and
+    # keeps its own, so the file's opset is checked rather than assumed.
+    written = _default_opset(path)
+    if written != opset:
+        path.unlink(missing_ok=True)
+        raise ValueError(
+            f"torch could not convert the graph to opset {opset} (it exported its own, {written}); "
+            f"ask for {written} or newer"
+        )
     return path
+
+
+def _default_opset(path: Path) -> int | None:
+    """The opset of the default ONNX domain that the file at ``path`` imports."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
 
 
 def onnx_differences(model: nn.Module, path: str | Path, inputs: Tensor) -> dict[str, float]:

@@ -48,19 +48,40 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: the file cannot be written; the message names ``path`` (not the temporary file)
+            and why: a folder in its place, a file where its folder should be, no permission, ...
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _cannot_write(path, err) from err
     try:
         os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _cannot_write(path, err) from err
         raise
     return path
+
+
+def _cannot_write(path: Path, err: OSError) -> OSError:
+    """``err`` (same type) with a message about ``path``, not the temporary file it may name."""
+    reason = err.strerror or str(err)
+    if path.is_dir():
+        reason = "it is a folder, not a file"
+    else:
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            reason = f"{blocking} is a file, not a folder"
+    return type(err)(f"cannot write {path}: {reason}")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -61,8 +61,20 @@ def test_train_refuses_model_kwargs_the_builder_cannot_take(
         ({"model_name": 7}, "model_name"),
         ({"model_name": "no-such-model"}, "unknown model"),
         ({"model": "not weights"}, "weights"),
+        (
+            {"config": {"dataset": 5, "model": "st-fcn-affine"}},
+            "must name its dataset (a non-empty str), got int 5",
+        ),
     ],
-    ids=["kwargs-list", "kwargs-unknown", "kwargs-type", "name-int", "name-unknown", "weights-str"],
+    ids=[
+        "kwargs-list",
+        "kwargs-unknown",
+        "kwargs-type",
+        "name-int",
+        "name-unknown",
+        "weights-str",
+        "dataset-int",
+    ],
 )
 @pytest.mark.parametrize("command", ["eval", "show", "export"])
 def test_malformed_checkpoint_fields(
@@ -93,6 +105,50 @@ def test_show_into_a_path_below_a_file(tmp_path: Path, capsys, st_fcn_checkpoint
     status, err = _run(["show", ckpt, "--out", str(blocker / "pics"), "--data-root", NO_DATA], capsys)
     assert status == cli.EXIT_ERROR
     assert str(blocker / "pics") in err and "Not a directory" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["show", "{ckpt}", "--out", "{file}", "--data-root", NO_DATA], "--out {file} exists and is not a folder"),
+        (["compare", "{ckpt}", "{ckpt}", "--out", "{file}"], "--out {file} exists and is not a folder"),
+        (["eval", "{ckpt}", "--per-class", "{dir}", "--data-root", NO_DATA], "--per-class {dir} is a folder"),
+        (["eval", "{ckpt}", "--confusion", "{dir}", "--data-root", NO_DATA], "--confusion {dir} is a folder"),
+        (["eval", "{ckpt}", "--confusion", "{file}/c.png", "--data-root", NO_DATA], "{file} exists and is not a folder"),
+        (["export", "{ckpt}", "--onnx", "{dir}"], "--onnx {dir} is a folder"),
+        (["export", "{ckpt}", "--safetensors", "{dir}"], "--safetensors {dir} is a folder"),
+        (["reproduce", "--report", "{dir}", "--out", "{dir}"], "--report {dir} is a folder"),
+    ],
+    ids=["show-out-file", "compare-out-file", "per-class-dir", "confusion-dir", "confusion-below-file",
+         "onnx-dir", "safetensors-dir", "report-dir"],
+)  # fmt: skip
+def test_an_output_path_of_the_wrong_kind_is_named_in_one_line(
+    argv: list[str], message: str, tmp_path: Path, capsys, st_fcn_checkpoint
+) -> None:
+    paths = {"ckpt": str(st_fcn_checkpoint(tmp_path / "ok.pt")), "file": str(tmp_path / "FILE")}
+    paths["dir"] = str(tmp_path / "DIR")
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    (tmp_path / "DIR").mkdir()
+    status, err = _run([arg.format(**paths) for arg in argv], capsys)
+    assert status == cli.EXIT_ERROR
+    assert message.format(**paths) in err
+    assert ".tmp" not in err  # never the name of a temporary file
+
+
+def test_atomic_writes_name_the_file_not_their_temporary_one(tmp_path: Path) -> None:
+    from stnkit.files import atomic_write_text
+
+    (tmp_path / "DIR").mkdir()
+    with pytest.raises(
+        IsADirectoryError, match=f"cannot write {tmp_path / 'DIR'}: it is a folder, not a file"
+    ):
+        atomic_write_text(tmp_path / "DIR", "x")
+    (tmp_path / "FILE").write_text("x")
+    with pytest.raises(
+        OSError, match=f"cannot write {tmp_path / 'FILE' / 'a.txt'}: {tmp_path / 'FILE'} is a file"
+    ):
+        atomic_write_text(tmp_path / "FILE" / "a.txt", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR", "FILE"]  # no temporary file left
 
 
 def test_any_os_error_is_one_line_naming_the_path(

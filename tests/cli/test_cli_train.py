@@ -216,6 +216,7 @@ def test_bad_paths(run: Path, tmp_path: Path, capsys) -> None:
         (["show", str(foreign)], "not an stnkit checkpoint"),
         (["export", ckpt, "--onnx", str(tmp_path / "no" / "dir" / "m.onnx")], "does not exist"),
         (["export", ckpt, "--onnx", str(tmp_path / "m.onnx"), "--opset", "13"], "opset"),
+        (["export", ckpt, "--onnx", str(tmp_path / "m.onnx"), "--opset", "99"], "opset must be between 16 and"),
         (["train", "--out", str(run)], "already holds a run"),
         (["train", "--out", str(tmp_path / "empty"), "--resume"], "nothing to resume"),
         (["train", "--dataset", "mnist", "--limit", "8", "--no-progress", "--out",

@@ -313,6 +313,25 @@ def test_resume_another_model_or_shape_is_refused(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_resume_with_a_damaged_optimizer_or_schedule_state_is_one_line(tmp_path: Path) -> None:
+    _fit(tmp_path, TinyLoader(), epochs=1)
+    saved = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    moments = saved["optimizer"]["state"][0]
+    wrong_shape = {
+        **saved["optimizer"],
+        "state": {**saved["optimizer"]["state"], 0: {**moments, "exp_avg": torch.zeros(3)}},
+    }
+    for fields, message in [
+        ({"scheduler": {}}, "optimizer or schedule state does not fit .*KeyError"),
+        ({"optimizer": {}}, "optimizer or schedule state does not fit .*KeyError"),
+        ({"optimizer": wrong_shape}, r"the optimizer's 'exp_avg' has shape \[3\], its parameter"),
+    ]:
+        _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, **{**saved, **fields})
+        with pytest.raises(ResumeMismatchError, match=message) as info:
+            _fit(tmp_path, TinyLoader(), resume=True, epochs=2)
+        assert "\n" not in str(info.value)
+
+
 def test_resume_without_optimizer_state_is_refused(tmp_path: Path) -> None:
     _fit(tmp_path, TinyLoader(), epochs=1)
     _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, drop=("optimizer",))

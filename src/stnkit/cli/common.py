@@ -30,6 +30,8 @@ __all__ = [
     "dataset_model_kwargs",
     "nonneg_float",
     "one_line",
+    "output_file",
+    "output_folder",
     "positive_float",
     "positive_int",
     "write_json",
@@ -142,6 +144,27 @@ def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
             raise CliError(
                 f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_with[key]}"
             )
+
+
+def output_folder(path: str | Path, flag: str) -> Path:
+    """Create the output folder ``path`` (given as ``flag``) before any work, or say in one line why not."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{flag} {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CliError(f"{flag} {path}: cannot create the folder ({err.strerror or err})") from err
+    return path
+
+
+def output_file(path: str | Path, flag: str) -> Path:
+    """Check an output file's path (given as ``flag``) before any work: not a folder, its folder made."""
+    path = Path(path)
+    if path.is_dir():
+        raise CliError(f"{flag} {path} is a folder; give a file name")
+    output_folder(path.parent, f"{flag} {path}: its folder")
+    return path
 
 
 def write_json(path: str | Path, record: Mapping[str, Any]) -> Path:

@@ -17,6 +17,7 @@ from stnkit.cli.common import (
     add_numerics_argument,
     apply_numerics,
     check_dataset_fits,
+    output_folder,
     positive_int,
     write_json,
 )
@@ -73,8 +74,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     dataset = args.dataset or config_a.dataset
     check_dataset_fits(dataset, state_a["model_kwargs"])
     check_dataset_fits(dataset, state_b["model_kwargs"])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
+    out = output_folder(args.out, "--out")  # before the data is read: a bad --out fails at once
     loader = data.make_loader(
         dataset,
         split="test",

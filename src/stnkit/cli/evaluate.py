@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -20,6 +19,7 @@ from stnkit.cli.common import (
     add_numerics_argument,
     apply_numerics,
     check_dataset_fits,
+    output_file,
     positive_int,
     write_json,
 )
@@ -85,6 +85,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         label = f"{state['model_name']} ({args.checkpoint})"
     dataset = args.dataset or trained_on
     check_dataset_fits(dataset, built_with)
+    for path, flag in ((args.per_class, "--per-class"), (args.confusion, "--confusion")):
+        if path is not None:  # a path that cannot be written fails here, before the data is read
+            output_file(path, flag)
     loader = data.make_loader(
         dataset,
         split=args.split,
@@ -99,9 +102,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.per_class is None and args.confusion is None:
         metrics = evaluate(model, loader)
     else:
-        for path in (args.per_class, args.confusion):
-            if path is not None:  # a path that cannot be written fails here, before the data is read
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
         title = f"{label} on {dataset} ({args.split})"
         metrics = _analyse(
             model, loader, header, title=title, per_class=args.per_class, confusion=args.confusion

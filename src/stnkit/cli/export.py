@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -50,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``stnkit export``."""
+    target, flag = (args.safetensors, "--safetensors") if args.safetensors else (args.onnx, "--onnx")
+    if Path(target).is_dir():  # refused before any work (the file's folder must exist already)
+        raise CliError(f"{flag} {target} is a folder; give a file name")
     if args.safetensors:
         if args.with_transformer:
             raise CliError("--with-transformer is for --onnx (safetensors files hold weights, not outputs)")

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from stnkit import robustness
-from stnkit.cli.common import CliError, add_data_root_argument, positive_int, write_json
+from stnkit.cli.common import CliError, add_data_root_argument, output_file, positive_int, write_json
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.engine.device import check_device_name
 from stnkit.files import atomic_write_text
@@ -167,6 +167,7 @@ def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """``stnkit reproduce``."""
     if args.report:
+        output_file(args.report, "--report")
         if not Path(args.out).is_dir():  # a mistyped --out would render every row "not run yet"
             raise CliError(
                 f"--out {args.out}: not a folder of result files (expected {args.out}/<grid>/*.json)"

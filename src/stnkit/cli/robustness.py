@@ -18,6 +18,7 @@ from stnkit.cli.common import (
     add_numerics_argument,
     apply_numerics,
     dataset_model_kwargs,
+    output_folder,
     positive_int,
 )
 from stnkit.models import create_model, get_pretrained
@@ -208,8 +209,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     clash = sorted({run.label for run in runs} & {record["label"] for record in kept})
     if clash:
         raise CliError(f"--keep-from {args.keep_from}: it already has {clash}; leave those models out")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
+    out = output_folder(args.out, "--out")  # before the data is read: a bad --out fails at once
     # Shipped weights record no data folder: the first checkpoint's, else the default.
     root = args.data_root or next((run.data_root for run in runs if run.data_root), None)
     digits, labels = data.load_source("mnist", "test", root)

@@ -9,6 +9,7 @@ from stnkit.cli.common import (
     CliError,
     add_data_root_argument,
     check_dataset_fits,
+    output_folder,
     positive_int,
 )
 from stnkit.data import first_test_images
@@ -61,8 +62,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise CliError(f"model {model_name!r} has no input spatial transformer to show")
     dataset = args.dataset or trained_on
     check_dataset_fits(dataset, built_with)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)  # before the data is read: a bad --out fails at once
+    # Before the data is read: a bad --out fails at once.
+    out = output_folder(args.out, "--out") if args.out else Path(args.checkpoint).parent
     images = first_test_images(dataset, args.num, root=root)
     title = f"{model_name} on {dataset}, {when}"
     path = plot_transformer(

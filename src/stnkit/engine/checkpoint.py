@@ -179,6 +179,13 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
     for name, valid, expected in checks:
         if not valid:
             raise CheckpointError(f"{path}: field {name!r} must be {expected}, got {_describe(state[name])}")
+    # The recipe's names that eval, show, export and resume look up.
+    for key in ("dataset", "model"):
+        if key in state["config"] and not _is_nonempty_str(state["config"][key]):
+            value = _describe(state["config"][key])
+            raise CheckpointError(
+                f"{path}: field 'config' must name its {key} (a non-empty str), got {value}"
+            )
 
 
 def _is_int(value: Any) -> bool:

@@ -398,8 +398,7 @@ def fit(
                 raise ResumeMismatchError(
                     f"{ckpt_path}: cannot restore the weight average: {' '.join(str(err).split())}"
                 ) from err
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        _restore_optimizer(optimizer, scheduler, state, ckpt_path)
         start_epoch = int(state["epoch"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
         cpu_before = float(state["cpu_s"]) if "cpu_s" in state else None
@@ -495,6 +494,32 @@ def fit(
         barrier(ctx)
     check_in_sync(model, ctx)
     return FitResult(history=history, checkpoint=ckpt_path, final=record, evaluated=evaluated)
+
+
+def _restore_optimizer(
+    optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], path: Path
+) -> None:
+    """Load the optimizer's and schedule's state, or say in one line why they do not fit.
+
+    torch would otherwise fail with a KeyError on a damaged state, or only at the first step on a
+    moment estimate of the wrong shape.
+    """
+    try:  # their presence was checked with the checkpoint (_check_resumable)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise ResumeMismatchError(
+            f"{path}: the optimizer or schedule state does not fit this model and recipe "
+            f"({type(err).__name__}: {' '.join(str(err).split())})"
+        ) from err
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ResumeMismatchError(
+                        f"{path}: the optimizer's {name!r} has shape {list(value.shape)}, "
+                        f"its parameter {list(param.shape)}"
+                    )
 
 
 def _check_resumable(
