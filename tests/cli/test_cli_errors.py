@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from stnkit import cli
 
@@ -65,6 +66,10 @@ def test_train_refuses_model_kwargs_the_builder_cannot_take(
             {"config": {"dataset": 5, "model": "st-fcn-affine"}},
             "must name its dataset (a non-empty str), got int 5",
         ),
+        (
+            {"model": {"stn.head.bias": torch.full((6,), float("nan"))}},
+            "'stn.head.bias' of 'model' has 6 non-finite",
+        ),
     ],
     ids=[
         "kwargs-list",
@@ -74,6 +79,7 @@ def test_train_refuses_model_kwargs_the_builder_cannot_take(
         "name-unknown",
         "weights-str",
         "dataset-int",
+        "weights-nan",
     ],
 )
 @pytest.mark.parametrize("command", ["eval", "show", "export"])

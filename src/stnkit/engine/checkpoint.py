@@ -179,6 +179,13 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
     for name, valid, expected in checks:
         if not valid:
             raise CheckpointError(f"{path}: field {name!r} must be {expected}, got {_describe(state[name])}")
+    # Weights that are not finite would fail later, deep in a forward pass, without naming the file
+    # (and a resume would read as a divergence of the new run).
+    for name in ("model", "train_model"):
+        for key, tensor in state.get(name, {}).items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise CheckpointError(f"{path}: weight {key!r} of {name!r} has {bad} non-finite value(s)")
     # The recipe's names that eval, show, export and resume look up.
     for key in ("dataset", "model"):
         if key in state["config"] and not _is_nonempty_str(state["config"][key]):
