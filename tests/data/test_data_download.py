@@ -231,3 +231,12 @@ def test_cli_download_corrupt_mnist(
     assert not (root / "mnist" / name).exists()
     assert not (root / "mnist" / f"{name}.part").exists()
     assert _cli(["data", "download", "svhn", "--to", str(root)]) == 2
+    assert capsys.readouterr().err.startswith("stnkit data download: error: cannot download 'svhn'")
+    for flag, value, message in [
+        ("--retries", "-1", "--retries: must be an int >= 0, got -1"),
+        ("--timeout", "0", "--timeout: must be a number of seconds > 0, got 0"),
+        ("--timeout", "nan", "--timeout: must be a number of seconds > 0, got nan"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            _cli(["data", "download", "mnist", "--to", str(root), flag, value])
+        assert exited.value.code == 2 and message in capsys.readouterr().err

@@ -154,6 +154,21 @@ def test_data_show_bad_input(shared_data: Path, tmp_path: Path, capsys: pytest.C
         code = run_cli(["data", "show", "r", "--out", str(out), option, str(tmp_path / "no")])
         assert code == 1 and "not found" in capsys.readouterr().err
     assert not out.exists()
+    (tmp_path / "DIR").mkdir()
+    cases = [
+        (["--num", "0"], "--num: must be an int >= 1, got 0"),
+        (["--scale", "-2"], "--scale: must be an int >= 1, got -2"),
+        (["--ncols", "0"], "--ncols: must be an int >= 1, got 0"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as exited:
+            run_cli(["data", "show", "r", "--out", str(out), *extra])
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+    for target, message in [(tmp_path / "DIR", "is a folder"), (tmp_path / "x.jpgx", "must end in .png")]:
+        assert run_cli(["data", "show", "r", "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("stnkit data show: error: --out") and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR"]
 
 
 def test_dataset_pickles_for_spawned_workers(shared_data: Path) -> None:
