@@ -50,6 +50,11 @@ def test_npz_corrupt_and_missing(tmp_path: Path) -> None:
     np.savez(tmp_path / "partial.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(GtsrbError, match="missing arrays"):
         load_gtsrb_npz(tmp_path / "partial.npz")
+    labels = np.empty(2, dtype=object)  # object arrays are stored pickled
+    np.savez(tmp_path / "pickled.npz", images=np.zeros((2, 32, 32, 3), np.uint8), labels=labels)
+    with pytest.raises(GtsrbError, match="holds pickled objects, which stnkit never loads") as info:
+        load_gtsrb_npz(tmp_path / "pickled.npz")
+    assert "allow_pickle" not in str(info.value)
 
 
 def test_original_layout_reader(tmp_path: Path, tiny_gtsrb: Callable[..., dict[str, int]]) -> None:

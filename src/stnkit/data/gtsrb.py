@@ -249,6 +249,10 @@ def _load_npz_uncached(path: Path, *, crop_roi: bool, size: int | Sequence[int] 
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if "allow_pickle" in str(err):  # numpy suggests allow_pickle=True, which would run code
+            raise GtsrbError(
+                f"{path}: holds pickled objects, which stnkit never loads; not a GTSRB .npz"
+            ) from err
         raise GtsrbError(f"{path}: not a readable .npz archive ({err})") from err
     missing = {"images", "labels", "filenames", "orig_size_roi"} - arrays.keys()
     if missing:

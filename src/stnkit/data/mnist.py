@@ -164,7 +164,7 @@ def _check_original(path: Path, stem: str, array: np.ndarray) -> None:
         raise IdxError(
             f"{path}: SHA-256 {digest} matches neither the original .gz ({known.gz_sha256}) "
             f"nor the original raw file ({known.raw_sha256}); the file is corrupt or not the "
-            "original MNIST (pass verify=False to read other IDX data, e.g. Fashion-MNIST)"
+            "original MNIST (from Python, load_mnist(..., verify=False) reads other IDX data, e.g. Fashion-MNIST)"
         )
 
 
