@@ -93,8 +93,11 @@ def test_wrong_input_rank() -> None:
         stnkit.warp(torch.rand(1, 8, 8), stnkit.identity_params("affine", 1))
     with pytest.raises(ValueError, match=r"input for transform 'affine3d' must be \(N, C, D, H, W\)"):
         stnkit.warp(IMAGE, stnkit.identity_params("affine3d", 2), transform="affine3d")
-    with pytest.raises(ValueError, match=r"grid must have shape \(N, H_out, W_out, 2\)"):
-        stnkit.sample(IMAGE, torch.zeros(2, 4, 4, 3))
+    for sample in (stnkit.sample, geometry.sample_reference):  # the reference checks as sample does
+        with pytest.raises(ValueError, match=r"grid must have shape \(N, H_out, W_out, 2\)"):
+            sample(IMAGE, torch.zeros(2, 4, 4, 3))
+        with pytest.raises(TypeError, match="input must have a floating-point dtype"):
+            sample(IMAGE.to(torch.uint8), torch.zeros(2, 4, 4, 2))
 
 
 def test_bicubic_volume_and_dtype_mismatch() -> None:

@@ -264,12 +264,11 @@ def sample_reference(
 
     For every output position and every spatial axis it lists the input pixels (taps) with a non-zero
     kernel weight, then sums ``input[tap] * prod(weights)`` over all combinations of taps. Taps outside
-    the image read zero. Same arguments and result as :func:`sample`. The options are validated here
-    (a wrong flag would silently pick a convention); the tensors are not, to keep the reference short.
+    the image read zero. Same arguments and result as :func:`sample`, validated as :func:`sample`
+    validates them (shapes, dtypes, devices and option names; the grid's values are not read).
     """
     align_corners = check_flag(align_corners, "align_corners")
-    check_choice(mode, "mode", MODES)
-    check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    check_sample_arguments(input, grid, mode, padding_mode, "reference")
     return _sample_reference_unchecked(input, grid, mode, padding_mode, align_corners)
 
 
