@@ -330,6 +330,9 @@ def test_resume_with_a_damaged_optimizer_or_schedule_state_is_one_line(tmp_path:
         with pytest.raises(ResumeMismatchError, match=message) as info:
             _fit(tmp_path, TinyLoader(), resume=True, epochs=2)
         assert "\n" not in str(info.value)
+    _rewrite_checkpoint(tmp_path / CHECKPOINT_NAME, **{**saved, "epoch": 999})
+    with pytest.raises(CheckpointError, match="is at epoch 999, beyond the recipe's 2 epochs"):
+        _fit(tmp_path, TinyLoader(), resume=True, epochs=2)
 
 
 def test_resume_without_optimizer_state_is_refused(tmp_path: Path) -> None:

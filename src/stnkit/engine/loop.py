@@ -384,7 +384,9 @@ def fit(
     ema = None if config.ema is None else ModelEma(model, decay=config.ema)
     if resume:
         state = load_checkpoint(ckpt_path)
-        _check_resumable(state, ckpt_path, model_name=model_name, ctx=ctx, ema=config.ema)
+        _check_resumable(
+            state, ckpt_path, model_name=model_name, ctx=ctx, ema=config.ema, epochs=config.epochs
+        )
         try:
             # Under EMA, "model" holds the average and "train_model" the weights being trained.
             model.load_state_dict(state.get("train_model", state["model"]))
@@ -523,9 +525,11 @@ def _restore_optimizer(
 
 
 def _check_resumable(
-    state: dict[str, Any], path: Path, *, model_name: str, ctx: DistContext, ema: float | None
+    state: dict[str, Any], path: Path, *, model_name: str, ctx: DistContext, ema: float | None, epochs: int
 ) -> None:
     """Refuse (on every rank alike: they read the same file) a checkpoint this run cannot continue."""
+    if state["epoch"] > epochs:  # the recipe is the checkpoint's own, so the file is not this run's
+        raise CheckpointError(f"{path} is at epoch {state['epoch']}, beyond the recipe's {epochs} epochs")
     if state["model_name"] != model_name:
         raise ResumeMismatchError(f"{path} holds model {state['model_name']!r}, not {model_name!r}")
     averaged = "train_model" in state and "ema" in state
