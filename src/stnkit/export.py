@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,21 +202,32 @@ def export_onnx(
             f"opset must be between {MIN_OPSET} and {newest} (the installed onnx's newest), got {opset}"
         )
     wrapper = _Outputs(model, names).eval()
-    with warnings.catch_warnings():
-        # The transformer keeps `last_params` for regularisers; export warns that it is not a
-        # buffer, which is harmless for inference.
-        warnings.filterwarnings("ignore", message=".*last_params was assigned during export")
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(path),
-            input_names=["images"],
-            output_names=list(names),
-            opset_version=opset,
-            dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),  # any batch size
-            dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
-            verbose=False,
-        )
+    # Without torchvision the exporter logs one warning per torchvision operator it skips.
+    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration_log.level
+    registration_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # The transformer keeps `last_params` for regularisers; export warns that it is not a
+            # buffer, which is harmless for inference.
+            warnings.filterwarnings("ignore", message=".*last_params was assigned during export")
+            # torch 2.13's exporter trips its own deprecation of LeafSpec; nothing a user can act on.
+            warnings.filterwarnings(
+                "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+            )
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=["images"],
+                output_names=list(names),
+                opset_version=opset,
+                dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),  # any batch size
+                dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
+                verbose=False,
+            )
+    finally:
+        registration_log.setLevel(level)
     # torch exports at its own opset, then converts; where it cannot convert it logs the failure and
     # keeps its own, so the file's opset is checked rather than assumed.
     written = _default_opset(path)
