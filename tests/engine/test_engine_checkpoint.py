@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,21 @@ def test_damaged_member(tmp_path: Path) -> None:
         for name, data in members.items():
             archive.writestr(name, data)
     _raises_one_line(path, "cannot be read as a torch checkpoint")
+
+
+def test_flipped_bits_inside_a_tensor_are_found(tmp_path: Path) -> None:
+    # The archive stays whole and torch would load the flipped weights; the members' CRC-32 do not.
+    path = save_checkpoint(_state(), tmp_path / "ck.pt")
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    data = bytearray(path.read_bytes())
+    # The local header's name and extra-field lengths (bytes 26-29) say where the member's data starts.
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    assert data[start : start + 4] == torch.tensor([1.0]).numpy().tobytes()  # the first weight
+    data[start + 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    _raises_one_line(path, "is damaged: its member '.*/data/0' fails its CRC-32 check")
 
 
 def test_zip_that_is_not_torch(tmp_path: Path) -> None:

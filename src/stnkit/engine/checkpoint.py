@@ -123,6 +123,15 @@ def _check_zip_archive(path: Path) -> None:
             f"(the zip's central directory) is missing or broken ({path.stat().st_size} bytes); "
             "an interrupted copy?"
         )
+    # torch's reader does not check the members' CRC-32s, so flipped bits inside a tensor would load
+    # as other weights; reading every member once checks them (a few MB for these models).
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(f"{path} is damaged: {err}") from err
+    if damaged is not None:
+        raise CheckpointError(f"{path} is damaged: its member {damaged!r} fails its CRC-32 check")
 
 
 def _load_weights_only(path: Path) -> Any:
