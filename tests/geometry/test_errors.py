@@ -329,3 +329,9 @@ def test_sample_and_grids_read_no_values_off_the_cpu(backend: str) -> None:
     assert stnkit.tps_grid(control_points, (2, 1, 4, 4)).device.type == "meta"
     points = torch.rand(2, 5, 2, device="meta")
     assert tps_transform_points(control_points, points).shape == (2, 5, 2)
+
+
+def test_tps_lattice_refuses_an_integer_dtype() -> None:
+    with pytest.raises(TypeError, match="dtype must be a floating-point dtype, got torch.int64"):
+        geometry.tps_lattice(16, dtype=torch.int64)
+    assert geometry.tps_lattice(16, dtype=torch.float64).dtype == torch.float64

@@ -238,6 +238,8 @@ def tps_lattice(
                 [ 1.,  1.]])
     """
     side = _lattice_side(num_points)
+    if dtype is not None and not dtype.is_floating_point:  # an int lattice would round to -1, 0, 1
+        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
     line = torch.linspace(-1.0, 1.0, side, dtype=dtype, device=device)
     ys, xs = torch.meshgrid(line, line, indexing="ij")
     return torch.stack((xs.reshape(-1), ys.reshape(-1)), dim=-1)
