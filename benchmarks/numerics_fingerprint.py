@@ -109,7 +109,8 @@ def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def compare(folder: Path) -> list[str]:
     """A line per pair of recorded fingerprints."""
-    prints = [json.loads(path.read_text()) | {"file": path.name} for path in sorted(folder.glob("*.json"))]
+    records = [json.loads(path.read_text()) | {"file": path.name} for path in sorted(folder.glob("*.json"))]
+    prints = [record for record in records if "weights_sha256" in record]  # other files: not fingerprints
     lines = []
     for i, a in enumerate(prints):
         for b in prints[i + 1 :]:

@@ -266,3 +266,13 @@ class _FixedParser:
 
     def parse_args(self, argv: list[str]) -> Any:
         return self.args
+
+
+def test_an_int_image_size_is_a_square_for_the_dataset_check() -> None:
+    from stnkit.cli.common import CliError, check_dataset_fits
+
+    check_dataset_fits("rts", {"image_size": 42})  # builders read one int as a square
+    with pytest.raises(
+        CliError, match=r"dataset 'rts' has image_size=\[42, 42\], --model-kwargs asks for 28"
+    ):
+        check_dataset_fits("rts", {"image_size": 28}, source="--model-kwargs asks for")

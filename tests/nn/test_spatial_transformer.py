@@ -141,6 +141,8 @@ def test_layer_refuses_input_of_another_dtype_or_type_in_one_line() -> None:
         stn(torch.zeros(2, 1, 8, 8).tolist())
     with pytest.raises(ValueError, match="LocalizationMLP expects a batch"):
         LocalizationMLP(in_features=784)(torch.rand(784))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision hands it bf16 features
+        assert stn(torch.rand(2, 1, 8, 8, dtype=torch.bfloat16)).shape == (2, 1, 8, 8)
     stn64 = stn.to(torch.float64)  # a module converted with its input works
     assert stn64(torch.rand(2, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64
 

@@ -25,6 +25,25 @@ from stnkit.reproduce import (
 from stnkit.reproduce.report import _picture_seed
 
 
+def _parameters(grid: str, name: str) -> str:
+    return f"{cell_parameters(cells_of(grid, name)[0]):,}"
+
+
+# The parameters column of some rows, as the report formats it.
+PARAMS = {
+    "gtsrb-cnn": _parameters("gtsrb", "gtsrb-cnn"),
+    "gtsrb-st-cnn": _parameters("gtsrb", "gtsrb-st-cnn"),
+    "gtsrb-st-cnn-wide": _parameters("gtsrb", "gtsrb-st-cnn-wide"),
+    "mnist-cnn": _parameters("mnist", "mnist-cnn"),
+    "mnist-st-cnn-affine": _parameters("mnist", "mnist-st-cnn-affine"),
+    "rts-cnn": _parameters("table1", "rts-cnn"),
+    "rts-cnn-paper-kernels": _parameters("table1", "rts-cnn-paper-kernels"),
+    "tc-cnn": _parameters("tc", "tc-cnn"),
+    "tc-fcn": _parameters("tc", "tc-fcn"),
+    "tc-st-fcn-affine": _parameters("tc", "tc-st-fcn-affine"),
+}
+
+
 def _result(cell: Cell, seed: int, val: float | None, test: float, **extra: object) -> dict[str, object]:
     return {
         "grid": cell.grid, "cell": cell.name, "seed": seed, "final_val_error": val,
@@ -38,18 +57,25 @@ def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
     report = render_report([_result(cnn, 1, None, 0.05), _result(cnn, 0, None, 0.04)])
     # No CPU time recorded (runs from before it was counted): that column stays blank.
     assert (
-        "| tc | cnn | 208,965 | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
+        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |"
+        in report
     )
-    assert "| tc | fcn | 235,274 | 13.2 | not run yet | | | | | |" in report
+    assert f"| tc | fcn | {PARAMS['tc-fcn']} | 13.2 | not run yet | | | | | |" in report
     assert "## What the transformers learned" not in report  # no pictures given: no section
 
 
 def test_a_variant_of_a_paper_cell_is_a_row_of_its_own_named_by_its_tag() -> None:
     standing, lever = cells_of("table1", "rts-cnn"), cells_of("table1", "rts-cnn-paper-kernels")
     report = render_report([_result(standing[0], 0, 0.016, 0.017), _result(lever[0], 0, 0.008, 0.009)])
-    assert "| rts | cnn | 206,309 | 0.8 | 1.70 | +0.90 | 0 |" in report
-    assert "| rts | cnn (paper-kernels) | 330,201 | 0.8 | 0.90 | +0.10 | 0 |" in report
-    assert "| rts | cnn (paper-kernels) | 330,201 | 0.8 | not run yet |" in render_report([])
+    assert f"| rts | cnn | {PARAMS['rts-cnn']} | 0.8 | 1.70 | +0.90 | 0 |" in report
+    assert (
+        f"| rts | cnn (paper-kernels) | {PARAMS['rts-cnn-paper-kernels']} | 0.8 | 0.90 | +0.10 | 0 |"
+        in report
+    )
+    assert (
+        f"| rts | cnn (paper-kernels) | {PARAMS['rts-cnn-paper-kernels']} | 0.8 | not run yet |"
+        in render_report([])
+    )
 
 
 def _curves(train: float) -> dict[str, object]:
@@ -124,14 +150,20 @@ def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
     ]
     report = render_report(results)
     assert (
-        "| tc | cnn | 208,965 | 3.5 | 3.50 ± 0.71 | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |" in report
-    )
-    assert "| tc | cnn (cuda) | 208,965 | 3.5 | 2.00 | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |" in report
-    assert (
-        "| gtsrb-st-cnn (cuda) | standardize | 758,929 | final | gtsrb-aug30 | | | 0.50 | 99.50% | 0 |"
+        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 3.50 ± 0.71 | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |"
         in report
     )
-    assert "| gtsrb-st-cnn | standardize | 758,929 | final |" not in report  # no CPU run of it here
+    assert (
+        f"| tc | cnn (cuda) | {PARAMS['tc-cnn']} | 3.5 | 2.00 | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |"
+        in report
+    )
+    assert (
+        f"| gtsrb-st-cnn (cuda) | standardize | {PARAMS['gtsrb-st-cnn']} | final | gtsrb-aug30 | | | 0.50 | 99.50% | 0 |"
+        in report
+    )
+    assert (
+        f"| gtsrb-st-cnn | standardize | {PARAMS['gtsrb-st-cnn']} | final |" not in report
+    )  # no CPU run of it here
 
 
 def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -> None:
@@ -145,14 +177,18 @@ def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -
     section = report.split("## gtsrb")[1].split("\n## ")[0]
     rows = section.splitlines()
     select_row = next(
-        line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | 758,929 | select")
+        line
+        for line in rows
+        if line.startswith(f"| gtsrb-st-cnn | standardize | {PARAMS['gtsrb-st-cnn']} | select")
     )
     assert "| 1.25 |" in select_row and "9.99" not in section and "not used" in select_row
     final_row = next(
-        line for line in rows if line.startswith("| gtsrb-st-cnn | standardize | 758,929 | final")
+        line
+        for line in rows
+        if line.startswith(f"| gtsrb-st-cnn | standardize | {PARAMS['gtsrb-st-cnn']} | final")
     )
     assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
-    assert "| gtsrb-cnn | standardize | 630,603 | final | gtsrb-aug30 | not run yet" in section
+    assert f"| gtsrb-cnn | standardize | {PARAMS['gtsrb-cnn']} | final | gtsrb-aug30 | not run yet" in section
     assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
 
 
@@ -168,15 +204,16 @@ def test_cpu_minutes_are_the_mean_over_the_seeds_that_counted_them_named_if_not_
     ]
     report = render_report(results)
     assert (
-        "| tc | cnn | 208,965 | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |"
+        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |"
         in report
     )
     assert (
-        "| tc | fcn | 235,274 | 13.2 | 11.00 ± 1.00 | -2.20 | 0, 1, 2 | 10.0 | 20.0 (seeds 1, 2 only) |"
+        f"| tc | fcn | {PARAMS['tc-fcn']} | 13.2 | 11.00 ± 1.00 | -2.20 | 0, 1, 2 | 10.0 | 20.0 (seeds 1, 2 only) |"
         in report
     )
     assert (
-        "| tc | st-fcn-affine | 234,768 | 2.0 | 2.00 | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |" in report
+        f"| tc | st-fcn-affine | {PARAMS['tc-st-fcn-affine']} | 2.0 | 2.00 | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |"
+        in report
     )
 
 
@@ -187,7 +224,7 @@ def test_gtsrb_variants_and_a_tagged_selection_run_show_their_validation_loss() 
     report = render_report([_result(lcn, 0, 0.0010, 0.0999, final_val_loss=0.11111, cpu_time_s=3000.0)])
     row = next(line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | local contrast"))
     assert row == (
-        "| gtsrb-st-cnn | local contrast | 758,929 | select | gtsrb-aug30-val4k | 0.10 | 0.1111 | not used | | 0 "
+        f"| gtsrb-st-cnn | local contrast | {PARAMS['gtsrb-st-cnn']} | select | gtsrb-aug30-val4k | 0.10 | 0.1111 | not used | | 0 "
         "| 10.0 | 50.0 | Some CPU (2 cores) |"
     )
 
@@ -204,9 +241,9 @@ def test_a_gtsrb_row_of_other_conv_widths_names_them_in_its_variant() -> None:
     report = render_report([_result(wide, 0, 0.0050, 0.0999, final_val_loss=0.12)])
     rows = [line for line in report.splitlines() if line.startswith("| gtsrb-st-cnn | standardize, filters")]
     assert rows == [
-        "| gtsrb-st-cnn | standardize, filters 48/96/192 | 1,137,697 | select | gtsrb-aug30-val10k | 0.50 | 0.1200 | not used "
+        f"| gtsrb-st-cnn | standardize, filters 48/96/192 | {PARAMS['gtsrb-st-cnn-wide']} | select | gtsrb-aug30-val10k | 0.50 | 0.1200 | not used "
         "| | 0 | 10.0 |  | Some CPU (2 cores) |",
-        "| gtsrb-st-cnn | standardize, filters 48/96/192 | 1,137,697 | final | gtsrb-aug30 | not run yet | | | | | | | |",
+        f"| gtsrb-st-cnn | standardize, filters 48/96/192 | {PARAMS['gtsrb-st-cnn-wide']} | final | gtsrb-aug30 | not run yet | | | | | | | |",
     ]
 
 
@@ -241,11 +278,14 @@ def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
     section = report.split(title)[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
     assert rows == [
-        "| mnist | cnn | 205,286 |  | not run yet | | | | | | | |",
-        "| mnist | st-cnn-affine | 204,482 |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
+        f"| mnist | cnn | {PARAMS['mnist-cnn']} |  | not run yet | | | | | | | |",
+        f"| mnist | st-cnn-affine | {PARAMS['mnist-st-cnn-affine']} |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
     ]
     # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
-    assert "| rts | cnn | 206,309 | 0.8 | not run yet |" in report and report.count("0.90 ± 0.14") == 1
+    assert (
+        f"| rts | cnn | {PARAMS['rts-cnn']} | 0.8 | not run yet |" in report
+        and report.count("0.90 ± 0.14") == 1
+    )
 
 
 def test_the_picture_comes_from_a_finished_run_seed_0_first() -> None:

@@ -119,7 +119,9 @@ def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
         ("final_test_error", "abc", "final_test_error must be a fraction in [0, 1], got 'abc'"),
         ("final_test_error", None, "final_test_error must be a fraction in [0, 1], got None"),
         ("final_test_error", 1.5, "final_test_error must be a fraction in [0, 1], got 1.5"),
-        ("final_val_error", "abc", "final_val_error must be a fraction in [0, 1], got 'abc'"),
+        ("final_val_error", "abc", "final_val_error must be a fraction in [0, 1] or null, got 'abc'"),
+        ("device", None, "device must be cpu or cuda, got None"),
+        ("curves", {"train_error": 1, "x": "y" * 100}, "curves must be an object of lists"),
         ("seed", "x", "seed must be an integer, got 'x'"),
         ("grid", "nope", "grid must be a grid name, got 'nope'"),
         ("wall_time_s", "x", "wall_time_s must be seconds >= 0, got 'x'"),
@@ -137,7 +139,7 @@ def test_load_results_refuses_a_field_of_the_wrong_type_naming_file_and_field(
     with pytest.raises(ResultFileError) as caught:
         load_results(tmp_path)
     assert str(caught.value).startswith(f"{tmp_path / 'tc' / 'tc-cnn-s0.json'}: {message}")
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "y" * 60 not in str(caught.value)  # long values cut
 
 
 def test_load_results_refuses_two_files_of_one_cell_seed_and_device(tmp_path: Path) -> None:

@@ -134,16 +134,23 @@ def dataset_model_kwargs(dataset: str, extra: dict[str, Any]) -> dict[str, Any]:
     return {**data.dataset_info(dataset).model_kwargs(), **extra}
 
 
-def check_dataset_fits(dataset: str, built_with: Mapping[str, Any]) -> None:
-    """Refuse a dataset whose channels, classes or image size are not those the model was built for."""
+def check_dataset_fits(
+    dataset: str, built_with: Mapping[str, Any], *, source: str = "the model was built for"
+) -> None:
+    """Refuse a dataset whose channels, classes or image size are not those the model was built for.
+
+    ``source`` names where ``built_with`` comes from in the message (a checkpoint's model, or
+    ``--model-kwargs``).
+    """
     actual = dataset_model_kwargs(dataset, {})
     for key in ("in_channels", "num_classes", "image_size"):
         if key not in built_with:  # built with the builder's default: nothing recorded to compare
             continue
-        if list(np.atleast_1d(built_with[key])) != list(np.atleast_1d(actual[key])):
-            raise CliError(
-                f"dataset {dataset!r} has {key}={actual[key]}, the model was built for {built_with[key]}"
-            )
+        given = np.atleast_1d(built_with[key])
+        if key == "image_size" and given.size == 1:  # builders read one int as a square
+            given = np.repeat(given, 2)
+        if list(given) != list(np.atleast_1d(actual[key])):
+            raise CliError(f"dataset {dataset!r} has {key}={actual[key]}, {source} {built_with[key]}")
 
 
 def output_folder(path: str | Path, flag: str) -> Path:

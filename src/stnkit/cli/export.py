@@ -51,7 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``stnkit export``."""
-    target, flag = (args.safetensors, "--safetensors") if args.safetensors else (args.onnx, "--onnx")
+    safetensors = args.safetensors is not None
+    target, flag = (args.safetensors, "--safetensors") if safetensors else (args.onnx, "--onnx")
+    if not target:
+        raise CliError(f"{flag} needs a file name, got an empty one")
     if Path(target).is_dir():  # refused before any work (the file's folder must exist already)
         raise CliError(f"{flag} {target} is a folder; give a file name")
     if args.safetensors:

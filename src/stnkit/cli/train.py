@@ -306,7 +306,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
         raise CliError(f"--batch-size {config.batch_size} is not divisible by {ctx.world_size} processes")
     resolve_device(config.device)  # a GPU this machine lacks fails here, before the data is read
     # The dataset decides channels, classes and image size; --model-kwargs may not contradict it.
-    check_dataset_fits(config.dataset, config.model_kwargs)
+    check_dataset_fits(config.dataset, config.model_kwargs, source="--model-kwargs asks for")
     model_kwargs = dataset_model_kwargs(config.dataset, config.model_kwargs)
     _seed_everything(config.seed)  # same initial weights on every rank and every resume
     model = create_model(config.model, **model_kwargs)

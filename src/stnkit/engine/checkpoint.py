@@ -128,10 +128,13 @@ def _check_zip_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise CheckpointError(f"{path} is damaged: {err}") from err
+    except Exception as err:  # zipfile raises many kinds (BadZipFile, NotImplementedError, ...)
+        raise CheckpointError(f"{path} is damaged: {type(err).__name__}: {_first_line(err)}") from err
     if damaged is not None:
-        raise CheckpointError(f"{path} is damaged: its member {damaged!r} fails its CRC-32 check")
+        raise CheckpointError(
+            f"{path} is damaged: its member {damaged!r} fails its CRC-32 check (or it was written "
+            "with torch's CRC-32 turned off, torch.serialization.set_crc32_options(False))"
+        )
 
 
 def _load_weights_only(path: Path) -> Any:

@@ -7,7 +7,8 @@ Values (finiteness) are checked on CPU tensors only: see :func:`check_finite`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -98,20 +99,33 @@ def check_same_batch(first: Tensor, first_name: str, second: Tensor, second_name
         )
 
 
+def _as_positive_int(value: object) -> int | None:
+    """``value`` as a Python int if it is an integer >= 1 (numpy and torch integers too, not bools)."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return number if number >= 1 else None
+
+
 def check_positive_int(value: object, name: str) -> int:
-    """Raise ValueError unless ``value`` is an int >= 1 (a bool is not one)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Raise ValueError unless ``value`` is an integer >= 1 (a bool is not one); return it as an int."""
+    number = _as_positive_int(value)
+    if number is None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return number
 
 
 def check_widths(values: object, name: str) -> tuple[int, ...]:
-    """Raise ValueError unless ``values`` is a sequence (not a string) of ints >= 1, e.g. layer widths."""
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+    """Raise ValueError unless ``values`` is an iterable (not a string) of integers >= 1, e.g. layer widths."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ValueError(f"{name} must be a sequence of positive ints, got {values!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise ValueError(f"{name} must be a sequence of positive ints, got {list(values)!r}")
-    return tuple(values)
+    widths = [_as_positive_int(v) for v in values]
+    if any(w is None for w in widths):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {values!r}")
+    return tuple(w for w in widths if w is not None)
 
 
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:

@@ -92,7 +92,8 @@ class SpatialTransformer(nn.Module):
     def localize(self, x: Tensor) -> Tensor:
         """Predict transform parameters: Tensor[N, ...] -> Tensor[N, num_params]."""
         dtype = self.head.weight.dtype
-        if check_tensor(x, "input").dtype != dtype:
+        # Under autocast, layers before the transformer may hand it half-precision features.
+        if check_tensor(x, "input").dtype != dtype and not _autocast_enabled(x.device.type):
             raise TypeError(
                 f"SpatialTransformer expects {dtype} input (its parameters' dtype), got {x.dtype}; "
                 f"convert with x.to({dtype}) or the module with .to({x.dtype})"
@@ -138,3 +139,11 @@ class SpatialTransformer(nn.Module):
             f"transform={self.transform!r}, out_size={self.out_size}, mode={self.mode!r}, "
             f"padding_mode={self.padding_mode!r}, align_corners={self.align_corners}"
         )
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (False for devices autocast does not know, e.g. meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False

@@ -180,16 +180,21 @@ def _is_fraction(value: Any) -> bool:
     return _is_number(value) and 0 <= value <= 1
 
 
-# Each field the report reads, what it must be, and the check; the optional ones may be absent or null.
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+# Each field the report reads, what it must be, the check, and whether it may be absent (files
+# written before it existed); null passes only where the check allows it.
 _FIELD_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], bool], ...] = (
     ("grid", "a grid name", lambda v: v in GRIDS, False),
     ("cell", "a cell name", lambda v: isinstance(v, str) and v != "", False),
     ("seed", "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool), False),
     ("final_test_error", "a fraction in [0, 1]", _is_fraction, False),
-    ("final_val_error", "a fraction in [0, 1]", _is_fraction, True),
-    ("final_val_loss", "a finite number", _is_number, True),
+    ("final_val_error", "a fraction in [0, 1] or null", _or_none(_is_fraction), False),
+    ("final_val_loss", "a finite number or null", _or_none(_is_number), True),
     ("wall_time_s", "seconds >= 0", lambda v: _is_number(v) and v >= 0, False),
-    ("cpu_time_s", "seconds >= 0", lambda v: _is_number(v) and v >= 0, True),
+    ("cpu_time_s", "seconds >= 0 or null", _or_none(lambda v: _is_number(v) and v >= 0), True),
     ("device", "cpu or cuda", lambda v: v in ("cpu", "cuda"), True),
     ("machine", 'an object with a "cpu" name', lambda v: isinstance(v, dict) and isinstance(v.get("cpu"), str), False),
     ("curves", 'an object of lists ("train_error", ...)', lambda v: isinstance(v, dict) and all(isinstance(c, list) for c in v.values()), True),
@@ -198,13 +203,19 @@ _FIELD_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], bool], ...] = (
 
 def _field_problem(result: dict[str, Any]) -> str | None:
     """What is wrong with the first ill-typed field the report reads, or None."""
-    for name, expected, check, optional in _FIELD_CHECKS:
-        value = result.get(name)
-        if optional and value is None:
+    for name, expected, check, may_be_absent in _FIELD_CHECKS:
+        if may_be_absent and name not in result:
             continue
+        value = result.get(name)
         if not check(value):
-            return f"{name} must be {expected}, got {value!r}"
+            return f"{name} must be {expected}, got {_short_repr(value)}"
     return None
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut to about ``limit`` characters."""
+    shown = " ".join(repr(value).split())
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def results_by_cell(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
