@@ -413,7 +413,8 @@ def cell_parameters(cell: Cell) -> int:
     """The trainable parameters of the cell's model, built for its dataset as ``stnkit train`` builds it.
 
     Example:
-        >>> cell_parameters(GRIDS["table1"][0])  # the RTS CNN
+        >>> rts_cnn = next(cell for cell in GRIDS["table1"] if cell.name == "rts-cnn")
+        >>> cell_parameters(rts_cnn)
         206309
     """
     return _parameters(cell.model, cell.dataset, json.dumps(cell.model_kwargs, sort_keys=True))
