@@ -118,6 +118,8 @@ def test_show_into_a_path_below_a_file(tmp_path: Path, capsys, st_fcn_checkpoint
     [
         (["show", "{ckpt}", "--out", "{file}", "--data-root", NO_DATA], "--out {file} exists and is not a folder"),
         (["compare", "{ckpt}", "{ckpt}", "--out", "{file}"], "--out {file} exists and is not a folder"),
+        (["train", "--model", "st-fcn-affine", "--no-progress", "--data-root", NO_DATA, "--out", "{file}"],
+         "--out {file} exists and is not a folder"),
         (["eval", "{ckpt}", "--per-class", "{dir}", "--data-root", NO_DATA], "--per-class {dir} is a folder"),
         (["eval", "{ckpt}", "--confusion", "{dir}", "--data-root", NO_DATA], "--confusion {dir} is a folder"),
         (["eval", "{ckpt}", "--confusion", "{file}/c.png", "--data-root", NO_DATA], "{file} exists and is not a folder"),
@@ -125,7 +127,7 @@ def test_show_into_a_path_below_a_file(tmp_path: Path, capsys, st_fcn_checkpoint
         (["export", "{ckpt}", "--safetensors", "{dir}"], "--safetensors {dir} is a folder"),
         (["reproduce", "--report", "{dir}", "--out", "{dir}"], "--report {dir} is a folder"),
     ],
-    ids=["show-out-file", "compare-out-file", "per-class-dir", "confusion-dir", "confusion-below-file",
+    ids=["show-out-file", "compare-out-file", "train-out-file", "per-class-dir", "confusion-dir", "confusion-below-file",
          "onnx-dir", "safetensors-dir", "report-dir"],
 )  # fmt: skip
 def test_an_output_path_of_the_wrong_kind_is_named_in_one_line(

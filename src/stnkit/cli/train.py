@@ -23,6 +23,7 @@ from stnkit.cli.common import (
     check_dataset_fits,
     dataset_model_kwargs,
     nonneg_float,
+    output_folder,
     positive_float,
     positive_int,
 )
@@ -251,8 +252,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(
             f"{out} already holds a run (checkpoint.pt); pass --resume to continue it or choose another --out"
         )
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out} exists and is not a folder")
     # main() is also a library call (tests): restore torch's global settings afterwards.
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -315,7 +314,7 @@ def _train(config: TrainConfig, ctx: DistContext, *, resume: bool) -> int:
     out = Path(config.out)
     if ctx.is_main:
         # Before the data is read, so an unwritable --out fails at once.
-        out.mkdir(parents=True, exist_ok=True)
+        output_folder(out, "--out")
     train_loader = data.make_loader(
         config.dataset,
         split="train",

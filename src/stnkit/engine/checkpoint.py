@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from stnkit.engine.durable import write_durably
+from stnkit.geometry.checks import short_repr
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -228,5 +229,4 @@ def _is_seconds(value: Any) -> bool:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{type(value).__name__} {short_repr(value)}"

@@ -145,10 +145,15 @@ def check_flag(value: object, name: str) -> bool:
         return value
     if isinstance(value, np.bool_):
         return bool(value)
-    shown = " ".join(repr(value).split())  # one line even for a multi-line repr (a big tensor)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+    shown = short_repr(value)
     raise TypeError(f"{name} must be a bool (True or False), got {shown} ({type(value).__name__})")
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for an error message: one line even for a multi-line repr (a big tensor), cut
+    to ``limit`` characters."""
+    shown = " ".join(repr(value).split())
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def normalize_size(size: object, name: str, spatial_dims: int | None = None) -> tuple[int, ...]:

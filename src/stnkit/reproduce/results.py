@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from stnkit.geometry.checks import short_repr
 from stnkit.machine import cpu_model
 from stnkit.reproduce.grids import GRIDS, Cell, device_kind
 
@@ -208,14 +209,8 @@ def _field_problem(result: dict[str, Any]) -> str | None:
             continue
         value = result.get(name)
         if not check(value):
-            return f"{name} must be {expected}, got {_short_repr(value)}"
+            return f"{name} must be {expected}, got {short_repr(value)}"
     return None
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` on one line, cut to about ``limit`` characters."""
-    shown = " ".join(repr(value).split())
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def results_by_cell(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
