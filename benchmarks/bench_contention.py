@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from stnkit.machine import cpu_model
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,17 +51,6 @@ SETTINGS: list[tuple[str, int, dict[str, str]]] = [
 ]
 
 STEP_LINE = re.compile(r"step\s+([0-9.]+) ms")
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def step_ms(

@@ -14,6 +14,7 @@ from stnkit.reproduce import (
     cells_of,
     format_mean_sd,
     load_results,
+    machine_facts,
     results_by_cell,
 )
 
@@ -52,8 +53,26 @@ def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> Non
     }  # fmt: skip
     assert result["images_per_s"] == 200.0  # the mean over every epoch
     assert result["command"] == "stnkit train --dataset tc --model-kwargs '{\"a\": 1}'"  # shell-quoted
-    assert set(result["machine"]) == {"cpu", "cpu_capability", "cores", "gpu", "torch", "python"}
+    assert set(result["machine"]) == {
+        "cpu",
+        "cpu_capability",
+        "cores",
+        "gpu",
+        "torch",
+        "python",
+        "openmp_env",
+    }
     json.dumps(result)  # JSON-ready
+
+
+def test_machine_facts_record_the_openmp_variables_that_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND"):
+        monkeypatch.delenv(name, raising=False)
+    assert machine_facts()["openmp_env"] == {}
+    monkeypatch.setenv("GOMP_SPINCOUNT", "10000")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("KMP_BLOCKTIME", "0")  # not libgomp's: not recorded
+    assert machine_facts()["openmp_env"] == {"GOMP_SPINCOUNT": "10000", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def test_cell_result_records_the_runs_numerics() -> None:

@@ -44,10 +44,16 @@ class ResultFileError(ValueError):
     """A file under a grid's result folder is not a readable result file of this version."""
 
 
+# OpenMP settings that change how fast a run is on a shared machine (not what it computes):
+# docs/benchmarks.md, "Training beside other work".
+_OPENMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND")
+
+
 def machine_facts() -> dict[str, Any]:
     """What a result records about the machine: CPU, cores, the widest vector instructions torch's
     kernels use on it (AVX2, AVX512, ...: "AMD EPYC" names CPUs with and without AVX-512), GPU (or
-    None), torch and Python versions."""
+    None), torch and Python versions, and the OpenMP variables set in the environment (which
+    explain a wall time, never a result)."""
     return {
         "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -55,6 +61,7 @@ def machine_facts() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "openmp_env": {name: os.environ[name] for name in _OPENMP_VARIABLES if name in os.environ},
     }
 
 
