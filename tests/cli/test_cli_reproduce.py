@@ -61,14 +61,15 @@ def test_dry_run_lists_headline_cells_with_all_seeds_first(
     assert cli.main(argv) == 0
     runs = [line.split(": ")[1] for line in capsys.readouterr().out.splitlines()]
     assert runs[:4] == ["rts-cnn-s0", "rts-st-cnn-affine-s0", "rts-cnn-s1", "rts-st-cnn-affine-s1"]
-    assert len(runs) == 26  # 13 cells (eight of the paper, five levers), two seeds
+    assert len(runs) == 28  # 14 cells (eight of the paper, six levers), two seeds
     # A tagged variant of a headline model is a lever: it runs with the rest, after every headline seed.
-    assert runs.index("rts-cnn-paper-kernels-s0") > 4 and runs[-1] == "rts-st-fcn-tps-e100-s1"
+    assert runs.index("rts-cnn-paper-kernels-s0") > 4 and runs.index("rts-st-cnn-affine-paper-kernels-s0") > 4
+    assert runs[-1] == "rts-st-fcn-tps-e100-s1"
     # On a GPU the runs and result files are named apart and the command asks for the device.
     assert cli.main([*argv, "--device", "cuda"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split(": ")[1] == "rts-cnn-s0-cuda" and lines[0].endswith("--device cuda")
-    assert len(lines) == 26
+    assert len(lines) == 28
     assert cli.main([*argv, "--device", "gpu"]) == 2  # a usage error, in one line
     assert "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in capsys.readouterr().err
 

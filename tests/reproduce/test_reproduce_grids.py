@@ -21,14 +21,17 @@ from stnkit.reproduce import (
 
 def test_table1_has_every_paper_cell_headline_first() -> None:
     cells = cells_of("table1")
-    # The paper's 32 cells, the CNN's lever, then the longer-schedule lever of each of the 16 FCN-family cells.
-    assert len(cells) == 4 * 8 + 1 + 16 and len({cell.name for cell in cells}) == 49
+    # The paper's 32 cells, the paper-kernels rows of the RTS CNN and ST-CNN, then the longer-schedule
+    # lever of each of the 16 FCN-family cells.
+    assert len(cells) == 4 * 8 + 2 + 16 and len({cell.name for cell in cells}) == 50
     assert [cell.model for cell in cells[:8]] == ["cnn", "st-cnn-affine"] * 4
-    # The CNN's lever row comes after the paper's cells, with the paper's kernels; its standing row
-    # keeps its place.
-    lever = cells[32]
+    # The paper-kernels rows come after the paper's cells; their standing rows keep their places.
+    lever, st_lever = cells[32], cells[33]
     assert (lever.name, lever.paper_error) == ("rts-cnn-paper-kernels", 0.8)
-    assert lever.model_kwargs == {"kernel_sizes": [9, 7], "crop_to": None}
+    assert (st_lever.name, st_lever.paper_error) == ("rts-st-cnn-affine-paper-kernels", 0.5)
+    assert lever.model_kwargs == st_lever.model_kwargs == {"kernel_sizes": [9, 7], "crop_to": None}
+    assert lever.model_kwargs is not st_lever.model_kwargs
+    assert not st_lever.is_headline
     assert cells[0].name == "rts-cnn" and cells[0].model_kwargs == {}
     rts = {cell.model: cell.paper_error for cell in cells if cell.dataset == "rts"}
     assert rts["st-cnn-affine"] == 0.5 and rts["cnn"] == 0.8 and rts["fcn"] == 5.2

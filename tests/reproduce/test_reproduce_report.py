@@ -100,6 +100,8 @@ def test_next_lever_points_at_lever_rows_else_follows_the_training_and_validatio
     rts_cnn, paper_kernels = cells_of("table1", "rts-cnn")[0], cells_of("table1", "rts-cnn-paper-kernels")[0]
     r_cnn, r_fcn = cells_of("table1", "r-cnn")[0], cells_of("table1", "r-fcn")[0]
     assert next_lever(rts_cnn, table1, (1.0, 1.0)) == "the (paper-kernels) row"
+    rts_st_cnn = cells_of("table1", "rts-st-cnn-affine")[0]
+    assert next_lever(rts_st_cnn, table1, (0.5, 0.75)) == "the (paper-kernels) row"
     assert next_lever(r_fcn, table1, None) == "the (e100) row"
     # No lever row: the rule, on either side of the ratio.
     underfit = next_lever(paper_kernels, table1, (UNDERFIT_RATIO * 2.0, 2.0))
@@ -348,3 +350,9 @@ def test_the_reports_words_on_comparable_sizes_hold_for_the_grids() -> None:
     assert round(cell_parameters(pair) / cell_parameters(fcn) - 1, 2) == 0.60
     assert round(cell_parameters(own) / cell_parameters(pair) - 1, 2) == 0.21
     assert "adds 60% to the FCN's count" in (report := render_report([])) and "another 21%" in report
+    # The paper-kernels rows: "within 0.5% of each other", and "329k" for the ST-CNN's.
+    cnn_kernels, st_kernels = (
+        cells_of("table1", f"rts-{m}-paper-kernels")[0] for m in ("cnn", "st-cnn-affine")
+    )
+    assert _relative_spread([cell_parameters(cnn_kernels), cell_parameters(st_kernels)]) < 0.005
+    assert round(cell_parameters(st_kernels), -3) == 329_000 and "329k parameters" in report
