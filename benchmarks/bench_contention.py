@@ -12,7 +12,8 @@ and one of them is often descheduled. This measures, for each setting, the media
 * ``torch``: another 2-thread torch job (matrix products; a test suite, a second training).
 
 Settings: ``--threads 2`` with OpenMP's default wait policy, with ``OMP_WAIT_POLICY=PASSIVE``
-(waiting threads sleep instead of spinning), and ``--threads 1``. Each measurement runs in a fresh
+(waiting threads sleep instead of spinning), with GNU libgomp's ``GOMP_SPINCOUNT`` cut from its
+default (spin less long before sleeping), and ``--threads 1``. Each measurement runs in a fresh
 process because OpenMP reads its environment once, at start-up. Wall-clock numbers: name the CPU.
 """
 
