@@ -312,8 +312,8 @@ def cells_of(grid: str, pattern: str | None = None) -> list[Cell]:
         ValueError: ``grid`` is neither a key of :data:`GRIDS` nor ``"all"``.
 
     Example:
-        >>> {cell.name: cell.paper_error for cell in cells_of("table1", "rts-st-cnn-*")}
-        {'rts-st-cnn-affine': 0.5, 'rts-st-cnn-projective': 0.6, 'rts-st-cnn-tps': 0.5}
+        >>> {cell.name: cell.paper_error for cell in cells_of("table1", "r-st-cnn-*")}
+        {'r-st-cnn-affine': 0.7, 'r-st-cnn-projective': 0.8, 'r-st-cnn-tps': 0.7}
     """
     if grid != "all" and grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}; valid: {[*GRIDS, 'all']}")
