@@ -136,3 +136,76 @@ def test_compare_errors_are_one_line(runs, tmp_path: Path, capsys, untrained_che
         assert cli.main(argv) == cli.EXIT_ERROR, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+@pytest.fixture(scope="module")
+def run_with_validation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CNN, one tiny epoch on real MNIST with the last 64 training images held out."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found at {SHARED_DATA}")
+    out = tmp_path_factory.mktemp("val-run") / "cnn"
+    argv = [
+        *TINY_TRAIN,
+        "--model",
+        "cnn",
+        "--val-size",
+        "64",
+        "--data-root",
+        str(SHARED_DATA),
+        "--out",
+        str(out),
+    ]
+    assert cli.main(argv) == 0
+    return out / CHECKPOINT_NAME
+
+
+def test_eval_on_the_validation_split_with_test_time_views(run_with_validation, capsys) -> None:
+    argv = ["eval", str(run_with_validation), "--split", "val", "--data-root", str(SHARED_DATA)]
+    assert cli.main([*argv, "--tta", "rotate=10,shift=1"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["split"] == "val" and printed["count"] == 64
+    assert printed["tta"] == [
+        "identity",
+        "rotate=-10",
+        "rotate=+10",
+        "shift=(-1,0)",
+        "shift=(+1,0)",
+        "shift=(0,-1)",
+        "shift=(0,+1)",
+    ]
+    # By hand: the held-out images are the last 64 of MNIST's training set; average each view's softmax.
+    images, labels = data.load_source("mnist", "train", root=SHARED_DATA)
+    images, labels = images[-64:, None], labels[-64:]  # (64, 1, 28, 28) uint8
+    model, _, _ = load_run(str(run_with_validation))
+    with torch.no_grad():
+        views = data.tta_views("rotate=10,shift=1")
+        probabilities = torch.stack([model(view(images)).softmax(dim=1) for view in views]).mean(dim=0)
+    errors = int((probabilities.argmax(dim=1) != labels).sum())
+    assert printed["error"] == pytest.approx(errors / 64)
+    assert printed["loss"] == pytest.approx(
+        float(-probabilities.log().gather(1, labels[:, None]).mean()), rel=1e-4
+    )
+    # Without views, the validation error is the one training logged for its last epoch.
+    assert cli.main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    logged = [
+        json.loads(line) for line in (run_with_validation.parent / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert plain["error"] == pytest.approx(logged[-1]["val_error"])
+
+
+def test_eval_refuses_a_validation_split_that_the_run_never_held_out(runs, capsys) -> None:
+    assert cli.main(["eval", str(runs["cnn"]), "--split", "val", "--data-root", str(SHARED_DATA)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"stnkit eval: error: --split val needs a run trained with --val-size; {runs['cnn']} held out no images"
+    )
+
+
+def test_eval_refuses_a_bad_tta_spec_in_one_line(runs, capsys) -> None:
+    assert cli.main(["eval", str(runs["cnn"]), "--tta", "brightness=0.2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        "argument --tta: test-time views take rotate, scale and shift only, got brightness=0.2"
+    )

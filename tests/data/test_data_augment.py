@@ -17,6 +17,7 @@ from stnkit.data import (
     make_loader,
     parse_augment,
     sample_augment_params,
+    tta_views,
 )
 
 FULL = "rotate=15,scale=0.1,shift=2,perspective=0.05,brightness=0.2,contrast=0.2"
@@ -334,3 +335,85 @@ def test_real_gtsrb_training_loader_is_jittered(shared_gtsrb) -> None:
     assert jittered[0].shape == plain[0].shape == (16, 3, 32, 32)
     assert not torch.equal(plain[0], jittered[0])
     assert (plain[0] - jittered[0]).abs().mean() < 0.2  # a jitter, not another picture
+
+
+# --- test-time views -------------------------------------------------------------------------------
+
+
+def test_tta_views_are_the_identity_then_each_ranges_extremes() -> None:
+    views = tta_views("rotate=5,scale=0.05,shift=1")
+    assert [view.name for view in views] == [
+        "identity",
+        "rotate=-5",
+        "rotate=+5",
+        "scale=0.95",
+        "scale=1.05",
+        "shift=(-1,0)",
+        "shift=(+1,0)",
+        "shift=(0,-1)",
+        "shift=(0,+1)",
+    ]
+    assert [view.angle for view in views[1:3]] == [-5.0, 5.0]
+    assert [view.scale for view in views[3:5]] == [0.95, 1.05]
+    assert views[0].is_identity and not any(view.is_identity for view in views[1:])
+    assert [view.name for view in tta_views(AugmentSpec(scale=0.1))] == ["identity", "scale=0.9", "scale=1.1"]
+
+
+@pytest.mark.parametrize("padding", ["border", "zeros"])
+def test_identity_view_gives_back_the_input(padding: str) -> None:
+    images = _images(3)
+    identity = tta_views(f"shift=1,padding={padding}")[0]
+    assert torch.equal(identity(images), images.float() / 255)
+    assert torch.equal(identity(images.float() / 255), images.float() / 255)
+
+
+@pytest.mark.parametrize("padding", ["border", "zeros"])
+def test_whole_pixel_shift_views_move_every_pixel_by_one(padding: str) -> None:
+    # Special points: a whole-pixel shift samples pixel centres, so the pixels move exactly.
+    images = _images(2, size=8)
+    _, left, right, up, down = tta_views(f"shift=1,padding={padding}")
+    as_uint8 = lambda out: (out * 255).round().to(torch.uint8)  # noqa: E731
+    assert torch.equal(as_uint8(right(images))[..., 1:], images[..., :-1])  # content moves right (+x)
+    assert torch.equal(as_uint8(left(images))[..., :-1], images[..., 1:])
+    assert torch.equal(as_uint8(down(images))[..., 1:, :], images[..., :-1, :])  # +y is down
+    assert torch.equal(as_uint8(up(images))[..., :-1, :], images[..., 1:, :])
+    # The column that came from outside: the edge repeated, or black.
+    edge = images[..., :1] if padding == "border" else torch.zeros_like(images[..., :1])
+    assert torch.equal(as_uint8(right(images))[..., :1], edge)
+
+
+def test_quarter_turn_views_are_exact_rotations() -> None:
+    images = _images(2, size=9)
+    _, minus, plus = tta_views("rotate=90")
+    as_uint8 = lambda out: (out * 255).round().to(torch.uint8)  # noqa: E731
+    # Positive angles turn +x towards +y (clockwise on the screen, y down).
+    assert torch.equal(as_uint8(plus(images)), torch.rot90(images, -1, dims=(2, 3)))
+    assert torch.equal(as_uint8(minus(images)), torch.rot90(images, 1, dims=(2, 3)))
+
+
+def test_tta_views_warp_as_the_training_jitter_does() -> None:
+    images = _images(4)
+    view = tta_views("rotate=7")[2]
+    params = _identity_params(4)
+    params["angle"] = torch.full((4,), 7.0, dtype=torch.float64)
+    assert torch.equal(view(images), apply_augment(images, params, parse_augment("rotate=7")))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("rotate=5,brightness=0.2", "test-time views take rotate, scale and shift only, got brightness=0.2"),
+        ("perspective=0.1", "test-time views take rotate, scale and shift only, got perspective=0.1"),
+        ("none", "test-time views need at least one of rotate, scale and shift, got none"),
+        ("rotate=500", "augment rotate must be <= 180, got 500"),
+    ],
+)
+def test_bad_tta_specs_get_a_one_line_error(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        tta_views(spec)
+    assert str(info.value) == message
+
+
+def test_a_view_refuses_images_that_are_not_a_batch() -> None:
+    with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\), got shape \[3, 32, 32\]"):
+        tta_views("shift=1")[1](_images(1)[0])

@@ -15,6 +15,7 @@ from stnkit.engine import (
     hardest_first,
     per_class_errors,
     predict,
+    predict_views,
     select_examples,
 )
 
@@ -177,3 +178,47 @@ def test_bad_input_gets_a_one_line_error(labels: Tensor, predictions: Tensor, me
 def test_predict_refuses_an_empty_loader() -> None:
     with pytest.raises(ValueError, match="no batches"):
         predict(TableModel(), [])
+
+
+# --- test-time augmentation --------------------------------------------------------------------------
+
+
+def test_predict_views_with_the_identity_alone_is_predict() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    batches = [(torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])) for _ in range(2)]
+    plain, viewed = predict(model, batches), predict_views(model, batches, [lambda images: images])
+    assert torch.equal(viewed.labels, plain.labels)
+    assert torch.allclose(viewed.probabilities, plain.probabilities, atol=1e-6)
+    assert viewed.metrics() == pytest.approx(plain.metrics())
+
+
+def test_predict_views_averages_the_probabilities_of_every_view() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    batches = [
+        (torch.randn(4, 1, 2, 2), torch.tensor([0, 1, 2, 2])),
+        (torch.randn(3, 1, 2, 2), torch.tensor([1, 1, 0])),
+    ]
+    views = [lambda x: x, lambda x: x.flip(-1), lambda x: 2 * x]
+    by_view = [predict(model, [(view(x), y) for x, y in batches]).probabilities for view in views]
+    got = predict_views(model, batches, views)
+    assert torch.allclose(got.probabilities, torch.stack(by_view).mean(dim=0), atol=1e-6)
+    expected_loss = -torch.stack(by_view).mean(dim=0).log().gather(1, got.labels[:, None]).mean()
+    assert got.metrics()["loss"] == pytest.approx(float(expected_loss), rel=1e-5)
+
+
+def test_predict_views_can_turn_a_wrong_answer_right() -> None:
+    # Image 6 is taken for class 0 when its second pixel is 1; a view that clears it fixes the answer
+    # only if that view outweighs the original: two clearing views against one.
+    clear = lambda x: torch.cat((x[..., :1], torch.zeros_like(x[..., 1:2]), x[..., 2:]), dim=-1)  # noqa: E731
+    batches = _batches(LABELS, flip={6})
+    assert predict_views(TableModel(), batches, [lambda x: x]).predictions[6] == 0
+    assert predict_views(TableModel(), batches, [lambda x: x, clear, clear]).predictions[6] == 2
+
+
+def test_predict_views_refuses_no_views_and_views_that_change_the_shape() -> None:
+    batches = _batches(LABELS)
+    with pytest.raises(ValueError, match="views is empty"):
+        predict_views(TableModel(), batches, [])
+    with pytest.raises(ValueError, match=r"a view must keep the batch's shape \[3, 1, 2, 2\]"):
+        predict_views(TableModel(), batches, [lambda x: x[:, :, :1]])

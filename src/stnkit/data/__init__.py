@@ -8,11 +8,13 @@ The API the rest of stnkit uses: :func:`list_datasets`, :func:`dataset_info`,
 from stnkit.data.augment import (
     AUGMENT_PRESETS,
     AugmentSpec,
+    TtaView,
     apply_augment,
     augment_batch,
     augment_matrices,
     parse_augment,
     sample_augment_params,
+    tta_views,
 )
 from stnkit.data.distortions import DISTORTIONS, Distortion, distort, get_distortion
 from stnkit.data.download import (
@@ -65,6 +67,7 @@ __all__ = [
     "IdxError",
     "MnistArrays",
     "RemoteFile",
+    "TtaView",
     "apply_augment",
     "augment_batch",
     "augment_matrices",
@@ -89,4 +92,5 @@ __all__ = [
     "resolve_data_root",
     "sample_augment_params",
     "save_grid",
+    "tta_views",
 ]

@@ -44,11 +44,13 @@ from stnkit.geometry import affine_grid, projective_grid, sample_fixed_point
 __all__ = [
     "AUGMENT_PRESETS",
     "AugmentSpec",
+    "TtaView",
     "apply_augment",
     "augment_batch",
     "augment_matrices",
     "parse_augment",
     "sample_augment_params",
+    "tta_views",
 ]
 
 Params = dict[str, Tensor]
@@ -341,3 +343,100 @@ def augment_batch(images: Tensor, spec: AugmentSpec, generator: torch.Generator)
         return images
     params = sample_augment_params(spec, images.shape[0], generator)
     return apply_augment(images, params, spec)
+
+
+@dataclass(frozen=True)
+class TtaView:
+    """One fixed pose of test-time augmentation: a rotation, an isotropic scale and a shift.
+
+    Calling it warps a batch the way the training jitter does (the same matrices, fixed-point
+    sampling and padding), with these values for every image instead of random ones.
+
+    Attributes:
+        name: what the view is, for reports (``"identity"``, ``"rotate=-5"``, ``"shift=(0,+1)"``).
+        angle: rotation in degrees.
+        scale: isotropic scale factor (> 0).
+        shift: translation in pixels, (x, y).
+        padding: ``"border"`` or ``"zeros"``, as in :class:`AugmentSpec`.
+    """
+
+    name: str
+    angle: float = 0.0
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    padding: str = "border"
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the view leaves every pixel where it is."""
+        return self.angle == 0 and self.scale == 1 and self.shift == (0.0, 0.0)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """uint8 or float (in [0, 1]) Tensor[N, C, H, W] -> float32 Tensor[N, C, H, W] in [0, 1]."""
+        if images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W), got shape {list(images.shape)}")
+        pixels = to_uint8(images)
+        if self.is_identity or not pixels.shape[0]:
+            return to_unit_float(pixels)
+        n = pixels.shape[0]
+        params = {
+            "angle": torch.full((n,), float(self.angle), dtype=torch.float64),
+            "scale": torch.full((n,), float(self.scale), dtype=torch.float64),
+            "shift": torch.tensor([self.shift], dtype=torch.float64).expand(n, 2),
+            "corners": torch.zeros(n, 4, 2, dtype=torch.float64),
+        }
+        matrices = augment_matrices(params, (pixels.shape[2], pixels.shape[3]))
+        return to_unit_float(_warp(pixels, matrices, self.padding))
+
+
+def tta_views(spec: AugmentSpec | str) -> list[TtaView]:
+    """The views of test-time augmentation: the image itself, then each range's two extremes.
+
+    ``rotate=R`` adds rotations by -R and +R degrees, ``scale=S`` scales 1 - S and 1 + S, and
+    ``shift=P`` shifts by P pixels left, right, up and down: at most 1 + 2 + 2 + 4 = 9 views. A
+    classifier's softmax averaged over them is :func:`stnkit.engine.predict_views`.
+
+    Args:
+        spec: an :class:`AugmentSpec` or its string form (:func:`parse_augment`), with only
+            ``rotate``, ``scale``, ``shift`` (and ``padding``) set.
+
+    Raises:
+        ValueError: a perspective, brightness or contrast range (views are poses), or no range at all.
+
+    Example:
+        >>> [view.name for view in tta_views("rotate=5,shift=1")]
+        ['identity', 'rotate=-5', 'rotate=+5', 'shift=(-1,0)', 'shift=(+1,0)', 'shift=(0,-1)', 'shift=(0,+1)']
+    """
+    if isinstance(spec, str):
+        spec = parse_augment(spec)
+    elif not isinstance(spec, AugmentSpec):
+        raise ValueError(f"test-time views need an AugmentSpec or its string form, got {type(spec).__name__}")
+    other = [
+        f"{name}={getattr(spec, name):g}"
+        for name in ("perspective", "brightness", "contrast")
+        if getattr(spec, name)
+    ]
+    if other:
+        raise ValueError(f"test-time views take rotate, scale and shift only, got {', '.join(other)}")
+    if not spec.is_geometric:
+        raise ValueError("test-time views need at least one of rotate, scale and shift, got none")
+    views = [TtaView("identity", padding=spec.padding)]
+    if spec.rotate:
+        views += [
+            TtaView(f"rotate={a:+g}", angle=a, padding=spec.padding) for a in (-spec.rotate, spec.rotate)
+        ]
+    if spec.scale:
+        views += [
+            TtaView(f"scale={s:g}", scale=s, padding=spec.padding) for s in (1 - spec.scale, 1 + spec.scale)
+        ]
+    if spec.shift:
+        p = spec.shift
+        for dx, dy in ((-p, 0.0), (p, 0.0), (0.0, -p), (0.0, p)):
+            views.append(
+                TtaView(f"shift=({_signed(dx)},{_signed(dy)})", shift=(dx, dy), padding=spec.padding)
+            )
+    return views
+
+
+def _signed(value: float) -> str:
+    return "0" if value == 0 else f"{value:+g}"

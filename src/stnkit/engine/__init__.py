@@ -1,5 +1,5 @@
 """Training engine: config, ``train_one_epoch`` / ``evaluate`` / ``fit``, checkpoints, DDP, and the
-analysis of per-example predictions (``predict``, errors per class, confusion, two models compared).
+analysis of per-example predictions (``predict``, ``predict_views``, errors per class, confusion, two models compared).
 
 The engine knows no dataset and no particular model: it trains any classifier on any loader of
 ``(images, labels)`` batches.
@@ -15,6 +15,7 @@ from stnkit.engine.analysis import (
     hardest_first,
     per_class_errors,
     predict,
+    predict_views,
     select_examples,
 )
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -68,6 +69,7 @@ __all__ = [
     "paper_config",
     "per_class_errors",
     "predict",
+    "predict_views",
     "read_jsonl",
     "resolve_device",
     "save_checkpoint",

@@ -1,7 +1,8 @@
 """Per-example predictions and what they tell: errors per class, the confusion matrix, two models compared.
 
 :func:`predict` runs a classifier over a loader once and keeps every example's logits, in the
-loader's order. The other functions are plain tensor arithmetic on labels and predictions, so they
+loader's order; :func:`predict_views` averages its softmax over several views of each example
+(test-time augmentation). The other functions are plain tensor arithmetic on labels and predictions, so they
 work for predictions from anywhere:
 
 - :func:`per_class_errors` / :func:`format_class_table`: images, errors and error % per class.
@@ -13,7 +14,8 @@ work for predictions from anywhere:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,7 @@ __all__ = [
     "hardest_first",
     "per_class_errors",
     "predict",
+    "predict_views",
     "select_examples",
 ]
 
@@ -112,6 +115,60 @@ def predict(model: nn.Module, loader: Iterable[Batch], *, channels_last: bool = 
     if not labels:
         raise ValueError("the loader yielded no batches: nothing to predict")
     return Predictions(labels=torch.cat(labels).long(), logits=torch.cat(logits))
+
+
+@torch.no_grad()
+def predict_views(
+    model: nn.Module,
+    loader: Iterable[Batch],
+    views: Sequence[Callable[[Tensor], Tensor]],
+    *,
+    channels_last: bool = False,
+) -> Predictions:
+    """Test-time augmentation: ``model``'s softmax averaged over several views of every example.
+
+    Each batch is passed through every view (for instance :func:`stnkit.data.tta_views`) and the
+    model sees all of them in one forward pass. The returned logits are the logarithms of the
+    averaged probabilities, so :meth:`Predictions.probabilities` is that average and
+    :meth:`Predictions.metrics` its cross-entropy.
+
+    Args:
+        model: a classifier, run in eval mode.
+        loader: batches of (images (B, C, H, W), labels (B,)).
+        views: functions from a batch of images to a batch of the same shape; pass ``[lambda x: x]``
+            for plain predictions.
+
+    Example:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> batches = [(torch.rand(2, 1, 2, 2), torch.tensor([0, 1]))]
+        >>> flipped = lambda images: images.flip(-1)
+        >>> predict_views(model, batches, [lambda images: images, flipped]).logits.shape
+        torch.Size([2, 3])
+    """
+    if not views:
+        raise ValueError("views is empty: give at least one view (e.g. the identity, lambda x: x)")
+    labels: list[Tensor] = []
+    log_probabilities: list[Tensor] = []
+    for batch_logits, batch_labels in eval_logits(model, _viewed(loader, views), channels_last=channels_last):
+        batch = batch_labels.shape[0]
+        per_view = batch_logits.float().log_softmax(dim=1).reshape(len(views), batch, -1)  # (V, B, K)
+        log_probabilities.append((per_view.logsumexp(dim=0) - math.log(len(views))).cpu())  # (B, K)
+        labels.append(batch_labels.cpu())
+    if not labels:
+        raise ValueError("the loader yielded no batches: nothing to predict")
+    return Predictions(labels=torch.cat(labels).long(), logits=torch.cat(log_probabilities))
+
+
+def _viewed(loader: Iterable[Batch], views: Sequence[Callable[[Tensor], Tensor]]) -> Iterator[Batch]:
+    """Each batch of ``loader`` as (V * B images, view after view; the B labels)."""
+    for images, labels in loader:
+        outputs = [view(images) for view in views]
+        for view, output in zip(views, outputs):
+            if output.shape != images.shape:
+                raise ValueError(
+                    f"a view must keep the batch's shape {list(images.shape)}, {view!r} gave {list(output.shape)}"
+                )
+        yield torch.cat(outputs), labels
 
 
 def _check_classes(name: str, values: Tensor, num_classes: int) -> None:
