@@ -372,7 +372,11 @@ class TtaView:
         return self.angle == 0 and self.scale == 1 and self.shift == (0.0, 0.0)
 
     def __call__(self, images: Tensor) -> Tensor:
-        """uint8 or float (in [0, 1]) Tensor[N, C, H, W] -> float32 Tensor[N, C, H, W] in [0, 1]."""
+        """uint8 or float (in [0, 1]) Tensor[N, C, H, W] -> float32 Tensor[N, C, H, W] in [0, 1].
+
+        Float images are rounded to 8 bits first, as :func:`apply_augment` does (the loaders' images
+        are exact multiples of 1/255, so theirs pass unchanged).
+        """
         if images.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {list(images.shape)}")
         pixels = to_uint8(images)
