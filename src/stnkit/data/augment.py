@@ -408,8 +408,8 @@ def tta_views(spec: AugmentSpec | str) -> list[TtaView]:
         ValueError: a perspective, brightness or contrast range (views are poses), or no range at all.
 
     Example:
-        >>> [view.name for view in tta_views("rotate=5,shift=1")]
-        ['identity', 'rotate=-5', 'rotate=+5', 'shift=(-1,0)', 'shift=(+1,0)', 'shift=(0,-1)', 'shift=(0,+1)']
+        >>> " ".join(view.name for view in tta_views("rotate=5,shift=1"))
+        'identity rotate=-5 rotate=+5 shift=(-1,0) shift=(+1,0) shift=(0,-1) shift=(0,+1)'
     """
     if isinstance(spec, str):
         spec = parse_augment(spec)
