@@ -209,3 +209,49 @@ def test_eval_refuses_a_bad_tta_spec_in_one_line(runs, capsys) -> None:
     assert err[-1].endswith(
         "argument --tta: test-time views take rotate, scale and shift only, got brightness=0.2"
     )
+
+
+def test_eval_of_several_checkpoints_is_their_ensemble(runs, capsys) -> None:
+    argv = ["eval", str(runs["cnn"]), str(runs["st-cnn-affine"]), "--limit", str(TEST_LIMIT)]
+    assert cli.main([*argv, "--data-root", str(SHARED_DATA)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["checkpoints"] == [str(runs["cnn"]), str(runs["st-cnn-affine"])]
+    assert printed["count"] == TEST_LIMIT
+    # By hand: the two models' softmax, averaged, on the same first test images.
+    loader = data.make_loader(
+        "mnist", split="test", batch_size=TEST_LIMIT, root=SHARED_DATA, limit=TEST_LIMIT
+    )
+    images, labels = next(iter(loader))
+    with torch.no_grad():
+        models = [load_run(str(runs[name]))[0] for name in ("cnn", "st-cnn-affine")]
+        probabilities = torch.stack([model(images).softmax(dim=1) for model in models]).mean(dim=0)
+    assert printed["error"] == pytest.approx(float((probabilities.argmax(dim=1) != labels).float().mean()))
+    assert printed["loss"] == pytest.approx(
+        float(-probabilities.log().gather(1, labels[:, None]).mean()), rel=1e-4
+    )
+
+
+def test_an_ensemble_needs_one_dataset_and_one_validation_split(
+    runs, run_with_validation, untrained_checkpoint, tmp_path: Path, capsys
+) -> None:
+    rts = untrained_checkpoint(tmp_path / "rts.pt", dataset="rts")
+    assert cli.main(["eval", str(runs["cnn"]), str(rts), "--data-root", str(SHARED_DATA)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"stnkit eval: error: an ensemble needs one dataset: {runs['cnn']} was trained on 'mnist', {rts} on 'rts'"
+    )
+    argv = [
+        "eval",
+        str(run_with_validation),
+        str(runs["cnn"]),
+        "--split",
+        "val",
+        "--data-root",
+        str(SHARED_DATA),
+    ]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"stnkit eval: error: --split val needs the same held-out images: {run_with_validation} held out 64, "
+        f"{runs['cnn']} 0"
+    )

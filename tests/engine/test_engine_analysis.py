@@ -15,6 +15,7 @@ from stnkit.engine import (
     hardest_first,
     per_class_errors,
     predict,
+    predict_ensemble,
     predict_views,
     select_examples,
 )
@@ -222,3 +223,42 @@ def test_predict_views_refuses_no_views_and_views_that_change_the_shape() -> Non
         predict_views(TableModel(), batches, [])
     with pytest.raises(ValueError, match=r"a view must keep the batch's shape \[3, 1, 2, 2\]"):
         predict_views(TableModel(), batches, [lambda x: x[:, :, :1]])
+
+
+def test_predict_ensemble_averages_the_models_and_their_views() -> None:
+    torch.manual_seed(1)
+    models = [nn.Sequential(nn.Flatten(), nn.Linear(4, 3)) for _ in range(3)]
+    batches = [
+        (torch.randn(4, 1, 2, 2), torch.tensor([0, 1, 2, 2])),
+        (torch.randn(2, 1, 2, 2), torch.tensor([1, 0])),
+    ]
+    each = torch.stack([predict(model, batches).probabilities for model in models])  # (3, N, K)
+    got = predict_ensemble(models, batches)
+    assert torch.allclose(got.probabilities, each.mean(dim=0), atol=1e-6)
+    assert torch.equal(got.labels, torch.tensor([0, 1, 2, 2, 1, 0]))
+    views = [lambda x: x, lambda x: x.flip(-2)]
+    each_view = torch.stack(
+        [predict_views(model, batches, [view]).probabilities for model in models for view in views]
+    )
+    assert torch.allclose(
+        predict_ensemble(models, batches, views).probabilities, each_view.mean(dim=0), atol=1e-6
+    )
+    assert torch.allclose(predict_ensemble(models[:1], batches).probabilities, each[0], atol=1e-6)
+
+
+class _Reshuffling:
+    """A loader that gives other labels on every pass (as a shuffling loader would)."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        yield torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 2]).roll(self.passes)
+
+
+def test_predict_ensemble_refuses_no_models_and_a_loader_that_changes() -> None:
+    with pytest.raises(ValueError, match="models is empty"):
+        predict_ensemble([], _batches(LABELS))
+    with pytest.raises(ValueError, match="the loader gave other labels for model 2 than for model 1"):
+        predict_ensemble([TableModel(), TableModel()], _Reshuffling())

@@ -3,14 +3,16 @@
 With ``--per-class`` and ``--confusion`` it also writes the errors per class (JSON) and the confusion
 picture, from the same single pass over the data. ``--split val`` evaluates the validation images a
 run held out (``--val-size``); ``--tta SPEC`` averages the softmax over fixed poses of each image
-(:func:`stnkit.data.tta_views`).
+(:func:`stnkit.data.tta_views`); several checkpoints are evaluated as an ensemble (the softmax
+averaged over the models).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
@@ -26,7 +28,14 @@ from stnkit.cli.common import (
     positive_int,
     write_json,
 )
-from stnkit.engine import confusion_matrix, evaluate, per_class_errors, predict, predict_views
+from stnkit.engine import (
+    confusion_matrix,
+    evaluate,
+    per_class_errors,
+    predict,
+    predict_ensemble,
+    predict_views,
+)
 from stnkit.models import create_model, get_pretrained
 from stnkit.runs import load_run
 
@@ -38,9 +47,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a checkpoint on a dataset's test split",
-        description="Evaluate a checkpoint and print loss, accuracy and error as JSON.",
+        description="Evaluate a checkpoint (or the ensemble of several) and print loss, accuracy and error as JSON.",
     )
-    p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt written by `stnkit train`")
+    p.add_argument(
+        "checkpoints",
+        nargs="*",
+        metavar="checkpoint",
+        help="a checkpoint.pt written by `stnkit train`; several: their ensemble (softmax averaged)",
+    )
     p.add_argument(
         "--pretrained",
         metavar="NAME",
@@ -85,39 +99,32 @@ def _tta_argument(text: str) -> list[data.TtaView]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    """What is evaluated: one model or an ensemble, and where its data comes from."""
+
+    models: list[nn.Module]
+    trained_on: str  # the dataset of the run(s)
+    built_with: list[Mapping[str, Any]]  # each model's builder arguments
+    root: str | None
+    val_size: int  # the images held out for --split val (0: none)
+    train_seed: int  # the seed of --split train's distortions
+    source: dict[str, Any]  # extra fields of the printed JSON
+    label: str  # for the confusion picture's title
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stnkit eval``."""
     apply_numerics(args.numerics)  # first: torch fixes its kernels at its first computation
-    if (args.checkpoint is None) == (args.pretrained is None):
+    if bool(args.checkpoints) == (args.pretrained is not None):
         raise CliError("give a checkpoint or --pretrained NAME (one of them)")
     if args.pretrained is not None:
-        entry = get_pretrained(args.pretrained)
-        model = create_model(entry.name, pretrained=True)
-        if args.split == "val":
-            raise CliError(
-                "--split val needs a checkpoint of a run trained with --val-size; shipped weights held none out"
-            )
-        trained_on, built_with, root, seed = entry.dataset, entry.model_kwargs, args.data_root, data.TEST_SEED
-        source: dict[str, Any] = {"pretrained": entry.name, "recorded_test_error": entry.test_error}
-        label = entry.name
-        val_size = 0
+        target = _pretrained(args.pretrained, args.split, args.data_root)
     else:
-        model, state, config = load_run(args.checkpoint)
-        trained_on, built_with, root = (
-            config.dataset,
-            state["model_kwargs"],
-            args.data_root or config.data_root,
-        )
-        seed = config.seed if args.split == "train" else data.TEST_SEED  # val: as training evaluated it
-        source = {}
-        label = f"{state['model_name']} ({args.checkpoint})"
-        val_size = config.val_size
-        if args.split == "val" and not val_size:
-            raise CliError(
-                f"--split val needs a run trained with --val-size; {args.checkpoint} held out no images"
-            )
-    dataset = args.dataset or trained_on
-    check_dataset_fits(dataset, built_with)
+        target = _checkpoints(args.checkpoints, args.split, args.data_root)
+    dataset = args.dataset or target.trained_on
+    for built_with in target.built_with:
+        check_dataset_fits(dataset, built_with)
     for path, flag in ((args.per_class, "--per-class"), (args.confusion, "--confusion")):
         if path is not None:  # a path that cannot be written fails here, before the data is read
             output_file(path, flag)
@@ -125,22 +132,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset,
         split=args.split,
         batch_size=args.batch_size,
-        root=root,
-        seed=seed,
+        root=target.root,
+        # train: the (first) run's draws of a distorted dataset; test and val: as training evaluated them
+        seed=target.train_seed if args.split == "train" else data.TEST_SEED,
         limit=args.limit,
         shuffle=False,
         drop_last=False,
-        val_size=val_size if args.split == "val" else 0,
+        val_size=target.val_size if args.split == "val" else 0,
     )
-    header = {"dataset": dataset, "split": args.split, **source}
+    header = {"dataset": dataset, "split": args.split, **target.source}
     if args.tta is not None:
         header["tta"] = [view.name for view in args.tta]
-    if args.per_class is None and args.confusion is None and args.tta is None:
-        metrics = evaluate(model, loader)
+    plain = args.per_class is None and args.confusion is None and args.tta is None
+    if plain and len(target.models) == 1:
+        metrics = evaluate(target.models[0], loader)
     else:
-        title = f"{label} on {dataset} ({args.split}{', test-time augmentation' if args.tta else ''})"
+        title = f"{target.label} on {dataset} ({args.split}{', test-time augmentation' if args.tta else ''})"
         metrics = _analyse(
-            model,
+            target.models,
             loader,
             header,
             title=title,
@@ -152,8 +161,56 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrained(name: str, split: str, root: str | None) -> _Evaluated:
+    entry = get_pretrained(name)
+    if split == "val":
+        raise CliError(
+            "--split val needs a checkpoint of a run trained with --val-size; shipped weights held none out"
+        )
+    return _Evaluated(
+        models=[create_model(entry.name, pretrained=True)],
+        trained_on=entry.dataset,
+        built_with=[entry.model_kwargs],
+        root=root,
+        val_size=0,
+        train_seed=data.TEST_SEED,
+        source={"pretrained": entry.name, "recorded_test_error": entry.test_error},
+        label=entry.name,
+    )
+
+
+def _checkpoints(paths: list[str], split: str, root: str | None) -> _Evaluated:
+    """Load the runs; several must share a dataset (and, for --split val, the held-out images)."""
+    runs = [load_run(path) for path in paths]
+    first_path, first_config = paths[0], runs[0][2]
+    for path, (_, _, config) in zip(paths[1:], runs[1:]):
+        if config.dataset != first_config.dataset:
+            raise CliError(
+                f"an ensemble needs one dataset: {first_path} was trained on {first_config.dataset!r}, "
+                f"{path} on {config.dataset!r}"
+            )
+        if split == "val" and config.val_size != first_config.val_size:
+            raise CliError(
+                f"--split val needs the same held-out images: {first_path} held out "
+                f"{first_config.val_size}, {path} {config.val_size}"
+            )
+    if split == "val" and not first_config.val_size:
+        raise CliError(f"--split val needs a run trained with --val-size; {first_path} held out no images")
+    names = ", ".join(f"{state['model_name']} ({path})" for path, (_, state, _) in zip(paths, runs))
+    return _Evaluated(
+        models=[model for model, _, _ in runs],
+        trained_on=first_config.dataset,
+        built_with=[state["model_kwargs"] for _, state, _ in runs],
+        root=root or first_config.data_root,
+        val_size=first_config.val_size,
+        train_seed=first_config.seed,
+        source={"checkpoints": list(paths)} if len(paths) > 1 else {},
+        label=names if len(paths) == 1 else f"ensemble of {len(paths)}: {names}",
+    )
+
+
 def _analyse(
-    model: nn.Module,
+    models: Sequence[nn.Module],
     loader: data.DistortedLoader,
     header: dict[str, Any],
     *,
@@ -162,9 +219,14 @@ def _analyse(
     per_class: str | None,
     confusion: str | None,
 ) -> dict[str, Any]:
-    """One pass of predictions (averaged over ``views`` if given): the metrics, plus the per-class JSON
+    """The predictions (averaged over the models and ``views``), their metrics, and the per-class JSON
     and the confusion picture asked for."""
-    predictions = predict(model, loader) if views is None else predict_views(model, loader, views)
+    if len(models) > 1:
+        predictions = predict_ensemble(models, loader, views)
+    elif views is not None:
+        predictions = predict_views(models[0], loader, views)
+    else:
+        predictions = predict(models[0], loader)
     metrics = predictions.metrics()
     dataset = header["dataset"]
     names = data.class_names(dataset)

@@ -15,6 +15,7 @@ from stnkit.engine.analysis import (
     hardest_first,
     per_class_errors,
     predict,
+    predict_ensemble,
     predict_views,
     select_examples,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "paper_config",
     "per_class_errors",
     "predict",
+    "predict_ensemble",
     "predict_views",
     "read_jsonl",
     "resolve_device",

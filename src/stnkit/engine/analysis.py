@@ -2,7 +2,7 @@
 
 :func:`predict` runs a classifier over a loader once and keeps every example's logits, in the
 loader's order; :func:`predict_views` averages its softmax over several views of each example
-(test-time augmentation). The other functions are plain tensor arithmetic on labels and predictions, so they
+(test-time augmentation), :func:`predict_ensemble` over several models too. The other functions are plain tensor arithmetic on labels and predictions, so they
 work for predictions from anywhere:
 
 - :func:`per_class_errors` / :func:`format_class_table`: images, errors and error % per class.
@@ -37,6 +37,7 @@ __all__ = [
     "hardest_first",
     "per_class_errors",
     "predict",
+    "predict_ensemble",
     "predict_views",
     "select_examples",
 ]
@@ -157,6 +158,48 @@ def predict_views(
     if not labels:
         raise ValueError("the loader yielded no batches: nothing to predict")
     return Predictions(labels=torch.cat(labels).long(), logits=torch.cat(log_probabilities))
+
+
+def predict_ensemble(
+    models: Sequence[nn.Module],
+    loader: Iterable[Batch],
+    views: Sequence[Callable[[Tensor], Tensor]] | None = None,
+    *,
+    channels_last: bool = False,
+) -> Predictions:
+    """An ensemble: the softmax averaged over several models (and over ``views`` of each example).
+
+    Each model passes over ``loader`` once (:func:`predict_views`), so the loader must give the same
+    examples in the same order every time (an evaluation loader does). Every model and view weighs
+    the same; the logits returned are the logarithms of the averaged probabilities.
+
+    Raises:
+        ValueError: no models, or passes over the loader whose labels differ.
+
+    Example:
+        >>> models = [nn.Sequential(nn.Flatten(), nn.Linear(4, 3)) for _ in range(2)]
+        >>> batches = [(torch.rand(2, 1, 2, 2), torch.tensor([0, 1]))]
+        >>> predict_ensemble(models, batches).probabilities.shape
+        torch.Size([2, 3])
+    """
+    if not models:
+        raise ValueError("models is empty: give at least one model")
+    passes = [
+        predict_views(model, loader, views or [_unchanged], channels_last=channels_last) for model in models
+    ]
+    for number, other in enumerate(passes[1:], start=2):
+        if not torch.equal(other.labels, passes[0].labels):
+            raise ValueError(
+                f"the loader gave other labels for model {number} than for model 1: it must repeat "
+                "the same examples in the same order (shuffle off)"
+            )
+    log_probabilities = torch.stack([one.logits for one in passes])  # (M, N, K), each normalised
+    averaged = log_probabilities.logsumexp(dim=0) - math.log(len(passes))
+    return Predictions(labels=passes[0].labels, logits=averaged)
+
+
+def _unchanged(images: Tensor) -> Tensor:
+    return images
 
 
 def _viewed(loader: Iterable[Batch], views: Sequence[Callable[[Tensor], Tensor]]) -> Iterator[Batch]:
