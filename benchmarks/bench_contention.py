@@ -68,7 +68,10 @@ def step_ms(
         "--batches", "0",
         "--threads", str(threads),
     ]  # fmt: skip
-    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
+    if done.returncode != 0:  # one line with bench_train's own last line, not a traceback
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"bench_contention: bench_train exited with {done.returncode}: {last}")
     match = STEP_LINE.search(done.stdout)
     if match is None:
         raise SystemExit(f"bench_contention: no step time in bench_train's output: {done.stdout[-300:]!r}")
