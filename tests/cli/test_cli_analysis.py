@@ -203,7 +203,7 @@ def test_eval_refuses_a_validation_split_that_the_run_never_held_out(runs, capsy
     )
 
 
-def test_eval_refuses_a_bad_tta_spec_in_one_line(runs, capsys) -> None:
+def test_eval_refuses_a_bad_tta_spec_and_names_the_problem(runs, capsys) -> None:
     assert cli.main(["eval", str(runs["cnn"]), "--tta", "brightness=0.2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith(
@@ -252,6 +252,44 @@ def test_an_ensemble_needs_one_dataset_and_one_validation_split(
     assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
-        f"stnkit eval: error: --split val needs the same held-out images: {run_with_validation} held out 64, "
+        f"stnkit eval: error: --split val needs the same held-out images: {run_with_validation} held out 64 images, "
         f"{runs['cnn']} 0"
+    )
+
+
+def test_eval_on_a_distorted_validation_split_matches_what_training_logged(tmp_path: Path, capsys) -> None:
+    # RTS draws its distortions from a seed: the validation split must use the one training used
+    # (TEST_SEED), not the run's own seed (3 here), or the images differ.
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found at {SHARED_DATA}")
+    out = tmp_path / "rts"
+    argv = ["train", "--dataset", "rts", "--model", "cnn", "--seed", "3", "--val-size", "64"]
+    assert cli.main([*argv, *TINY_TRAIN[3:], "--data-root", str(SHARED_DATA), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert (
+        cli.main(["eval", str(out / CHECKPOINT_NAME), "--split", "val", "--data-root", str(SHARED_DATA)]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert printed["count"] == 64
+    assert printed["error"] == pytest.approx(logged["val_error"])
+    assert printed["loss"] == pytest.approx(logged["val_loss"], rel=1e-6)
+
+
+def test_an_ensemble_of_one_run_twice_is_that_run(run_with_validation, capsys) -> None:
+    argv = ["eval", str(run_with_validation), "--split", "val", "--data-root", str(SHARED_DATA)]
+    assert cli.main(argv) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert cli.main([*argv[:2], str(run_with_validation), *argv[2:]]) == 0
+    twice = json.loads(capsys.readouterr().out)
+    assert twice["checkpoints"] == [str(run_with_validation)] * 2
+    assert twice["error"] == single["error"] and twice["loss"] == pytest.approx(single["loss"], rel=1e-5)
+
+
+def test_shipped_weights_have_no_validation_split(capsys) -> None:
+    assert cli.main(["eval", "--pretrained", "st-cnn-affine.rts", "--split", "val"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "stnkit eval: error: --split val needs a checkpoint of a run trained with --val-size; "
+        "shipped weights held none out"
     )

@@ -19,6 +19,7 @@ from stnkit.data import (
     sample_augment_params,
     tta_views,
 )
+from stnkit.data.augment import TtaView
 
 FULL = "rotate=15,scale=0.1,shift=2,perspective=0.05,brightness=0.2,contrast=0.2"
 
@@ -417,3 +418,25 @@ def test_bad_tta_specs_get_a_one_line_error(spec: str, message: str) -> None:
 def test_a_view_refuses_images_that_are_not_a_batch() -> None:
     with pytest.raises(ValueError, match=r"images must be \(N, C, H, W\), got shape \[3, 32, 32\]"):
         tta_views("shift=1")[1](_images(1)[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": 0.0}, "view scale must be > 0, got 0"),
+        ({"angle": float("nan")}, "view angle must be a finite number, got nan"),
+        ({"shift": (1.0, 2.0, 3.0)}, r"view shift must be \(x, y\) pixels, got \(1.0, 2.0, 3.0\)"),
+        ({"shift": (1.0, "2")}, "view shift y must be a finite number, got '2'"),
+        ({"padding": "reflect"}, r"view padding must be one of \['border', 'zeros'\], got 'reflect'"),
+    ],
+)
+def test_a_bad_view_gets_a_one_line_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TtaView("bad", **kwargs)
+
+
+def test_a_view_takes_its_shift_as_any_pair() -> None:
+    assert TtaView("still", shift=[0, 0]).is_identity
+    assert TtaView("moved", shift=[1, 0]).shift == (1.0, 0.0)
+    with pytest.raises(TypeError, match="test-time views need an AugmentSpec or its string form, got int"):
+        tta_views(5)  # type: ignore[arg-type]

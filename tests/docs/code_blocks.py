@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 
 NO_TEST = "<!-- no-test -->"
 PYTHON_FENCES = {"python", "py", "pycon"}
+SHELL_FENCES = {"bash", "sh", "shell", "console", ""}
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,34 @@ class CodeBlock:
     run: bool  # False when the fence is preceded by the no-test marker
 
 
+def _fences(markdown: str, languages: set[str]) -> list[tuple[int, str]]:
+    """(0-based line of the opening fence, content) of every fenced block in one of ``languages``."""
+    fences = []
+    for token in MarkdownIt("commonmark").parse(markdown):
+        language = token.info.strip().split(" ")[0].lower() if token.type == "fence" else None
+        if language in languages and token.map is not None:
+            fences.append((token.map[0], token.content))
+    return fences
+
+
 def python_blocks(markdown: str) -> list[CodeBlock]:
     """Every fenced Python block of ``markdown``, in page order."""
     lines = markdown.splitlines()
     blocks = []
-    for token in MarkdownIt("commonmark").parse(markdown):
-        language = token.info.strip().split(" ")[0].lower() if token.type == "fence" else ""
-        if language not in PYTHON_FENCES or token.map is None:
-            continue
-        start = token.map[0]  # 0-based line of the opening fence
+    for start, code in _fences(markdown, PYTHON_FENCES):
         previous = next((line.strip() for line in reversed(lines[:start]) if line.strip()), "")
-        blocks.append(CodeBlock(line=start + 1, code=token.content, run=previous != NO_TEST))
+        blocks.append(CodeBlock(line=start + 1, code=code, run=previous != NO_TEST))
     return blocks
+
+
+def shell_lines(markdown: str) -> list[tuple[int, str]]:
+    """(1-based line of the fence, command) for each line of the shell blocks of ``markdown`` (also
+    blocks without a language), backslash continuations joined."""
+    return [
+        (start + 1, line)
+        for start, code in _fences(markdown, SHELL_FENCES)
+        for line in code.replace("\\\n", " ").splitlines()
+    ]
 
 
 def stray_markers(markdown: str) -> list[int]:

@@ -260,5 +260,7 @@ class _Reshuffling:
 def test_predict_ensemble_refuses_no_models_and_a_loader_that_changes() -> None:
     with pytest.raises(ValueError, match="models is empty"):
         predict_ensemble([], _batches(LABELS))
+    with pytest.raises(ValueError, match="views is empty"):
+        predict_ensemble([TableModel()], _batches(LABELS), [])
     with pytest.raises(ValueError, match="the loader gave other labels for model 2 than for model 1"):
         predict_ensemble([TableModel(), TableModel()], _Reshuffling())

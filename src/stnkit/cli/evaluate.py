@@ -46,14 +46,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``stnkit eval``."""
     p = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint on a dataset's test split",
+        help="evaluate a checkpoint (or an ensemble) on a dataset's test, validation or training split",
         description="Evaluate a checkpoint (or the ensemble of several) and print loss, accuracy and error as JSON.",
     )
     p.add_argument(
         "checkpoints",
         nargs="*",
         metavar="checkpoint",
-        help="a checkpoint.pt written by `stnkit train`; several: their ensemble (softmax averaged)",
+        help="a checkpoint.pt written by `stnkit train`; several (before the options): their ensemble, "
+        "the softmax averaged",
     )
     p.add_argument(
         "--pretrained",
@@ -65,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--split",
         default="test",
         choices=("test", "train", "val"),
-        help="(default test); val: the validation images the run held out (trained with --val-size)",
+        help="(default test); val: the validation images the run held out (trained with --val-size); "
+        "train: the whole training source, held-out images included",
     )
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
     p.add_argument("--limit", type=positive_int, help="evaluate on this many images")
@@ -192,7 +194,7 @@ def _checkpoints(paths: list[str], split: str, root: str | None) -> _Evaluated:
         if split == "val" and config.val_size != first_config.val_size:
             raise CliError(
                 f"--split val needs the same held-out images: {first_path} held out "
-                f"{first_config.val_size}, {path} {config.val_size}"
+                f"{first_config.val_size} images, {path} {config.val_size}"
             )
     if split == "val" and not first_config.val_size:
         raise CliError(f"--split val needs a run trained with --val-size; {first_path} held out no images")

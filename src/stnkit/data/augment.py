@@ -366,6 +366,22 @@ class TtaView:
     shift: tuple[float, float] = (0.0, 0.0)
     padding: str = "border"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.shift, (tuple, list)) or len(self.shift) != 2:
+            raise ValueError(f"view shift must be (x, y) pixels, got {self.shift!r}")
+        for field, value in (
+            ("angle", self.angle),
+            ("scale", self.scale),
+            *zip(("shift x", "shift y"), self.shift),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"view {field} must be a finite number, got {value!r}")
+        if self.scale <= 0:
+            raise ValueError(f"view scale must be > 0, got {self.scale:g}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"view padding must be one of {list(PADDINGS)}, got {self.padding!r}")
+        object.__setattr__(self, "shift", (float(self.shift[0]), float(self.shift[1])))
+
     @property
     def is_identity(self) -> bool:
         """True when the view leaves every pixel where it is."""
@@ -375,13 +391,14 @@ class TtaView:
         """uint8 or float (in [0, 1]) Tensor[N, C, H, W] -> float32 Tensor[N, C, H, W] in [0, 1].
 
         Float images are rounded to 8 bits first, as :func:`apply_augment` does (the loaders' images
-        are exact multiples of 1/255, so theirs pass unchanged).
+        are exact multiples of 1/255, so theirs pass unchanged). The warp runs on the CPU; the
+        result is on the images' device.
         """
         if images.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {list(images.shape)}")
-        pixels = to_uint8(images)
+        pixels = to_uint8(images.cpu())
         if self.is_identity or not pixels.shape[0]:
-            return to_unit_float(pixels)
+            return to_unit_float(pixels).to(images.device)
         n = pixels.shape[0]
         params = {
             "angle": torch.full((n,), float(self.angle), dtype=torch.float64),
@@ -390,7 +407,7 @@ class TtaView:
             "corners": torch.zeros(n, 4, 2, dtype=torch.float64),
         }
         matrices = augment_matrices(params, (pixels.shape[2], pixels.shape[3]))
-        return to_unit_float(_warp(pixels, matrices, self.padding))
+        return to_unit_float(_warp(pixels, matrices, self.padding)).to(images.device)
 
 
 def tta_views(spec: AugmentSpec | str) -> list[TtaView]:
@@ -405,6 +422,7 @@ def tta_views(spec: AugmentSpec | str) -> list[TtaView]:
             ``rotate``, ``scale``, ``shift`` (and ``padding``) set.
 
     Raises:
+        TypeError: ``spec`` is neither an :class:`AugmentSpec` nor a string.
         ValueError: a perspective, brightness or contrast range (views are poses), or no range at all.
 
     Example:
@@ -414,7 +432,7 @@ def tta_views(spec: AugmentSpec | str) -> list[TtaView]:
     if isinstance(spec, str):
         spec = parse_augment(spec)
     elif not isinstance(spec, AugmentSpec):
-        raise ValueError(f"test-time views need an AugmentSpec or its string form, got {type(spec).__name__}")
+        raise TypeError(f"test-time views need an AugmentSpec or its string form, got {type(spec).__name__}")
     other = [
         f"{name}={getattr(spec, name):g}"
         for name in ("perspective", "brightness", "contrast")

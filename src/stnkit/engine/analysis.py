@@ -174,7 +174,7 @@ def predict_ensemble(
     the same; the logits returned are the logarithms of the averaged probabilities.
 
     Raises:
-        ValueError: no models, or passes over the loader whose labels differ.
+        ValueError: no models, an empty list of views, or passes over the loader whose labels differ.
 
     Example:
         >>> models = [nn.Sequential(nn.Flatten(), nn.Linear(4, 3)) for _ in range(2)]
@@ -185,7 +185,8 @@ def predict_ensemble(
     if not models:
         raise ValueError("models is empty: give at least one model")
     passes = [
-        predict_views(model, loader, views or [_unchanged], channels_last=channels_last) for model in models
+        predict_views(model, loader, [_unchanged] if views is None else views, channels_last=channels_last)
+        for model in models
     ]
     for number, other in enumerate(passes[1:], start=2):
         if not torch.equal(other.labels, passes[0].labels):
