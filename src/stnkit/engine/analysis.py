@@ -2,8 +2,8 @@
 
 :func:`predict` runs a classifier over a loader once and keeps every example's logits, in the
 loader's order; :func:`predict_views` averages its softmax over several views of each example
-(test-time augmentation), :func:`predict_ensemble` over several models too. The other functions are plain tensor arithmetic on labels and predictions, so they
-work for predictions from anywhere:
+(test-time augmentation), :func:`predict_ensemble` over several models too. The other functions
+are plain tensor arithmetic on labels and predictions, so they work for predictions from anywhere:
 
 - :func:`per_class_errors` / :func:`format_class_table`: images, errors and error % per class.
 - :func:`confusion_matrix`: counts of (true class, predicted class).
