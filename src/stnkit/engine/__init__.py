@@ -1,5 +1,6 @@
 """Training engine: config, ``train_one_epoch`` / ``evaluate`` / ``fit``, checkpoints, DDP, and the
-analysis of per-example predictions (``predict``, ``predict_views``, errors per class, confusion, two models compared).
+analysis of per-example predictions (``predict``, averaged over views or models by ``predict_views``
+and ``predict_ensemble``; errors per class, confusion, two models compared).
 
 The engine knows no dataset and no particular model: it trains any classifier on any loader of
 ``(images, labels)`` batches.

@@ -108,14 +108,24 @@ def predict(model: nn.Module, loader: Iterable[Batch], *, channels_last: bool = 
         >>> predict(model, batches).logits.shape
         torch.Size([2, 3])
     """
+    return _gathered(eval_logits(model, loader, channels_last=channels_last))
+
+
+def _gathered(batches: Iterable[tuple[Tensor, Tensor]]) -> Predictions:
+    """:class:`Predictions` from the (logits (B, K), labels (B,)) of every batch, on the CPU."""
     labels: list[Tensor] = []
     logits: list[Tensor] = []
-    for batch_logits, batch_labels in eval_logits(model, loader, channels_last=channels_last):
-        logits.append(batch_logits.float().cpu())  # (B, K)
+    for batch_logits, batch_labels in batches:
+        logits.append(batch_logits.float().cpu())
         labels.append(batch_labels.cpu())
     if not labels:
         raise ValueError("the loader yielded no batches: nothing to predict")
     return Predictions(labels=torch.cat(labels).long(), logits=torch.cat(logits))
+
+
+def _log_mean_exp(log_probabilities: Tensor) -> Tensor:
+    """log(mean(exp(x))) over dim 0: the log of the average of probabilities given as logs."""
+    return log_probabilities.logsumexp(dim=0) - math.log(log_probabilities.shape[0])
 
 
 @torch.no_grad()
@@ -148,16 +158,12 @@ def predict_views(
     """
     if not views:
         raise ValueError("views is empty: give at least one view (e.g. the identity, lambda x: x)")
-    labels: list[Tensor] = []
-    log_probabilities: list[Tensor] = []
-    for batch_logits, batch_labels in eval_logits(model, _viewed(loader, views), channels_last=channels_last):
-        batch = batch_labels.shape[0]
-        per_view = batch_logits.float().log_softmax(dim=1).reshape(len(views), batch, -1)  # (V, B, K)
-        log_probabilities.append((per_view.logsumexp(dim=0) - math.log(len(views))).cpu())  # (B, K)
-        labels.append(batch_labels.cpu())
-    if not labels:
-        raise ValueError("the loader yielded no batches: nothing to predict")
-    return Predictions(labels=torch.cat(labels).long(), logits=torch.cat(log_probabilities))
+    batches = eval_logits(model, _viewed(loader, views), channels_last=channels_last)
+    return _gathered(
+        # (V * B, K) logits, view after view -> (B, K) log of the probabilities averaged over the views
+        (_log_mean_exp(logits.float().log_softmax(dim=1).reshape(len(views), labels.shape[0], -1)), labels)
+        for logits, labels in batches
+    )
 
 
 def predict_ensemble(
@@ -194,8 +200,7 @@ def predict_ensemble(
                 f"the loader gave other labels for model {number} than for model 1: it must repeat "
                 "the same examples in the same order (shuffle off)"
             )
-    log_probabilities = torch.stack([one.logits for one in passes])  # (M, N, K), each normalised
-    averaged = log_probabilities.logsumexp(dim=0) - math.log(len(passes))
+    averaged = _log_mean_exp(torch.stack([one.logits for one in passes]))  # (M, N, K) -> (N, K)
     return Predictions(labels=passes[0].labels, logits=averaged)
 
 
