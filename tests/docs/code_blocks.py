@@ -13,6 +13,9 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 
 NO_TEST = "<!-- no-test -->"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The README and every page of the documentation, in path order.
+DOC_PAGES = sorted([REPO_ROOT / "README.md", *(REPO_ROOT / "docs").rglob("*.md")], key=str)
 PYTHON_FENCES = {"python", "py", "pycon"}
 SHELL_FENCES = {"bash", "sh", "shell", "console", ""}
 

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.docs.code_blocks import NO_TEST, CodeBlock, python_blocks, run_blocks, stray_markers
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted(
-    [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").rglob("*.md")],
-    key=lambda path: str(path),
+from tests.docs.code_blocks import (
+    DOC_PAGES,
+    NO_TEST,
+    REPO_ROOT,
+    CodeBlock,
+    python_blocks,
+    run_blocks,
+    stray_markers,
 )
 
 
@@ -22,7 +24,7 @@ def _name(page: Path) -> str:
 
 # Only pages with a runnable block, so that -ra lists no skip per page without code.
 PAGES_WITH_CODE = [
-    page for page in PAGES if any(b.run for b in python_blocks(page.read_text(encoding="utf-8")))
+    page for page in DOC_PAGES if any(b.run for b in python_blocks(page.read_text(encoding="utf-8")))
 ]
 
 
@@ -35,7 +37,7 @@ def test_page_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.
     run_blocks(blocks, page, namespace)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=_name)
+@pytest.mark.parametrize("page", DOC_PAGES, ids=_name)
 def test_no_test_markers_sit_on_python_blocks(page: Path) -> None:
     stray = stray_markers(page.read_text(encoding="utf-8"))
     assert not stray, f"{_name(page)}: {NO_TEST} not followed by a python block at lines {stray}"
@@ -102,4 +104,4 @@ def test_stray_markers_are_found() -> None:
 
 
 def test_the_docs_tests_do_not_depend_on_the_working_directory() -> None:
-    assert all(page.is_file() for page in PAGES), os.getcwd()
+    assert all(page.is_file() for page in DOC_PAGES), os.getcwd()

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
-from tests.docs.code_blocks import shell_lines
+from tests.docs.code_blocks import DOC_PAGES, REPO_ROOT, shell_lines
 
 from stnkit.cli import build_parser
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 MODULES = {"stnkit", "stnkit.cli"}  # what `python -m` / `torchrun -m` may name
 _MENTIONS_STNKIT = re.compile(r"(^|[\s/])stnkit(\.cli)?(\s|$)")
 
@@ -36,7 +33,7 @@ def _stnkit_argv(line: str) -> list[str] | None:
 
 def _commands() -> list[tuple[str, list[str]]]:
     commands = []
-    for page in PAGES:
+    for page in DOC_PAGES:
         for fence_line, line in shell_lines(page.read_text(encoding="utf-8")):
             argv = _stnkit_argv(line)
             if argv is not None:
