@@ -8,6 +8,7 @@ which the children inherit, so the suite runs the same under ``pytest`` and ``py
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import socket
 import subprocess
@@ -109,6 +110,7 @@ class InfLossModel(nn.Module):
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
+    gc.disable()  # DDP wrappers live in reference cycles: only cleanup_distributed may collect them
     ctx = _join_group(rank, world, port)
     try:
         torch.manual_seed(0)
@@ -128,7 +130,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         )
         torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
     finally:
-        cleanup_distributed()
+        _leave_group(rank, out)
+        left = sum(isinstance(o, nn.parallel.DistributedDataParallel) for o in gc.get_objects())
+        (Path(out) / f"rank{rank}.ddp-left").write_text(str(left))
 
 
 def _join_group(rank: int, world: int, port: int) -> DistContext:
@@ -143,17 +147,38 @@ def _join_group(rank: int, world: int, port: int) -> DistContext:
     return init_distributed()
 
 
+def _leave_group(rank: int, out: str) -> None:
+    """cleanup_distributed, with the phase reached written to ``out/rank<r>.phase`` for _spawn's report."""
+    phase = Path(out) / f"rank{rank}.phase"
+    phase.write_text("leaving the group")
+    cleanup_distributed()
+    phase.write_text("left the group")
+
+
+def _phases(out: str) -> str:
+    """Where each rank had got to, from ``out/rank<r>.phase`` (absent: still in its work)."""
+    said = []
+    for rank in range(2):
+        phase = Path(out) / f"rank{rank}.phase"
+        said.append(f"rank {rank}: {phase.read_text() if phase.exists() else 'in its work'}")
+    return "; ".join(said)
+
+
 def _spawn(worker, args: tuple, *, timeout_s: float) -> None:
     """Run ``worker(rank, *args)`` on 2 ranks; fail if one hangs, raises, or dies twice.
 
     Two failures outside our code are retried: a free port taken between probing and binding
     (up to 3 attempts), and one abort (SIGABRT). Once on CI (never in 68 runs here) both ranks of
     the divergence test aborted in C++ with "terminate called without an active exception", a race
-    inside gloo; the first abort is a warning, a second fails the test, and any other signal (a
-    segmentation fault, a kill for memory) fails it at once.
+    inside gloo (later seen in fresh-clone runs here too, in the weight-average test); the first
+    abort is a warning that says where each rank had got to (``_leave_group``'s phase files), a
+    second fails the test, and any other signal (a segmentation fault, a kill for memory) fails it
+    at once.
     """
     aborts = 0
     for attempt in range(3):
+        for rank in range(2):  # a rank's phase is this attempt's, never an earlier one's
+            (Path(args[0]) / f"rank{rank}.phase").unlink(missing_ok=True)
         context = mp.start_processes(worker, args=(2, _free_port(), *args), nprocs=2, join=False)
         deadline = time.monotonic() + timeout_s
         try:
@@ -168,7 +193,9 @@ def _spawn(worker, args: tuple, *, timeout_s: float) -> None:
             aborts += 1
             if attempt == 2 or err.signal_name != "SIGABRT" or aborts > 1:
                 raise
-            warnings.warn(f"DDP worker died ({err}); running the workers once more", stacklevel=2)
+            warnings.warn(
+                f"DDP worker died ({err}; {_phases(args[0])}); running the workers once more", stacklevel=2
+            )
         finally:
             for process in context.processes:
                 if process.is_alive():
@@ -207,6 +234,8 @@ def test_two_gloo_ranks_end_identical(tmp_path: Path) -> None:
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 2  # written by rank 0 only
+    # No DDP wrapper (whose reducer holds the gloo group) outlives leaving the group.
+    assert [(tmp_path / f"rank{r}.ddp-left").read_text() for r in range(2)] == ["0", "0"]
 
 
 DIVERGENCE_KINDS = ("nan", "inf-loss")
@@ -224,7 +253,7 @@ def _diverging_worker(rank: int, world: int, port: int, out: str) -> None:
             run = Path(out) / kind
             (run / f"rank{rank}.outcome").write_text(_diverging_fit(rank, world, ctx, run, kind))
     finally:
-        cleanup_distributed()
+        _leave_group(rank, out)
 
 
 def _diverging_fit(rank: int, world: int, ctx, run: Path, kind: str) -> str:
@@ -347,7 +376,7 @@ def _ema_worker(rank: int, world: int, port: int, out: str) -> None:
             weights = {"ema": result.evaluated.state_dict(), "model": model.state_dict()}
             torch.save(weights, run / f"rank{rank}.pt")
     finally:
-        cleanup_distributed()
+        _leave_group(rank, out)
 
 
 def _differing(a: dict[str, Tensor], b: dict[str, Tensor]) -> list[str]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,8 +60,14 @@ def init_distributed(backend: str = "gloo") -> DistContext:
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group if this process joined one."""
+    """Leave the process group if this process joined one.
+
+    Unreachable objects in reference cycles are collected first: a DDP wrapper is one (its hooks
+    refer back to it), and its reducer holds the gloo group, whose threads would otherwise outlive
+    ``destroy_process_group`` until the cyclic collector runs, perhaps as the interpreter shuts down.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
