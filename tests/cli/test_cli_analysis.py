@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -292,4 +293,36 @@ def test_shipped_weights_have_no_validation_split(capsys) -> None:
     assert err == (
         "stnkit eval: error: --split val needs a checkpoint of a run trained with --val-size; "
         "shipped weights held none out"
+    )
+
+
+def test_eval_out_records_the_numbers_and_where_they_came_from(runs, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "records" / "eval.json"
+    argv = ["eval", str(runs["cnn"]), str(runs["st-cnn-affine"]), "--limit", str(TEST_LIMIT)]
+    argv += ["--data-root", str(SHARED_DATA), "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    record = json.loads(out.read_text())
+    provenance = record.pop("provenance")
+    assert record == printed  # the file holds what was printed, and where it came from beside it
+    assert provenance["command"] == "stnkit " + " ".join(argv)
+    assert [c["path"] for c in provenance["checkpoints"]] == [str(runs["cnn"]), str(runs["st-cnn-affine"])]
+    for checkpoint in provenance["checkpoints"]:
+        assert checkpoint["sha256"] == hashlib.sha256(Path(checkpoint["path"]).read_bytes()).hexdigest()
+    assert provenance["machine"]["torch"] == torch.__version__
+    assert provenance["numerics"] in ("native", "portable")
+    assert provenance["finished_utc"].endswith("Z")
+
+
+def test_eval_out_names_the_shipped_weights_and_refuses_a_folder(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "shipped.json"
+    argv = ["eval", "--pretrained", "st-cnn-affine.rts", "--limit", "8", "--out", str(out)]
+    assert cli.main(argv) == 0
+    provenance = json.loads(out.read_text())["provenance"]
+    assert provenance["pretrained"] == "st-cnn-affine.rts" and "checkpoints" not in provenance
+    capsys.readouterr()
+    assert cli.main([*argv[:-1], str(tmp_path)]) == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == f"stnkit eval: error: --out {tmp_path} is a folder; give a file name"
     )

@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help and on usage errors
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what was asked, for provenance records
     try:
         return int(args.func(args))
     except BrokenPipeError:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +38,9 @@ from stnkit.engine import (
     predict_ensemble,
     predict_views,
 )
+from stnkit.machine import file_sha256, git_commit, machine_facts
 from stnkit.models import create_model, get_pretrained
+from stnkit.numerics import numerics_in_use
 from stnkit.runs import load_run
 
 __all__ = ["add_parser", "cmd_eval"]
@@ -88,6 +92,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="test-time augmentation: average the softmax over the image and each range's two extremes, "
         "e.g. rotate=5,scale=0.05,shift=1 (9 views)",
     )
+    p.add_argument(
+        "--out",
+        metavar="OUT.json",
+        help="also write the printed JSON to this file, with where it came from: the command, each "
+        "checkpoint's SHA-256, the machine, torch, the git commit and the time",
+    )
     add_data_root_argument(p)
     add_numerics_argument(p)
     p.set_defaults(func=cmd_eval)
@@ -127,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = args.dataset or target.trained_on
     for built_with in target.built_with:
         check_dataset_fits(dataset, built_with)
-    for path, flag in ((args.per_class, "--per-class"), (args.confusion, "--confusion")):
+    for path, flag in ((args.per_class, "--per-class"), (args.confusion, "--confusion"), (args.out, "--out")):
         if path is not None:  # a path that cannot be written fails here, before the data is read
             output_file(path, flag)
     loader = data.make_loader(
@@ -160,7 +170,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
             confusion=args.confusion,
         )
     print(json.dumps({**header, **metrics}, indent=2))
+    if args.out is not None:
+        write_json(args.out, {**header, **metrics, "provenance": _provenance(args)})
     return 0
+
+
+def _provenance(args: argparse.Namespace) -> dict[str, Any]:
+    """Where an evaluation's numbers come from, for ``--out``: enough to rerun it and to know the weights."""
+    if args.pretrained is not None:
+        weights: dict[str, Any] = {"pretrained": args.pretrained}
+    else:
+        weights = {"checkpoints": [{"path": path, "sha256": file_sha256(path)} for path in args.checkpoints]}
+    return {
+        "command": shlex.join(["stnkit", *args.argv]),
+        **weights,
+        "numerics": numerics_in_use(),
+        "machine": machine_facts(),
+        "git_commit": git_commit(),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _pretrained(name: str, split: str, root: str | None) -> _Evaluated:

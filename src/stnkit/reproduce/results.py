@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from stnkit.geometry.checks import short_repr
-from stnkit.machine import cpu_model
+from stnkit.machine import git_commit, machine_facts
 from stnkit.reproduce.grids import GRIDS, Cell, device_kind
 
 __all__ = [
@@ -42,37 +38,6 @@ _REPORTED_FIELDS = ("grid", "cell", "seed", "final_test_error", "final_val_error
 
 class ResultFileError(ValueError):
     """A file under a grid's result folder is not a readable result file of this version."""
-
-
-# OpenMP settings that change how fast a run is on a shared machine (not what it computes):
-# docs/benchmarks.md, "Training beside other work".
-_OPENMP_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND")
-
-
-def machine_facts() -> dict[str, Any]:
-    """What a result records about the machine: CPU, cores, the widest vector instructions torch's
-    kernels use on it (AVX2, AVX512, ...: "AMD EPYC" names CPUs with and without AVX-512), GPU (or
-    None), torch and Python versions, and the OpenMP variables set in the environment (which
-    explain a wall time, never a result)."""
-    return {
-        "cpu": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cores": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "openmp_env": {name: os.environ[name] for name in _OPENMP_VARIABLES if name in os.environ},
-    }
-
-
-def _git_commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except OSError:
-        return None
-    return result.stdout.strip() or None
 
 
 def _numerics(records: Sequence[dict[str, Any]]) -> str | None:
@@ -133,7 +98,7 @@ def cell_result(
         "images_per_s": statistics.fmean(r["images_per_s"] for r in records),
         "numerics": _numerics(records),
         "machine": machine_facts(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "command": shlex.join(["stnkit", *command]),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
