@@ -8,8 +8,9 @@ on two CPU models, and after an epoch or two the runs differ in whole test image
 *Portable* numerics caps ATen and oneDNN at AVX2 and asks MKL for its conditional numerical
 reproducibility branch ``COMPATIBLE``, which leaves fewer CPU-dependent paths. What was measured
 (docs/training.md): on an Intel Xeon it brings a run closer to one made natively on an AMD EPYC
-(the same first-epoch training error), not to the same bits; that two CPU models give identical
-numbers under it is not established. The settings are environment variables that torch reads once,
+(the same first-epoch training error), not to the same bits, and the fingerprint run of
+``benchmarks/numerics_fingerprint.py`` under it differs from the first epoch between that Intel
+Xeon and an AMD EPYC: it does not make two CPU models give identical numbers. The settings are environment variables that torch reads once,
 at its first computation, so they must be chosen before it. The default everywhere is ``"native"``.
 """
 
