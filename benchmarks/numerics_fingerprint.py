@@ -10,6 +10,13 @@ capability, every epoch's training loss as an exact float (hex) and its test err
 the final weights. Commit the files; a session on another CPU records its own and ``--compare``
 says which agree exactly and, where they do not, the first epoch that differs. About a minute per
 numerics on 2 cores.
+
+Each file also holds a digest per primitive (``ops``: convolution, its two gradients, a matrix
+product, pooling, stnkit's fused affine warp and ``F.grid_sample`` with their gradients, the
+cross-entropy, an Adam step, reductions and transcendental functions, on fixed inputs of the
+fingerprint run's sizes, 2 threads), so that where two CPUs' runs differ ``--compare`` names the
+kernels that round differently: the ones to pin before the same command can give the same
+numbers on both.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import torch
 
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, load_checkpoint, read_jsonl
 from stnkit.machine import cpu_model
-from stnkit.numerics import NUMERICS
+from stnkit.numerics import NUMERICS, use_numerics
 
 FOLDER = Path(__file__).resolve().parents[1] / "results" / "numerics"
 FINGERPRINT_COMMAND = (
@@ -44,7 +51,9 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(
+            tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        )  # 0-dim too
     return digest.hexdigest()
 
 
@@ -57,6 +66,84 @@ def _capability_in_fresh_process(numerics: str) -> str:
     return subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout.strip()
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """The first 16 hex digits of :func:`weights_digest` over ``tensors`` (named by position)."""
+    return weights_digest({str(i): tensor for i, tensor in enumerate(tensors)})[:16]
+
+
+def op_digests() -> dict[str, str]:
+    """A digest of each primitive's output (and gradients) on fixed random inputs, 2 threads.
+
+    Run it in a fresh process whose numerics were chosen first (``--ops-json``).
+    """
+    import torch.nn.functional as F
+
+    from stnkit import warp
+
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).requires_grad_()
+
+    digests: dict[str, str] = {}
+    # The ST-CNN's first convolution on a batch of 42x42 images (batch 64, 1 -> 32 filters, 5x5).
+    images, weight = rand(64, 1, 42, 42), rand(32, 1, 5, 5)
+    out = F.conv2d(images, weight, padding=2)
+    digests["conv2d"] = _digest(out)
+    out.square().sum().backward()
+    digests["conv2d.grad_input"], digests["conv2d.grad_weight"] = _digest(images.grad), _digest(weight.grad)
+    # A deeper convolution (32 -> 64 filters on 21x21), where the reduction runs over channels too.
+    features, weight = rand(64, 32, 21, 21), rand(64, 32, 5, 5)
+    out = F.conv2d(features, weight, padding=2)
+    digests["conv2d.32to64"] = _digest(out)
+    out.square().sum().backward()
+    digests["conv2d.32to64.grads"] = _digest(features.grad, weight.grad)
+    pooled_in = rand(64, 32, 42, 42)
+    pooled = F.max_pool2d(pooled_in, 2)
+    pooled.sum().backward()
+    digests["max_pool2d"] = _digest(pooled, pooled_in.grad)
+    # A fully connected layer (matrix products: MKL's or oneDNN's).
+    x, w = rand(256, 2048), rand(256, 2048)
+    out = F.linear(x, w)
+    digests["linear"] = _digest(out)
+    out.square().sum().backward()
+    digests["linear.grads"] = _digest(x.grad, w.grad)
+    # The spatial transformer's sampling: stnkit's fused kernel and torch's own.
+    theta = (torch.eye(2, 3).expand(64, 2, 3) + 0.1 * torch.randn(64, 2, 3, generator=g)).requires_grad_()
+    images = rand(64, 1, 42, 42)
+    out = warp(images, theta, out_size=(28, 28))
+    out.square().sum().backward()
+    digests["stnkit.warp"] = _digest(out, images.grad, theta.grad)
+    images.grad, theta.grad = None, None
+    grid = F.affine_grid(theta, [64, 1, 28, 28], align_corners=False)
+    out = F.grid_sample(images, grid, align_corners=False)
+    out.square().sum().backward()
+    digests["grid_sample"] = _digest(out, images.grad, theta.grad)
+    logits, labels = rand(256, 10), torch.randint(0, 10, (256,), generator=g)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    digests["cross_entropy"] = _digest(loss, logits.grad)
+    big = torch.randn(1 << 20, generator=g)
+    digests["sum"] = _digest(big.sum(), big.square().mean())
+    digests["exp.tanh.log"] = _digest(big.exp(), big.tanh(), big.abs().add(1).log())
+    parameter = torch.nn.Parameter(torch.randn(4096, generator=g))
+    optimizer = torch.optim.Adam([parameter], lr=1e-3)
+    for _ in range(3):
+        parameter.grad = torch.randn(4096, generator=g)
+        optimizer.step()
+    digests["adam"] = _digest(parameter.detach())
+    return digests
+
+
+def _ops_in_fresh_process(numerics: str) -> dict[str, str]:
+    """:func:`op_digests` under ``numerics`` in a fresh process (numerics are fixed at the first computation)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--ops-json", numerics], check=True, capture_output=True, text=True
+    )
+    return dict(json.loads(done.stdout))
 
 
 def record(numerics: str, data_root: str | None) -> dict[str, Any]:
@@ -85,6 +172,7 @@ def record(numerics: str, data_root: str | None) -> dict[str, Any]:
             for e in epochs
         ],
         "weights_sha256": weights_digest(state["model"]),
+        "ops": _ops_in_fresh_process(numerics),
         "recorded_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -103,8 +191,16 @@ def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
     for epoch, (x, y) in enumerate(zip(a["epochs"], b["epochs"], strict=True), start=1):
         if x != y:
             loss_a, loss_b = (float.fromhex(e["train_loss_hex"]) for e in (x, y))
-            return f"differ from epoch {epoch} (training loss {loss_a:.9g} vs {loss_b:.9g})"
+            return f"differ from epoch {epoch} (training loss {loss_a:.9g} vs {loss_b:.9g}){_ops_differing(a, b)}"
     return "same losses, different final weights"
+
+
+def _ops_differing(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """'; kernels that differ: ...' from the two records' op digests (empty where one has none)."""
+    if "ops" not in a or "ops" not in b:
+        return ""
+    differing = [name for name in a["ops"] if a["ops"][name] != b["ops"].get(name)]
+    return f"; kernels that differ: {', '.join(differing) or 'none'}"
 
 
 def compare(folder: Path) -> list[str]:
@@ -128,7 +224,12 @@ def main() -> None:
         "--out", type=Path, default=FOLDER, help=f"folder of the fingerprints (default {FOLDER})"
     )
     parser.add_argument("--data-root", help="data folder (default: stnkit's)")
+    parser.add_argument("--ops-json", choices=NUMERICS, help=argparse.SUPPRESS)  # one process's op digests
     args = parser.parse_args()
+    if args.ops_json:
+        use_numerics(args.ops_json)
+        print(json.dumps(op_digests()))
+        return
     if not args.compare:
         args.out.mkdir(parents=True, exist_ok=True)
         for numerics in args.numerics:
