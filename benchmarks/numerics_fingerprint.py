@@ -28,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,18 @@ def op_digests() -> dict[str, str]:
     digests["conv2d.32to64"] = _digest(out)
     out.square().sum().backward()
     digests["conv2d.32to64.grads"] = _digest(features.grad, weight.grad)
+    # The same two convolutions through ATen's own path (im2col and a matrix product), not oneDNN's:
+    # which of the two rounds alike on two CPU models says whether turning oneDNN off would pin them.
+    with torch.backends.mkldnn.flags(enabled=False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note on TF32 for Intel GPUs, whenever the flag is set
+        for name, (inputs, filters) in {
+            "conv2d.aten": ((64, 1, 42, 42), (32, 1, 5, 5)),
+            "conv2d.32to64.aten": ((64, 32, 21, 21), (64, 32, 5, 5)),
+        }.items():
+            inputs_, filters_ = rand(*inputs), rand(*filters)
+            out = F.conv2d(inputs_, filters_, padding=2)
+            out.square().sum().backward()
+            digests[name] = _digest(out, inputs_.grad, filters_.grad)
     pooled_in = rand(64, 32, 42, 42)
     pooled = F.max_pool2d(pooled_in, 2)
     pooled.sum().backward()
