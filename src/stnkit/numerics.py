@@ -10,8 +10,9 @@ reproducibility branch ``COMPATIBLE``, which leaves fewer CPU-dependent paths. W
 (docs/training.md): on an Intel Xeon it brings a run closer to one made natively on an AMD EPYC
 (the same first-epoch training error), not to the same bits, and the fingerprint run of
 ``benchmarks/numerics_fingerprint.py`` under it differs from the first epoch between that Intel
-Xeon and an AMD EPYC: it does not make two CPU models give identical numbers. The settings are environment variables that torch reads once,
-at its first computation, so they must be chosen before it. The default everywhere is ``"native"``.
+Xeon and an AMD EPYC: it does not make two CPU models give identical numbers. The settings are
+environment variables that torch reads once, at its first computation, so they must be chosen
+before it. The default everywhere is ``"native"``.
 """
 
 from __future__ import annotations
