@@ -120,6 +120,12 @@ def test_compare_writes_the_groups_and_a_picture(runs, tmp_path: Path, capsys) -
         shown = result["shown"][name]
         assert len(shown) == min(3, len(groups[name])) and set(shown) <= set(groups[name])
     assert _is_png(out / "comparison.png")
+    source = result["provenance"]
+    assert source["command"] == "stnkit " + " ".join(
+        [*argv, "--limit", str(TEST_LIMIT), "--data-root", str(SHARED_DATA)]
+    )
+    digests = [hashlib.sha256(runs[name].read_bytes()).hexdigest() for name in ("cnn", "st-cnn-affine")]
+    assert [c["sha256"] for c in source["checkpoints"]] == digests
 
 
 def test_compare_errors_are_one_line(runs, tmp_path: Path, capsys, untrained_checkpoint) -> None:

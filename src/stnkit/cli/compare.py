@@ -19,6 +19,7 @@ from stnkit.cli.common import (
     check_dataset_fits,
     output_folder,
     positive_int,
+    provenance,
     write_json,
 )
 from stnkit.engine import (
@@ -104,6 +105,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "b": runs[1],
         **comparison.to_dict(),
         "shown": {group: indices.tolist() for group, indices in shown.items()},
+        "provenance": provenance(args.argv, checkpoints=[args.checkpoint_a, args.checkpoint_b]),
     }
     write_json(out / RESULT_NAME, result)
     picture = _Picture(dataset, names=[f"{run['model']} ({run['checkpoint']})" for run in runs])

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +26,7 @@ from stnkit.cli.common import (
     check_dataset_fits,
     output_file,
     positive_int,
+    provenance,
     write_json,
 )
 from stnkit.engine import (
@@ -38,9 +37,7 @@ from stnkit.engine import (
     predict_ensemble,
     predict_views,
 )
-from stnkit.machine import file_sha256, git_commit, machine_facts
 from stnkit.models import create_model, get_pretrained
-from stnkit.numerics import numerics_in_use
 from stnkit.runs import load_run
 
 __all__ = ["add_parser", "cmd_eval"]
@@ -171,24 +168,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     print(json.dumps({**header, **metrics}, indent=2))
     if args.out is not None:
-        write_json(args.out, {**header, **metrics, "provenance": _provenance(args)})
+        source = provenance(args.argv, checkpoints=args.checkpoints, pretrained=args.pretrained)
+        write_json(args.out, {**header, **metrics, "provenance": source})
     return 0
-
-
-def _provenance(args: argparse.Namespace) -> dict[str, Any]:
-    """Where an evaluation's numbers come from, for ``--out``: enough to rerun it and to know the weights."""
-    if args.pretrained is not None:
-        weights: dict[str, Any] = {"pretrained": args.pretrained}
-    else:
-        weights = {"checkpoints": [{"path": path, "sha256": file_sha256(path)} for path in args.checkpoints]}
-    return {
-        "command": shlex.join(["stnkit", *args.argv]),
-        **weights,
-        "numerics": numerics_in_use(),
-        "machine": machine_facts(),
-        "git_commit": git_commit(),
-        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _pretrained(name: str, split: str, root: str | None) -> _Evaluated:
