@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -303,6 +304,10 @@ def test_robustness_writes_json_table_and_plot(
         plain = pose_errors([model], digits, labels, [Pose()], canvas=run["canvas"]).item()
         assert neutral == (plain, plain, plain)
         assert run["epoch"] == 1 and run["seed"] == 0 and run["checkpoint"] == str(path)
+        # Where the numbers come from, per model: a later sweep that keeps the model keeps this too.
+        assert run["provenance"]["command"] == "stnkit " + " ".join(args)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert run["provenance"]["checkpoints"] == [{"path": str(path), "sha256": digest}]
     table = (out / "robustness.md").read_text()
     assert "| angle (degrees) | cnn on mnist | st-cnn-affine on rts |" in table
     assert f"| 90 | {100 * result['runs'][0]['errors']['angle'][1]:.2f} |" in table
@@ -411,7 +416,9 @@ def test_shipped_weights_are_swept_beside_checkpoints_and_say_what_they_are(
     assert checkpoint_run["checkpoint"] == str(checkpoints["mnist"])
     assert entry.test_error is not None
     label = f"shipped st-cnn-affine.rts (on rts, test error {100 * entry.test_error:.2f}%)"
-    assert {key: value for key, value in shipped.items() if key != "errors"} == {
+    assert shipped["provenance"]["pretrained"] == "st-cnn-affine.rts"
+    assert "checkpoints" not in shipped["provenance"]
+    assert {key: value for key, value in shipped.items() if key not in ("errors", "provenance")} == {
         "label": label,
         "pretrained": "st-cnn-affine.rts",
         "model": "st-cnn-affine",

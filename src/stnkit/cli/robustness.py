@@ -20,6 +20,7 @@ from stnkit.cli.common import (
     dataset_model_kwargs,
     output_folder,
     positive_int,
+    provenance,
 )
 from stnkit.models import create_model, get_pretrained
 from stnkit.robustness import (
@@ -227,7 +228,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         errors = _sweep(runs, digits, labels, poses, batch_size=args.batch_size)
     finally:
         torch.set_num_threads(threads)
-    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]), kept=kept)
+    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]), kept=kept, argv=args.argv)
     return 0
 
 
@@ -252,8 +253,9 @@ def _sweep(
     return errors
 
 
-def _record(run: _Run, errors: dict[str, list[float]]) -> dict[str, Any]:
-    """A run's entry in the JSON: where the weights come from, what they are, the errors per sweep."""
+def _record(run: _Run, errors: dict[str, list[float]], argv: Sequence[str]) -> dict[str, Any]:
+    """A run's entry in the JSON: where the weights come from, what they are, the errors per sweep,
+    and the sweep's provenance (kept with the entry when a later sweep keeps it)."""
     if run.pretrained is None:
         source: dict[str, Any] = {"checkpoint": run.checkpoint}
         details: dict[str, Any] = {"seed": run.seed, "epoch": run.epoch}
@@ -268,6 +270,9 @@ def _record(run: _Run, errors: dict[str, list[float]]) -> dict[str, Any]:
         **details,
         "canvas": run.canvas,
         "errors": errors,
+        "provenance": provenance(
+            argv, checkpoints=[run.checkpoint] if run.checkpoint else [], pretrained=run.pretrained
+        ),
     }
 
 
@@ -279,8 +284,9 @@ def _write_outputs(
     *,
     count: int,
     kept: Sequence[dict[str, Any]] = (),
+    argv: Sequence[str] = (),
 ) -> None:
     # The earlier sweep's models first, then this run's, in the JSON, the table and the plot.
-    records = [*kept, *(_record(run, errors[run.label]) for run in runs)]
+    records = [*kept, *(_record(run, errors[run.label], argv) for run in runs)]
     write_sweep(out, sweeps, records, count=count)
     print(f"wrote {out / RESULT_NAME}, {out / TABLE_NAME} and {out / PLOT_NAME}")
