@@ -196,7 +196,8 @@ def file_name(fingerprint: dict[str, Any]) -> str:
 
 
 def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """'same' (identical weights), or the first epoch whose losses differ (numerics may differ)."""
+    """'same' (identical weights), or the first epoch whose losses differ (numerics may differ),
+    with the kernels whose digests differ where both records have them."""
     if a["command"] != b["command"] or a["torch"] != b["torch"]:
         return "not comparable (another command or torch)"
     if a["weights_sha256"] == b["weights_sha256"]:
@@ -205,15 +206,19 @@ def first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
         if x != y:
             loss_a, loss_b = (float.fromhex(e["train_loss_hex"]) for e in (x, y))
             return f"differ from epoch {epoch} (training loss {loss_a:.9g} vs {loss_b:.9g}){_ops_differing(a, b)}"
-    return "same losses, different final weights"
+    return f"same losses, different final weights{_ops_differing(a, b)}"
 
 
 def _ops_differing(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """'; kernels that differ: ...' from the two records' op digests (empty where one has none)."""
+    """'; kernels that differ: ...' over the kernels both records digested (empty where one has none),
+    and those only one of them has (recorded by another version of this script)."""
     if "ops" not in a or "ops" not in b:
         return ""
-    differing = [name for name in a["ops"] if a["ops"][name] != b["ops"].get(name)]
-    return f"; kernels that differ: {', '.join(differing) or 'none'}"
+    shared = [name for name in a["ops"] if name in b["ops"]]
+    differing = [name for name in shared if a["ops"][name] != b["ops"][name]]
+    said = f"; kernels that differ: {', '.join(differing) or 'none'}"
+    only_one = sorted(a["ops"].keys() ^ b["ops"].keys())
+    return said + (f" (recorded on one side only: {', '.join(only_one)})" if only_one else "")
 
 
 def compare(folder: Path) -> list[str]:

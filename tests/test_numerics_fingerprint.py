@@ -45,6 +45,10 @@ def test_compare_names_the_kernels_that_differ() -> None:
     older = _record(2.25, "bb", None)  # recorded before the kernels were: the epoch only
     assert fingerprint.first_difference(a, older) == "differ from epoch 1 (training loss 2.5 vs 2.25)"
     assert fingerprint.first_difference(a, _record(2.5, "aa", None)) == "same"
+    newer = _record(2.25, "cc", {"conv2d": "1", "linear": "2", "conv2d.aten": "4"})  # one more kernel
+    assert fingerprint.first_difference(a, newer).endswith(
+        "kernels that differ: none (recorded on one side only: conv2d.aten, sum)"
+    )
 
 
 def test_kernel_digests_are_the_same_in_two_fresh_processes() -> None:

@@ -7,13 +7,14 @@ temporary file is given ``0o666 & ~umask`` before the rename, as ``open(path, "w
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text", "current_umask", "default_file_mode"]
+__all__ = ["atomic_write", "atomic_write_text", "current_umask", "default_file_mode", "sha256_file"]
 
 
 def current_umask() -> int:
@@ -92,3 +93,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         handle.write(data)
 
     return atomic_write(path, write)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

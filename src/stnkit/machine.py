@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
+import shlex
 import subprocess
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["cpu_model", "file_sha256", "git_commit", "machine_facts"]
+from stnkit.files import sha256_file
+from stnkit.numerics import numerics_in_use
+
+__all__ = ["cpu_model", "git_commit", "machine_facts", "provenance"]
 
 # OpenMP settings that change how fast a run is on a shared machine (not what it computes):
 # docs/benchmarks.md, "Training beside other work".
@@ -46,20 +51,58 @@ def machine_facts() -> dict[str, Any]:
 
 
 def git_commit() -> str | None:
-    """The commit checked out in the working directory (None outside a git checkout or without git)."""
+    """The commit of the checkout stnkit runs from (an editable install or ``PYTHONPATH=src``).
+
+    None where there is none to tell: stnkit installed from a wheel, git missing or too slow, or a
+    checkout without commits.
+    """
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
-    except OSError:
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
         return None
     return result.stdout.strip() or None
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file's bytes (hex), read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for piece in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
+def provenance(
+    argv: Sequence[str], *, checkpoints: Sequence[str] = (), pretrained: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """Where a command's numbers come from, for the JSON files it writes.
+
+    Call it as soon as the checkpoints are loaded, before the work: it hashes them then, so that a
+    training that rewrites one meanwhile does not lend the record its next epoch's digest.
+
+    Args:
+        argv: the command's arguments after ``stnkit``.
+        checkpoints: the checkpoint files it reads: each recorded with its SHA-256 and absolute path.
+        pretrained: shipped weights it reads, as (name, SHA-256 of the file).
+
+    Returns:
+        The command line and the folder it ran in, the weights, the numerics, the machine
+        (:func:`machine_facts`), the git commit (:func:`git_commit`) and the time it started (UTC).
+    """
+    weights: dict[str, Any] = {}
+    if pretrained is not None:
+        weights["pretrained"] = {"name": pretrained[0], "sha256": pretrained[1]}
+    if checkpoints:
+        weights["checkpoints"] = [
+            {"path": path, "absolute_path": str(Path(path).resolve()), "sha256": sha256_file(path)}
+            for path in checkpoints
+        ]
+    return {
+        "command": shlex.join(["stnkit", *argv]),
+        "cwd": os.getcwd(),
+        **weights,
+        "numerics": numerics_in_use(),
+        "machine": machine_facts(),
+        "git_commit": git_commit(),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

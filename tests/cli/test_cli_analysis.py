@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from PIL import Image
 
 from stnkit import cli, data
 from stnkit.engine import CHECKPOINT_NAME
+from stnkit.models import get_pretrained
 from stnkit.runs import load_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -121,8 +124,8 @@ def test_compare_writes_the_groups_and_a_picture(runs, tmp_path: Path, capsys) -
         assert len(shown) == min(3, len(groups[name])) and set(shown) <= set(groups[name])
     assert _is_png(out / "comparison.png")
     source = result["provenance"]
-    assert source["command"] == "stnkit " + " ".join(
-        [*argv, "--limit", str(TEST_LIMIT), "--data-root", str(SHARED_DATA)]
+    assert source["command"] == shlex.join(
+        ["stnkit", *argv, "--limit", str(TEST_LIMIT), "--data-root", str(SHARED_DATA)]
     )
     digests = [hashlib.sha256(runs[name].read_bytes()).hexdigest() for name in ("cnn", "st-cnn-affine")]
     assert [c["sha256"] for c in source["checkpoints"]] == digests
@@ -311,13 +314,13 @@ def test_eval_out_records_the_numbers_and_where_they_came_from(runs, tmp_path: P
     record = json.loads(out.read_text())
     provenance = record.pop("provenance")
     assert record == printed  # the file holds what was printed, and where it came from beside it
-    assert provenance["command"] == "stnkit " + " ".join(argv)
+    assert provenance["command"] == shlex.join(["stnkit", *argv]) and provenance["cwd"] == os.getcwd()
     assert [c["path"] for c in provenance["checkpoints"]] == [str(runs["cnn"]), str(runs["st-cnn-affine"])]
     for checkpoint in provenance["checkpoints"]:
         assert checkpoint["sha256"] == hashlib.sha256(Path(checkpoint["path"]).read_bytes()).hexdigest()
     assert provenance["machine"]["torch"] == torch.__version__
     assert provenance["numerics"] in ("native", "portable")
-    assert provenance["finished_utc"].endswith("Z")
+    assert provenance["started_utc"].endswith("Z")
 
 
 def test_eval_out_names_the_shipped_weights_and_refuses_a_folder(tmp_path: Path, capsys) -> None:
@@ -325,7 +328,9 @@ def test_eval_out_names_the_shipped_weights_and_refuses_a_folder(tmp_path: Path,
     argv = ["eval", "--pretrained", "st-cnn-affine.rts", "--limit", "8", "--out", str(out)]
     assert cli.main(argv) == 0
     provenance = json.loads(out.read_text())["provenance"]
-    assert provenance["pretrained"] == "st-cnn-affine.rts" and "checkpoints" not in provenance
+    shipped = get_pretrained("st-cnn-affine.rts")
+    assert provenance["pretrained"] == {"name": shipped.name, "sha256": shipped.sha256}
+    assert "checkpoints" not in provenance
     capsys.readouterr()
     assert cli.main([*argv[:-1], str(tmp_path)]) == 1
     assert (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -305,9 +306,11 @@ def test_robustness_writes_json_table_and_plot(
         assert neutral == (plain, plain, plain)
         assert run["epoch"] == 1 and run["seed"] == 0 and run["checkpoint"] == str(path)
         # Where the numbers come from, per model: a later sweep that keeps the model keeps this too.
-        assert run["provenance"]["command"] == "stnkit " + " ".join(args)
+        assert run["provenance"]["command"] == shlex.join(["stnkit", *args])
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        assert run["provenance"]["checkpoints"] == [{"path": str(path), "sha256": digest}]
+        assert run["provenance"]["checkpoints"] == [
+            {"path": str(path), "absolute_path": str(path.resolve()), "sha256": digest}
+        ]
     table = (out / "robustness.md").read_text()
     assert "| angle (degrees) | cnn on mnist | st-cnn-affine on rts |" in table
     assert f"| 90 | {100 * result['runs'][0]['errors']['angle'][1]:.2f} |" in table
@@ -416,7 +419,7 @@ def test_shipped_weights_are_swept_beside_checkpoints_and_say_what_they_are(
     assert checkpoint_run["checkpoint"] == str(checkpoints["mnist"])
     assert entry.test_error is not None
     label = f"shipped st-cnn-affine.rts (on rts, test error {100 * entry.test_error:.2f}%)"
-    assert shipped["provenance"]["pretrained"] == "st-cnn-affine.rts"
+    assert shipped["provenance"]["pretrained"] == {"name": entry.name, "sha256": entry.sha256}
     assert "checkpoints" not in shipped["provenance"]
     assert {key: value for key, value in shipped.items() if key not in ("errors", "provenance")} == {
         "label": label,

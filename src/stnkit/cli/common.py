@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,8 @@ from stnkit import data
 from stnkit.engine import CheckpointError
 from stnkit.export import MissingDependencyError
 from stnkit.files import atomic_write_text
-from stnkit.machine import file_sha256, git_commit, machine_facts
 from stnkit.models import UnknownModelError
-from stnkit.numerics import NUMERICS, NumericsError, numerics_in_use, use_numerics
+from stnkit.numerics import NUMERICS, NumericsError, use_numerics
 
 __all__ = [
     "EXIT_DIVERGED",
@@ -37,7 +34,6 @@ __all__ = [
     "output_folder",
     "positive_float",
     "positive_int",
-    "provenance",
     "write_json",
 ]
 
@@ -181,22 +177,3 @@ def output_file(path: str | Path, flag: str) -> Path:
 def write_json(path: str | Path, record: Mapping[str, Any]) -> Path:
     """Write ``record`` as indented JSON (one trailing newline), atomically."""
     return atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-
-
-def provenance(
-    argv: Sequence[str], *, checkpoints: Sequence[str] = (), pretrained: str | None = None
-) -> dict[str, Any]:
-    """Where a command's numbers come from, for the JSON files it writes: the command line, the weights
-    (each checkpoint's path and SHA-256, or the shipped weights' name), the numerics, the machine
-    (:func:`stnkit.machine.machine_facts`), the git commit and the time."""
-    weights: dict[str, Any] = {"pretrained": pretrained} if pretrained is not None else {}
-    if checkpoints:
-        weights["checkpoints"] = [{"path": path, "sha256": file_sha256(path)} for path in checkpoints]
-    return {
-        "command": shlex.join(["stnkit", *argv]),
-        **weights,
-        "numerics": numerics_in_use(),
-        "machine": machine_facts(),
-        "git_commit": git_commit(),
-        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }

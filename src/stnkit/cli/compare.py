@@ -19,7 +19,6 @@ from stnkit.cli.common import (
     check_dataset_fits,
     output_folder,
     positive_int,
-    provenance,
     write_json,
 )
 from stnkit.engine import (
@@ -30,6 +29,7 @@ from stnkit.engine import (
     predict,
     select_examples,
 )
+from stnkit.machine import provenance
 from stnkit.runs import load_run
 
 __all__ = ["PICTURE_NAME", "RESULT_NAME", "add_parser", "cmd_compare"]
@@ -67,6 +67,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     apply_numerics(args.numerics)  # first: torch fixes its kernels at its first computation
     model_a, state_a, config_a = load_run(args.checkpoint_a)
     model_b, state_b, config_b = load_run(args.checkpoint_b)
+    # Hashed as soon as they are read, not after the work: a training that rewrites a checkpoint
+    # meanwhile must not lend the record its next epoch's digest.
+    source = provenance(args.argv, checkpoints=[args.checkpoint_a, args.checkpoint_b])
     if args.dataset is None and config_a.dataset != config_b.dataset:
         raise CliError(
             f"{args.checkpoint_a} was trained on {config_a.dataset!r} and {args.checkpoint_b} on "
@@ -105,7 +108,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "b": runs[1],
         **comparison.to_dict(),
         "shown": {group: indices.tolist() for group, indices in shown.items()},
-        "provenance": provenance(args.argv, checkpoints=[args.checkpoint_a, args.checkpoint_b]),
+        "provenance": source,
     }
     write_json(out / RESULT_NAME, result)
     picture = _Picture(dataset, names=[f"{run['model']} ({run['checkpoint']})" for run in runs])

@@ -26,7 +26,6 @@ from stnkit.cli.common import (
     check_dataset_fits,
     output_file,
     positive_int,
-    provenance,
     write_json,
 )
 from stnkit.engine import (
@@ -37,6 +36,7 @@ from stnkit.engine import (
     predict_ensemble,
     predict_views,
 )
+from stnkit.machine import provenance
 from stnkit.models import create_model, get_pretrained
 from stnkit.runs import load_run
 
@@ -129,8 +129,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CliError("give a checkpoint or --pretrained NAME (one of them)")
     if args.pretrained is not None:
         target = _pretrained(args.pretrained, args.split, args.data_root)
+        shipped = get_pretrained(args.pretrained)
+        source = provenance(args.argv, pretrained=(shipped.name, shipped.sha256)) if args.out else None
     else:
         target = _checkpoints(args.checkpoints, args.split, args.data_root)
+        # Hashed as soon as they are read, not after the work: a training that rewrites a checkpoint
+        # meanwhile must not lend the record its next epoch's digest.
+        source = provenance(args.argv, checkpoints=args.checkpoints) if args.out else None
     dataset = args.dataset or target.trained_on
     for built_with in target.built_with:
         check_dataset_fits(dataset, built_with)
@@ -168,7 +173,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     print(json.dumps({**header, **metrics}, indent=2))
     if args.out is not None:
-        source = provenance(args.argv, checkpoints=args.checkpoints, pretrained=args.pretrained)
         write_json(args.out, {**header, **metrics, "provenance": source})
     return 0
 

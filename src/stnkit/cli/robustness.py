@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from stnkit.cli.common import (
     dataset_model_kwargs,
     output_folder,
     positive_int,
-    provenance,
 )
+from stnkit.machine import provenance
 from stnkit.models import create_model, get_pretrained
 from stnkit.robustness import (
     DEFAULT_SWEEPS,
@@ -60,6 +60,7 @@ class _Run:
     epoch: int | None = None
     recorded_test_error: float | None = None
     label: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)  # stnkit.machine.provenance, taken at load
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -126,8 +127,9 @@ def _canvas(dataset: str, model_kwargs: dict[str, Any], where: str) -> int:
         raise CliError(f"{where}: {err}") from err
 
 
-def _load(checkpoint: str) -> _Run:
+def _load(checkpoint: str, argv: Sequence[str]) -> _Run:
     model, state, config = load_run(checkpoint)
+    source = provenance(argv, checkpoints=[checkpoint])  # hashed as soon as read, not after the sweep
     return _Run(
         model,
         model_name=state["model_name"],
@@ -137,10 +139,11 @@ def _load(checkpoint: str) -> _Run:
         checkpoint=checkpoint,
         seed=config.seed,
         epoch=state["epoch"],
+        provenance=source,
     )
 
 
-def _load_pretrained(name: str) -> _Run:
+def _load_pretrained(name: str, argv: Sequence[str]) -> _Run:
     entry = get_pretrained(name)  # an unknown name is its one-line error, listing the shipped ones
     canvas = _canvas(entry.dataset, dict(entry.model_kwargs), f"pretrained weights {entry.name!r}")
     return _Run(
@@ -151,6 +154,7 @@ def _load_pretrained(name: str) -> _Run:
         data_root=None,
         pretrained=entry.name,
         recorded_test_error=entry.test_error,
+        provenance=provenance(argv, pretrained=(entry.name, entry.sha256)),
     )
 
 
@@ -205,7 +209,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     # Read before anything is written: --keep-from may name the file this run replaces. Its digit
     # count is checked once the digits are read (a --limit past the test set takes them all).
     kept_count, kept = (0, []) if args.keep_from is None else _kept_runs(args.keep_from, sweeps)
-    runs = [_load(path) for path in args.checkpoints] + [_load_pretrained(name) for name in args.pretrained]
+    runs = [_load(path, args.argv) for path in args.checkpoints]
+    runs += [_load_pretrained(name, args.argv) for name in args.pretrained]
     _label(runs)
     clash = sorted({run.label for run in runs} & {record["label"] for record in kept})
     if clash:
@@ -228,7 +233,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         errors = _sweep(runs, digits, labels, poses, batch_size=args.batch_size)
     finally:
         torch.set_num_threads(threads)
-    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]), kept=kept, argv=args.argv)
+    _write_outputs(out, runs, sweeps, errors, count=int(digits.shape[0]), kept=kept)
     return 0
 
 
@@ -253,7 +258,7 @@ def _sweep(
     return errors
 
 
-def _record(run: _Run, errors: dict[str, list[float]], argv: Sequence[str]) -> dict[str, Any]:
+def _record(run: _Run, errors: dict[str, list[float]]) -> dict[str, Any]:
     """A run's entry in the JSON: where the weights come from, what they are, the errors per sweep,
     and the sweep's provenance (kept with the entry when a later sweep keeps it)."""
     if run.pretrained is None:
@@ -270,9 +275,7 @@ def _record(run: _Run, errors: dict[str, list[float]], argv: Sequence[str]) -> d
         **details,
         "canvas": run.canvas,
         "errors": errors,
-        "provenance": provenance(
-            argv, checkpoints=[run.checkpoint] if run.checkpoint else [], pretrained=run.pretrained
-        ),
+        "provenance": run.provenance,
     }
 
 
@@ -284,9 +287,8 @@ def _write_outputs(
     *,
     count: int,
     kept: Sequence[dict[str, Any]] = (),
-    argv: Sequence[str] = (),
 ) -> None:
     # The earlier sweep's models first, then this run's, in the JSON, the table and the plot.
-    records = [*kept, *(_record(run, errors[run.label], argv) for run in runs)]
+    records = [*kept, *(_record(run, errors[run.label]) for run in runs)]
     write_sweep(out, sweeps, records, count=count)
     print(f"wrote {out / RESULT_NAME}, {out / TABLE_NAME} and {out / PLOT_NAME}")

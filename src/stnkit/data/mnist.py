@@ -9,7 +9,6 @@ four known original files, their SHA-256, so a truncated or corrupt file raises
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import zlib
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from stnkit.data.roots import DataNotFoundError, describe_root, resolve_data_root
+from stnkit.files import sha256_file
 
 __all__ = [
     "MNIST_FILES",
@@ -77,15 +77,6 @@ _SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 class IdxError(ValueError):
     """An IDX file is malformed, truncated, corrupt or not the expected original."""
-
-
-def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_bytes(path: Path) -> bytes:
