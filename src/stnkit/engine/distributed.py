@@ -65,6 +65,7 @@ def cleanup_distributed() -> None:
     Unreachable objects in reference cycles are collected first: a DDP wrapper is one (its hooks
     refer back to it), and its reducer holds the gloo group, whose threads would otherwise outlive
     ``destroy_process_group`` until the cyclic collector runs, perhaps as the interpreter shuts down.
+    A wrapper still reachable (held by the caller, or by a traceback being handled) is not collected.
     """
     if dist.is_available() and dist.is_initialized():
         gc.collect()
