@@ -127,7 +127,7 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     text = report.read_text()
     ours = 100 * result["final_test_error"]
     assert (
-        f"| rts | st-cnn-affine | {PARAMS['rts-st-cnn-affine']} | 0.5 | {ours:.2f} | {ours - 0.5:+.2f} | 3 |"
+        f"| rts | st-cnn-affine | {PARAMS['rts-st-cnn-affine']} | 0.5 | {ours:.2f} (1 of 3 seeds) | {ours - 0.5:+.2f} | 3 |"
         in text
     )
     # The finished run's transformer, pictured and linked.
@@ -287,7 +287,9 @@ def test_mnist_grid_is_the_robustness_models_on_plain_mnist_with_the_default_rec
     assert runs == ["mnist-cnn-s0", "mnist-st-cnn-affine-s0", "mnist-cnn-s1", "mnist-st-cnn-affine-s1"]
     command = lines[1].split(": ", 2)[2]
     assert command.startswith("train --dataset mnist --model st-cnn-affine --seed 0 ")
-    assert command.endswith("--epochs 20 --val-size 10000")
+    # What it trains, then where and how fast (stnkit.reproduce.Cell.train_args).
+    assert "--seed 0 --epochs 20 --val-size 10000 --threads 2 --out " in command
+    assert command.endswith(" --no-progress")
     assert not (tmp_path / "mnist").exists()  # a dry run writes no result
 
 

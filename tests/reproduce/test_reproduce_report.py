@@ -57,7 +57,7 @@ def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
     report = render_report([_result(cnn, 1, None, 0.05), _result(cnn, 0, None, 0.04)])
     # No CPU time recorded (runs from before it was counted): that column stays blank.
     assert (
-        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |"
+        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 4.50 ± 0.71 (2 of 3 seeds) | +1.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |"
         in report
     )
     assert f"| tc | fcn | {PARAMS['tc-fcn']} | 13.2 | not run yet | | | | | |" in report
@@ -67,9 +67,9 @@ def test_a_paper_row_shows_mean_sd_over_seeds_beside_the_paper() -> None:
 def test_a_variant_of_a_paper_cell_is_a_row_of_its_own_named_by_its_tag() -> None:
     standing, lever = cells_of("table1", "rts-cnn"), cells_of("table1", "rts-cnn-paper-kernels")
     report = render_report([_result(standing[0], 0, 0.016, 0.017), _result(lever[0], 0, 0.008, 0.009)])
-    assert f"| rts | cnn | {PARAMS['rts-cnn']} | 0.8 | 1.70 | +0.90 | 0 |" in report
+    assert f"| rts | cnn | {PARAMS['rts-cnn']} | 0.8 | 1.70 (1 of 3 seeds) | +0.90 | 0 |" in report
     assert (
-        f"| rts | cnn (paper-kernels) | {PARAMS['rts-cnn-paper-kernels']} | 0.8 | 0.90 | +0.10 | 0 |"
+        f"| rts | cnn (paper-kernels) | {PARAMS['rts-cnn-paper-kernels']} | 0.8 | 0.90 (1 of 3 seeds) | +0.10 | 0 |"
         in report
     )
     assert (
@@ -121,23 +121,41 @@ def test_only_rows_above_the_paper_name_a_next_lever() -> None:
     )
 
 
-def test_the_goal_line_counts_cpu_rows_at_or_below_the_paper_and_within_the_budget() -> None:
+def test_a_row_with_every_seed_carries_no_mark_and_one_with_fewer_says_how_many() -> None:
+    cnn = cells_of("tc", "tc-cnn")[0]
+    every = render_report([_result(cnn, seed, None, 0.03) for seed in (0, 1, 2)])
+    assert f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 3.00 ± 0.00 | -0.50 | 0, 1, 2 |" in every
+    assert "(1 of 3 seeds)" in render_report([_result(cnn, 2, None, 0.03)])
+
+
+def _goal_table(report: str) -> dict[str, list[int]]:
+    """The goal table's counts by kind of row."""
+    lines = report.split("| rows | count |")[1].split("\n\n")[0].splitlines()[2:]
+    return {line.split(" | ")[0][2:]: [int(n) for n in line.strip(" |").split(" | ")[1:]] for line in lines}
+
+
+def test_the_goal_table_counts_cpu_rows_at_or_below_the_paper_and_within_the_budget() -> None:
     cnn, fcn, st_fcn, st_cnn = (
         cells_of("tc", f"tc-{m}")[0] for m in ("cnn", "fcn", "st-fcn-affine", "st-cnn-affine")
     )
+    fcn_e100 = cells_of("tc", "tc-fcn-e100")[0]  # a lever row (paper 13.2)
     gpu = {"device": "cuda", "machine": {"cpu": "Some CPU", "cores": 16, "gpu": "Some GPU"}}
     results = [
-        _result(cnn, 0, None, 0.03, cpu_time_s=1200.0),  # 3.0 <= 3.5 in 22.5 CPU minutes: both
-        _result(cnn, 1, None, 0.03, cpu_time_s=1500.0),
+        *(_result(cnn, s, None, 0.03, cpu_time_s=1200.0 + 300 * s) for s in (0, 1, 2)),  # both, 25 min
         _result(fcn, 0, None, 0.20, cpu_time_s=None),  # above the paper, CPU time not recorded
         _result(st_fcn, 0, None, 0.01, cpu_time_s=2400.0),  # below the paper, but 40 CPU minutes
         _result(st_cnn, 0, None, 0.001, cpu_time_s=60.0, **gpu),  # a GPU row: not counted
+        *(_result(fcn_e100, s, None, 0.10, cpu_time_s=600.0) for s in (0, 1, 2)),  # both
+        _result(fcn_e100, 0, None, 0.01, cpu_time_s=60.0, **gpu),  # a GPU row beside it: not counted
     ]
-    line = next(line for line in render_report(results).splitlines() if line.startswith("The goal"))
-    assert line.endswith(
-        "on the CPU rows above with a paper number (3): 2 at or below the paper; of the 2 with every "
-        "seed's CPU time recorded, 1 within 30 CPU minutes and 1 both."
-    )
+    # kind: rows, at or below the paper, CPU time recorded, within 30 CPU minutes, both
+    assert _goal_table(render_report(results)) == {
+        "standing, every seed": [1, 1, 1, 1, 1],
+        "standing, fewer seeds": [2, 1, 1, 0, 0],
+        "lever, every seed": [1, 1, 1, 1, 1],
+        "lever, fewer seeds": [0, 0, 0, 0, 0],
+        "all": [4, 3, 3, 2, 2],
+    }
 
 
 def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
@@ -152,15 +170,15 @@ def test_gpu_runs_are_rows_of_their_own_beside_the_cpu_rows() -> None:
     ]
     report = render_report(results)
     assert (
-        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 3.50 ± 0.71 | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |"
+        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 3.50 ± 0.71 (2 of 3 seeds) | +0.00 | 0, 1 | 10.0 |  | Some CPU (2 cores) |"
         in report
     )
     assert (
-        f"| tc | cnn (cuda) | {PARAMS['tc-cnn']} | 3.5 | 2.00 | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |"
+        f"| tc | cnn (cuda) | {PARAMS['tc-cnn']} | 3.5 | 2.00 (1 of 3 seeds) | -1.50 | 0 | 10.0 |  | Some GPU (GPU) |"
         in report
     )
     assert (
-        f"| gtsrb-st-cnn (cuda) | standardize | {PARAMS['gtsrb-st-cnn']} | final | gtsrb-aug30 | | | 0.50 | 99.50% | 0 |"
+        f"| gtsrb-st-cnn (cuda) | standardize | {PARAMS['gtsrb-st-cnn']} | final | gtsrb-aug30 | | | 0.50 (1 of 3 seeds) | 99.50% | 0 |"
         in report
     )
     assert (
@@ -189,7 +207,7 @@ def test_gtsrb_report_shows_validation_for_selection_and_test_for_final_runs() -
         for line in rows
         if line.startswith(f"| gtsrb-st-cnn | standardize | {PARAMS['gtsrb-st-cnn']} | final")
     )
-    assert "| 0.50 ± 0.14 |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
+    assert "| 0.50 ± 0.14 (2 of 3 seeds) |" in final_row and "99.50%" in final_row and "| 0, 1 |" in final_row
     assert f"| gtsrb-cnn | standardize | {PARAMS['gtsrb-cnn']} | final | gtsrb-aug30 | not run yet" in section
     assert "## gtsrb" not in report.split("## gtsrb (traffic signs")[0]  # no generic table for it
 
@@ -206,7 +224,7 @@ def test_cpu_minutes_are_the_mean_over_the_seeds_that_counted_them_named_if_not_
     ]
     report = render_report(results)
     assert (
-        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 4.50 ± 0.71 | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |"
+        f"| tc | cnn | {PARAMS['tc-cnn']} | 3.5 | 4.50 ± 0.71 (2 of 3 seeds) | +1.00 | 0, 1 | 10.0 | 25.0 | Some CPU (2 cores) |"
         in report
     )
     assert (
@@ -214,7 +232,7 @@ def test_cpu_minutes_are_the_mean_over_the_seeds_that_counted_them_named_if_not_
         in report
     )
     assert (
-        f"| tc | st-fcn-affine | {PARAMS['tc-st-fcn-affine']} | 2.0 | 2.00 | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |"
+        f"| tc | st-fcn-affine | {PARAMS['tc-st-fcn-affine']} | 2.0 | 2.00 (1 of 3 seeds) | +0.00 | 0 | 10.0 |  | Some CPU (2 cores) |"
         in report
     )
 
@@ -281,7 +299,7 @@ def test_report_has_a_plain_mnist_section_without_paper_numbers() -> None:
     rows = [line for line in section.splitlines() if line.startswith("| mnist |")]
     assert rows == [
         f"| mnist | cnn | {PARAMS['mnist-cnn']} |  | not run yet | | | | | | | |",
-        f"| mnist | st-cnn-affine | {PARAMS['mnist-st-cnn-affine']} |  | 0.90 ± 0.14 |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
+        f"| mnist | st-cnn-affine | {PARAMS['mnist-st-cnn-affine']} |  | 0.90 ± 0.14 (2 of 3 seeds) |  | 0, 1 | 10.0 |  | Some CPU (2 cores) |  |  |",
     ]
     # The paper's table 1 rows keep their paper numbers; the plain-MNIST result appears nowhere else.
     assert (

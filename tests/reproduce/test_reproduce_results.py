@@ -9,6 +9,7 @@ import pytest
 
 from stnkit.reproduce import (
     RESULT_VERSION,
+    Cell,
     ResultFileError,
     cell_result,
     cells_of,
@@ -27,6 +28,23 @@ def _records() -> list[dict[str, float]]:
         {"epoch": 3, "train_error": 0.2, "val_error": 0.1, "val_loss": 0.3, "test_error": 0.05, "elapsed_s": 25.0,
          "cpu_s": 48.0, "images_per_s": 300.0},
     ]  # fmt: skip
+
+
+def _command(cell: Cell, seed: int) -> list[str]:
+    """The arguments of ``stnkit`` that `stnkit reproduce` runs for the cell (where and how fast aside)."""
+    return [
+        "train",
+        *cell.train_args(seed),
+        "--threads",
+        "2",
+        "--out",
+        f"runs/{cell.run_name(seed)}",
+        "--no-progress",
+    ]
+
+
+def _result_text(cell: Cell, seed: int, changed: dict[str, object] | None = None) -> str:
+    return json.dumps({**cell_result(cell, seed, _records(), _command(cell, seed)), **(changed or {})})
 
 
 def test_cell_result_summarises_the_final_epoch_and_records_the_command() -> None:
@@ -101,9 +119,7 @@ def test_load_results_reads_the_grids_folders_only_in_name_order(tmp_path: Path)
     assert load_results(tmp_path / "missing") == []
     cell = cells_of("tc", "tc-cnn")[0]
     for seed in (1, 0):
-        _write(
-            tmp_path, "tc", f"tc-cnn-s{seed}.json", json.dumps(cell_result(cell, seed, _records(), ["train"]))
-        )
+        _write(tmp_path, "tc", f"tc-cnn-s{seed}.json", _result_text(cell, seed))
     _write(tmp_path, "keras", "run.json", '{"test_error": 0.01}')  # another experiment's file
     assert [r["seed"] for r in load_results(tmp_path)] == [0, 1]
 
@@ -147,26 +163,78 @@ def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
         ("machine", {}, 'machine must be an object with a "cpu" name, got {}'),
         ("machine", "x", "machine must be an object with a \"cpu\" name, got 'x'"),
         ("curves", [1], "curves must be an object of lists"),
+        (
+            "curves",
+            {"train_error": [0.1, float("nan")]},
+            "curves must be an object of lists of finite numbers",
+        ),
+        ("curves", {"train_error": [0.1, "0.2"]}, "curves must be an object of lists of finite numbers"),
         ("device", "gpu", "device must be cpu or cuda, got 'gpu'"),
     ],
 )
 def test_load_results_refuses_a_field_of_the_wrong_type_naming_file_and_field(
     tmp_path: Path, field: str, value: object, message: str
 ) -> None:
-    result = cell_result(cells_of("tc", "tc-cnn")[0], 0, _records(), ["train"])
-    _write(tmp_path, "tc", "tc-cnn-s0.json", json.dumps({**result, field: value}))
+    _write(tmp_path, "tc", "tc-cnn-s0.json", _result_text(cells_of("tc", "tc-cnn")[0], 0, {field: value}))
     with pytest.raises(ResultFileError) as caught:
         load_results(tmp_path)
     assert str(caught.value).startswith(f"{tmp_path / 'tc' / 'tc-cnn-s0.json'}: {message}")
     assert "\n" not in str(caught.value) and "y" * 60 not in str(caught.value)  # long values cut
 
 
-def test_load_results_refuses_two_files_of_one_cell_seed_and_device(tmp_path: Path) -> None:
-    result = json.dumps(cell_result(cells_of("tc", "tc-cnn")[0], 0, _records(), ["train"]))
-    _write(tmp_path, "tc", "tc-cnn-s0.json", result)
-    _write(tmp_path, "tc", "tc-cnn-s0-copy.json", result)
-    with pytest.raises(ResultFileError, match="a second result of tc-cnn seed 0 \\(cpu\\), after"):
+def test_load_results_reads_back_what_cell_result_wrote_for_every_cell(tmp_path: Path) -> None:
+    cells = cells_of("all")
+    for cell in cells:
+        _write(tmp_path, cell.grid, f"{cell.run_name(2)}.json", _result_text(cell, 2))
+    assert len(load_results(tmp_path)) == len(cells)
+
+
+@pytest.mark.parametrize(
+    ("name", "changed", "message"),
+    [
+        # A copy under another name would count the run twice.
+        ("tc-cnn-s0-copy.json", {}, "holds tc-cnn seed 0 (cpu), whose file is tc/tc-cnn-s0.json"),
+        ("tc-cnn-s1.json", {}, "holds tc-cnn seed 0 (cpu), whose file is tc/tc-cnn-s0.json"),
+        ("tc-cnn-s0.json", {"device": "cuda"}, "holds tc-cnn seed 0 (cuda), whose file is tc/tc-cnn-s0-cuda.json"),
+        # A cell renamed or removed from the grid would drop out of the page without a word.
+        ("tc-cnn-old-s0.json", {"cell": "tc-cnn-old"}, "cell 'tc-cnn-old' is no cell of grid tc today (renamed or removed? move the file away)"),
+        ("tc-cnn-s0.json", {"grid": "table1"}, "cell 'tc-cnn' is no cell of grid table1 today (renamed or removed? move the file away)"),
+        # Another recipe's run under the cell's name would enter its row silently.
+        ("tc-cnn-s0.json", {"recipe": "adam100-val10k"}, "trained by recipe 'adam100-val10k', but cell tc-cnn trains by 'adam20-val10k'"),
+        (
+            "tc-cnn-s0.json",
+            {"command": "stnkit train --dataset tc --model cnn --seed 0 --epochs 100 --val-size 10000 --threads 2"},
+            "its command trains --dataset tc --model cnn --seed 0 --epochs 100 --val-size 10000, but cell tc-cnn "
+            "seed 0 is: stnkit train --dataset tc --model cnn --seed 0 --epochs 20 --val-size 10000",
+        ),
+        ("tc-cnn-s0.json", {"command": "python train.py"}, "command must be a `stnkit train` command, got 'python train.py'"),
+    ],
+    ids=["copy", "seed-not-its-name", "gpu-under-cpu-name", "unknown-cell", "other-grid", "other-recipe",
+         "other-command", "not-stnkit"],
+)  # fmt: skip
+def test_load_results_refuses_a_file_that_disagrees_with_its_cell(
+    tmp_path: Path, name: str, changed: dict[str, object], message: str
+) -> None:
+    _write(tmp_path, "tc", name, _result_text(cells_of("tc", "tc-cnn")[0], 0, changed))
+    with pytest.raises(ResultFileError) as caught:
         load_results(tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'tc' / name}: {message}"
+
+
+def test_a_run_with_model_arguments_is_checked_against_the_cells() -> None:
+    kernels = cells_of("table1", "rts-cnn-paper-kernels")[0]
+    assert kernels.train_args(1)[-2:] == ["--model-kwargs", '{"kernel_sizes": [9, 7], "crop_to": null}']
+
+
+def test_a_result_written_before_place_arguments_moved_still_reads(tmp_path: Path) -> None:
+    # Commands recorded before 2026-12-06 put --threads, --out and --no-progress before the recipe's flags.
+    cell = cells_of("table1", "rts-cnn-paper-kernels")[0]
+    command = (
+        "stnkit train --dataset rts --model cnn --seed 0 --threads 2 --out runs/x --no-progress --epochs 20 "
+        '--val-size 10000 --model-kwargs \'{"kernel_sizes": [9, 7], "crop_to": null}\' --data-root /d'
+    )
+    _write(tmp_path, "table1", "rts-cnn-paper-kernels-s0.json", _result_text(cell, 0, {"command": command}))
+    assert [r["seed"] for r in load_results(tmp_path)] == [0]
 
 
 def test_results_by_cell_groups_by_grid_and_cell_in_seed_order() -> None:

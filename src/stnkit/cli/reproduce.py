@@ -12,7 +12,6 @@ The grids, the result files and the report are :mod:`stnkit.reproduce`; this mod
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from stnkit.files import atomic_write_text
 from stnkit.reproduce import (
     GRIDS,
     PICTURE_DIR,
+    SEEDS,
     Cell,
     RobustnessFigure,
     cell_result,
@@ -54,16 +54,13 @@ def _train_command(cell: Cell, seed: int, run_dir: Path, args: argparse.Namespac
     """The cell's ``stnkit train`` command (the part after ``stnkit`` is what the result records)."""
     command = [
         *_TRAIN,
-        "--dataset", cell.dataset,
-        "--model", cell.model,
-        "--seed", str(seed),
-        "--threads", str(args.threads),
-        "--out", str(run_dir),
+        *cell.train_args(seed),
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(run_dir),
         "--no-progress",
-        *cell.recipe.flags,
-    ]  # fmt: skip
-    if cell.model_kwargs:
-        command += ["--model-kwargs", json.dumps(cell.model_kwargs)]
+    ]
     if args.data_root:
         command += ["--data-root", args.data_root]
     if args.device != "cpu":  # CPU commands stay as they were, so older runs still resume
@@ -112,8 +109,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--seeds",
         type=int,
         nargs="+",
-        default=[0, 1, 2],
-        help="seeds (default 0 1 2; selection cells run at seed 0 only unless --cells is given)",
+        default=list(SEEDS),
+        help=f"seeds (default {' '.join(map(str, SEEDS))}; selection cells run at seed {SELECTION_SEED} only "
+        "unless --cells is given)",
     )
     p.add_argument("--cells", help="only cells whose name (DATASET-MODEL) matches this glob, e.g. 'rts-*'")
     p.add_argument("--out", default="results", help="folder of the result files (default results/)")

@@ -7,6 +7,7 @@ cell carries the test error that Jaderberg et al. 2015 report for it, where they
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "GTSRB_SELECT_RECIPE",
     "HEADLINE_MODELS",
     "RECIPES",
+    "SEEDS",
     "SHARED_DEVIATIONS",
     "Cell",
     "Recipe",
@@ -152,6 +154,18 @@ class Cell:
         suffix = "" if device == "cpu" else f"-{device_kind(device)}"
         return f"{self.name}-s{seed}{suffix}"
 
+    def train_args(self, seed: int) -> list[str]:
+        """What ``stnkit train`` needs to train the cell at ``seed``, less where and how fast it runs.
+
+        The command of a run (:func:`stnkit.reproduce.cell_result` records it) is these arguments
+        with ``--threads``, ``--out``, ``--no-progress`` and, where set, ``--data-root`` and
+        ``--device`` added: what the result file holds is checked against them when it is read.
+        """
+        args = ["--dataset", self.dataset, "--model", self.model, "--seed", str(seed), *self.recipe.flags]
+        if self.model_kwargs:
+            args += ["--model-kwargs", json.dumps(self.model_kwargs)]
+        return args
+
     @property
     def is_headline(self) -> bool:
         """Whether it is one of the comparisons the paper is about (an untagged CNN or ST-CNN affine).
@@ -191,6 +205,8 @@ _ADDITION = {
 }
 # The comparison the paper is about: the CNN against the ST-CNN (affine); these cells run first.
 HEADLINE_MODELS = ("cnn", "st-cnn-affine")
+# The seeds of every final cell: the paper reports each result as the mean of three runs.
+SEEDS = (0, 1, 2)
 
 
 def _table1() -> list[Cell]:

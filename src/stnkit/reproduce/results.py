@@ -112,12 +112,13 @@ def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Raises:
         ResultFileError: a file cannot be read or parsed, is not a result of this version, lacks a
-            field the report reads or holds one of the wrong type, or repeats another file's cell,
-            seed and device (the message names the file and the field).
+            field the report reads or holds one of the wrong type, names no cell of its grid, does
+            not lie where its cell, seed and device put it, was trained by another recipe or command
+            than its cell's today (the message names the file and what is wrong). A file's place
+            is fixed by its cell, seed and device, so no two files can hold the same run.
     """
     folder = Path(folder)
     results = []
-    seen: dict[tuple[str, str, int, str], Path] = {}
     paths = [path for grid in GRIDS for path in sorted((folder / grid).glob("*.json"))]
     for path in paths:
         try:
@@ -131,15 +132,9 @@ def load_results(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
         missing = [name for name in _REPORTED_FIELDS if name not in result]
         if missing:
             raise ResultFileError(f"{path}: a result file without {', '.join(missing)}")
-        problem = _field_problem(result)
+        problem = _field_problem(result) or _cell_problem(result, path.relative_to(folder))
         if problem:
             raise ResultFileError(f"{path}: {problem}")
-        key = (result["grid"], result["cell"], result["seed"], result.get("device", "cpu"))
-        if key in seen:
-            raise ResultFileError(
-                f"{path}: a second result of {key[1]} seed {key[2]} ({key[3]}), after {seen[key]}"
-            )
-        seen[key] = path
         results.append(result)
     return results
 
@@ -151,6 +146,11 @@ def _is_number(value: Any) -> bool:
 
 def _is_fraction(value: Any) -> bool:
     return _is_number(value) and 0 <= value <= 1
+
+
+def _is_curve(values: Any) -> bool:
+    """A list of finite numbers, where an epoch that measured nothing (no validation split) is null."""
+    return isinstance(values, list) and all(v is None or _is_number(v) for v in values)
 
 
 def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -170,7 +170,7 @@ _FIELD_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], bool], ...] = (
     ("cpu_time_s", "seconds >= 0 or null", _or_none(lambda v: _is_number(v) and v >= 0), True),
     ("device", "cpu or cuda", lambda v: v in ("cpu", "cuda"), True),
     ("machine", 'an object with a "cpu" name', lambda v: isinstance(v, dict) and isinstance(v.get("cpu"), str), False),
-    ("curves", 'an object of lists ("train_error", ...)', lambda v: isinstance(v, dict) and all(isinstance(c, list) for c in v.values()), True),
+    ("curves", 'an object of lists of finite numbers or nulls ("train_error", ...)', lambda v: isinstance(v, dict) and all(_is_curve(c) for c in v.values()), True),
 )  # fmt: skip
 
 
@@ -183,6 +183,58 @@ def _field_problem(result: dict[str, Any]) -> str | None:
         if not check(value):
             return f"{name} must be {expected}, got {short_repr(value)}"
     return None
+
+
+# ``stnkit train`` arguments that say where and how fast a run went, not what it trained: a result's
+# command less these is its cell's :meth:`Cell.train_args`. Each with how many values follow it.
+_PLACE_ARGUMENTS = {"--threads": 1, "--out": 1, "--no-progress": 0, "--data-root": 1, "--device": 1}
+
+
+def _cell_problem(result: dict[str, Any], relative_path: Path) -> str | None:
+    """Where a well-typed result disagrees with its cell as the grid defines it today, or None.
+
+    A renamed or removed cell, a file moved to another cell's name, or a run of another recipe
+    would otherwise enter a row silently, or drop out of the page without a word.
+    """
+    grid, name, seed = result["grid"], result["cell"], result["seed"]
+    cell = next((c for c in GRIDS[grid] if c.name == name), None)
+    if cell is None:
+        return f"cell {name!r} is no cell of grid {grid} today (renamed or removed? move the file away)"
+    expected_path = Path(grid) / f"{cell.run_name(seed, result.get('device', 'cpu'))}.json"
+    if relative_path != expected_path:
+        return f"holds {name} seed {seed} ({result.get('device', 'cpu')}), whose file is {expected_path}"
+    recipe = result.get("recipe", cell.recipe.name)
+    if recipe != cell.recipe.name:
+        return f"trained by recipe {recipe!r}, but cell {name} trains by {cell.recipe.name!r}"
+    if "command" in result:
+        trained = _train_args_of(result["command"])
+        if trained is None:
+            return f"command must be a `stnkit train` command, got {short_repr(result['command'])}"
+        if trained != cell.train_args(seed):
+            return (
+                f"its command trains {shlex.join(trained)}, "
+                f"but cell {name} seed {seed} is: stnkit train {shlex.join(cell.train_args(seed))}"
+            )
+    return None
+
+
+def _train_args_of(command: Any) -> list[str] | None:
+    """The ``stnkit train`` arguments of a recorded command less :data:`_PLACE_ARGUMENTS`, None if it is
+    not a ``stnkit train`` command."""
+    try:
+        words = shlex.split(command) if isinstance(command, str) else []
+    except ValueError:  # unbalanced quotes
+        return None
+    if words[:2] != ["stnkit", "train"]:
+        return None
+    args, rest = [], iter(words[2:])
+    for word in rest:
+        if word in _PLACE_ARGUMENTS:
+            for _ in range(_PLACE_ARGUMENTS[word]):
+                next(rest, None)
+        else:
+            args.append(word)
+    return args
 
 
 def results_by_cell(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
