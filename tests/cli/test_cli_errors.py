@@ -278,3 +278,109 @@ def test_an_int_image_size_is_a_square_for_the_dataset_check() -> None:
         CliError, match=r"dataset 'rts' has image_size=\[42, 42\], --model-kwargs asks for 28"
     ):
         check_dataset_fits("rts", {"image_size": 28}, source="--model-kwargs asks for")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "{ckpt}", "--out", "{ckpt}", "--data-root", NO_DATA],
+        ["eval", "{ckpt}", "--per-class", "{same}", "--data-root", NO_DATA],
+        ["eval", "{other}", "{ckpt}", "--confusion", "{ckpt}", "--data-root", NO_DATA],
+        ["export", "{ckpt}", "--onnx", "{same}"],
+        ["export", "{ckpt}", "--safetensors", "{ckpt}"],
+    ],
+    ids=["eval-out", "eval-per-class-other-spelling", "ensemble-confusion", "onnx", "safetensors"],
+)
+def test_an_output_file_that_is_an_input_checkpoint_is_refused_and_the_checkpoint_kept(
+    argv: list[str], tmp_path: Path, capsys, st_fcn_checkpoint
+) -> None:
+    ckpt = st_fcn_checkpoint(tmp_path / "ok.pt")
+    other = st_fcn_checkpoint(tmp_path / "other.pt")
+    before = ckpt.read_bytes()
+    # The same file spelled through a link and a relative part.
+    (tmp_path / "link").symlink_to(tmp_path)
+    paths = {"ckpt": str(ckpt), "other": str(other), "same": str(tmp_path / "link" / "." / "ok.pt")}
+    status, err = _run([arg.format(**paths) for arg in argv], capsys)
+    assert status == cli.EXIT_ERROR
+    assert "which this command reads; give another file" in err
+    assert ckpt.read_bytes() == before
+
+
+def test_a_confusion_picture_of_a_format_matplotlib_cannot_write_is_refused_before_the_work(
+    tmp_path: Path, capsys, st_fcn_checkpoint
+) -> None:
+    ckpt = str(st_fcn_checkpoint(tmp_path / "ok.pt"))
+    # NO_DATA: had the check come after the evaluation, the message would be about the data.
+    status, err = _run(["eval", ckpt, "--confusion", str(tmp_path / "c.txt"), "--data-root", NO_DATA], capsys)
+    assert status == cli.EXIT_ERROR
+    assert f"--confusion {tmp_path / 'c.txt'}: .txt is not a picture format (" in err and "png" in err
+
+
+def test_a_report_from_a_folder_without_result_files_is_refused_and_the_page_kept(
+    tmp_path: Path, capsys
+) -> None:
+    page = tmp_path / "paper-results.md"
+    page.write_text("the real report")
+    (tmp_path / "empty").mkdir()
+    argv = ["reproduce", "--report", str(page), "--out", str(tmp_path / "empty"), "--runs", str(tmp_path)]
+    status, err = _run(argv, capsys)
+    assert status == cli.EXIT_ERROR
+    assert f"--out {tmp_path / 'empty'}: no result files in it" in err
+    assert page.read_text() == "the real report"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seed", "1180591620717411303424"], "seed must be in [0, 2**32), got 1180591620717411303424"),
+        (["--seed", "-1"], "seed must be in [0, 2**32), got -1"),
+        (["--snapshot-images", "100000"], "snapshot_images must be in [1, 64], got 100000"),
+    ],
+    ids=["seed-huge", "seed-negative", "snapshot-images-huge"],
+)
+def test_train_values_out_of_range_fail_before_the_work(
+    argv: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    base = ["train", "--model", "st-fcn-affine", "--no-progress", "--data-root", NO_DATA]
+    status, err = _run([*base, *argv, "--out", str(tmp_path / "r")], capsys)
+    assert status == cli.EXIT_ERROR and message in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "command, hint",
+    [
+        (["train", "--model", "st-fcn-affine"], "; the same command with --resume continues from the last finished epoch"),
+        (["reproduce", "tc", "--dry-run"], "; the same command continues (finished cells are skipped, the killed one resumes)"),
+        (["models"], ""),
+    ],
+    ids=["train", "reproduce", "other"],
+)  # fmt: skip
+def test_ctrl_c_is_one_line_saying_how_to_continue(
+    command: list[str], hint: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import importlib
+
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"stnkit.cli.{command[0]}"), f"cmd_{command[0]}", interrupted)
+    status, err = _run(command, capsys)
+    assert status == cli.EXIT_INTERRUPTED == 130
+    assert err == f"stnkit {command[0]}: interrupted{hint}\n"
+
+
+def test_resume_names_the_checkpoint_whose_saved_config_is_bad(
+    tmp_path: Path, capsys, st_fcn_checkpoint
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"dataset": "mnist", "model": "st-fcn-affine", "epochs": -5}
+    st_fcn_checkpoint(run / "checkpoint.pt", fields={"config": config})
+    argv = ["train", "--resume", "--out", str(run), "--epochs", "1", "--no-progress", "--data-root", NO_DATA]
+    status, err = _run(argv, capsys)
+    assert status == cli.EXIT_ERROR
+    assert (
+        f"--resume: the config saved in {run / 'checkpoint.pt'} is not valid: epochs must be >= 1, got -5"
+        in err
+    )

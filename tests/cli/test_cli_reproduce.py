@@ -21,10 +21,30 @@ from stnkit.reproduce import (
     Cell,
     Recipe,
     cell_parameters,
+    cell_result,
     cells_of,
     is_selection,
 )
 from stnkit.runs import load_run
+
+
+def _write_a_result(folder: Path, cell: Cell, seed: int = 0) -> None:
+    """A result file of ``cell`` at ``seed`` as `stnkit reproduce` writes it: the report refuses a
+    folder without any (every row would read "not run yet")."""
+    records = [
+        {
+            "epoch": 1,
+            "train_error": 0.1,
+            "val_error": 0.1,
+            "test_error": 0.1,
+            "elapsed_s": 1.0,
+            "images_per_s": 1.0,
+        }
+    ]
+    path = folder / cell.grid / f"{cell.run_name(seed)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cell_result(cell, seed, records, ["train", *cell.train_args(seed)])))
+
 
 TINY = Recipe(
     "tiny",
@@ -153,8 +173,7 @@ def test_a_killed_cell_resumes_from_its_last_epoch(
 
     with monkeypatch.context() as patch:
         patch.setattr("stnkit.viz.plot_curves", killed)
-        with pytest.raises(KeyboardInterrupt):
-            cli.main(command[3:])
+        assert cli.main(command[3:]) == cli.EXIT_INTERRUPTED
     first = read_jsonl(runs / "tc" / "mnist-cnn-s0" / "metrics.jsonl")
     assert [r["epoch"] for r in first] == [1]
     common = ["--seeds", "0", "--out", str(out), "--runs", str(runs), "--data-root", str(shared_data)]
@@ -184,7 +203,7 @@ def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_
     train += ["--test-limit", "32", "--batch-size", "32", "--no-progress", "--data-root", str(shared_data)]
     assert cli.main([*train, "--out", str(run)]) == 0
     (runs / "table1" / "rts-st-cnn-affine-s0").mkdir()  # a run folder without a checkpoint: not a run
-    results.mkdir()
+    _write_a_result(results, cells[0])
     report = tmp_path / "docs" / "paper-results.md"
     command = ["reproduce", "--out", str(results), "--runs", str(runs), "--data-root", str(shared_data)]
     assert cli.main([*command, "--report", str(report)]) == 0
@@ -236,7 +255,7 @@ def test_a_picture_of_parallel_transformers_says_which_channel_each_head_follows
     ]
     train += ["--test-limit", "32", "--batch-size", "32", "--no-progress", "--data-root", str(shared_data)]
     assert cli.main([*train, "--out", str(run)]) == 0
-    results.mkdir()
+    _write_a_result(results, cells_of("mnist", "mnist-cnn")[0])  # another grid's: this run stays unfinished
     report = tmp_path / "docs" / "paper-results.md"
     command = ["reproduce", "--out", str(results), "--runs", str(runs), "--data-root", str(shared_data)]
     assert cli.main([*command, "--report", str(report)]) == 0
@@ -253,6 +272,7 @@ def test_report_refuses_a_file_it_cannot_read_and_ignores_other_experiments(
 ) -> None:
     (tmp_path / "keras").mkdir()
     (tmp_path / "keras" / "run.json").write_text('{"test_error": 0.01}')  # another experiment's file
+    _write_a_result(tmp_path, cells_of("tc", "tc-cnn")[0])
     report = tmp_path / "report.md"
     assert (
         cli.main(["reproduce", "--out", str(tmp_path), "--report", str(report), "--runs", str(tmp_path)]) == 0
@@ -312,6 +332,7 @@ def test_report_shows_the_robustness_sweep_under_out_and_copies_its_plot(
     (sweep / "robustness.json").write_text(json.dumps(summary))
     (sweep / "robustness.md").write_text("| angle (degrees) | cnn on mnist |\n|---:|---:|\n| 0 | 2.00 |\n")
     (sweep / "robustness.png").write_bytes(b"\x89PNG not really")
+    _write_a_result(out, cells_of("tc", "tc-cnn")[0])
     argv = ["reproduce", "--out", str(out), "--runs", str(tmp_path / "none"), "--report"]
     assert cli.main([*argv, str(docs / "paper-results.md")]) == 0
     page = (docs / "paper-results.md").read_text()

@@ -171,6 +171,11 @@ def test_npz_refuses_mismatched_arrays(
     assert "bad.npz" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_npz_without_images_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(GtsrbError, match=r"empty\.npz: holds no images \(0 labels\)"):
+        load_gtsrb_npz(_tiny_npz(tmp_path / "empty.npz", n=0), crop_roi=False)
+
+
 # --- 48x48 from the original layout, and the choice of source ----------------------------------
 
 

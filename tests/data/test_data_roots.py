@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stnkit.data import DataNotFoundError, load_mnist, resolve_data_root
+from stnkit.data import DataNotFoundError, load_mnist, resolve_data_root, run_data_root
 from stnkit.data import roots as roots_module
 
 
@@ -41,3 +41,13 @@ def test_wrong_env_root_says_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("STNKIT_DATA", str(tmp_path / "typo"))
     with pytest.raises(DataNotFoundError, match=r"\$STNKIT_DATA"):
         load_mnist(split="train")
+
+
+def test_a_runs_recorded_root_is_used_while_it_exists_and_the_usual_order_after(tmp_path: Path) -> None:
+    recorded = tmp_path / "trained-here"
+    recorded.mkdir()
+    assert run_data_root("/given", str(recorded)) == "/given"  # --data-root first
+    assert run_data_root(None, str(recorded)) == str(recorded)
+    assert run_data_root(None, None) is None
+    recorded.rmdir()  # moved, or a checkpoint from another machine
+    assert run_data_root(None, str(recorded)) is None  # $STNKIT_DATA, ../shared/data, ... decide

@@ -19,6 +19,7 @@ from stnkit.engine import (
     TrainConfig,
     build_optimizer,
     build_scheduler,
+    config_from_dict,
     evaluate,
     fit,
     load_checkpoint,
@@ -212,11 +213,40 @@ def test_evaluate_counts() -> None:
         {"grad_clip": 0.0},
         {"batch_size": 0},
         {"limit": 0},
+        {"seed": -1},
+        {"seed": 2**32},
+        {"snapshot_images": 0},
+        {"snapshot_images": 65},
     ],
 )
 def test_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValueError):
         TrainConfig(dataset="mnist", model="cnn", **bad)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("batch_size", "abc", "batch_size must be int, got str 'abc'"),
+        ("epochs", 2.5, "epochs must be int, got float 2.5"),
+        ("lr", True, "lr must be float, got bool True"),
+        ("grad_clip", "5", "grad_clip must be float or None, got str '5'"),
+        ("model_kwargs", [1], "model_kwargs must be dict, got list [1]"),
+        ("data_root", 3, "data_root must be str or None, got int 3"),
+        ("deterministic", 1, "deterministic must be bool, got int 1"),
+    ],
+)
+def test_config_names_a_value_of_the_wrong_type_before_comparing_it(
+    field: str, value: object, message: str
+) -> None:
+    # A config read back from a checkpoint or a hand-edited file may hold any JSON value.
+    with pytest.raises(ValueError) as caught:
+        config_from_dict({"dataset": "mnist", "model": "cnn", field: value})
+    assert str(caught.value) == message
+
+
+def test_config_takes_an_int_where_a_float_is_declared() -> None:
+    assert TrainConfig(dataset="mnist", model="cnn", lr=1, grad_clip=None).lr == 1
 
 
 def test_config_roundtrip_and_presets(tmp_path: Path) -> None:

@@ -67,6 +67,16 @@ def test_non_finite_params(bad: float) -> None:
         stnkit.affine_grid(theta, (2, 1, 4, 4))
 
 
+def test_a_homography_whose_last_entry_is_zero_is_refused_by_name() -> None:
+    matrices = torch.eye(3).repeat(3, 1, 1)
+    matrices[1, 2, 2] = matrices[2, 2, 2] = 0.0  # finite, but no (N, 8) form holds it
+    with pytest.raises(ValueError, match=r"entry \[2, 2\] is 1; it is 0 in 2 of them \(first: index 1\)"):
+        stnkit.warp(torch.rand(3, 1, 4, 4), matrices, transform="projective")
+    scaled = torch.eye(3).repeat(3, 1, 1) * 2.0  # any other scale is divided out: the identity
+    image = torch.rand(3, 1, 4, 4)
+    torch.testing.assert_close(stnkit.warp(image, scaled, transform="projective"), image)
+
+
 def test_unknown_names() -> None:
     params = stnkit.identity_params("affine", 2)
     with pytest.raises(ValueError, match=r"transform must be one of \['translation'.*got 'rotation'"):

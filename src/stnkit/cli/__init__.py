@@ -15,10 +15,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from stnkit.cli.common import EXIT_DIVERGED, EXIT_ERROR, EXIT_USAGE, USER_ERRORS, one_line
+from stnkit.cli.common import EXIT_DIVERGED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, one_line
 from stnkit.engine import DivergenceError
 
-__all__ = ["EXIT_DIVERGED", "EXIT_ERROR", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_DIVERGED", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
 
 # One module per command, in the order of `stnkit --help`; each has add_parser(subparsers).
 # `data` comes last, from stnkit.data.commands.
@@ -64,9 +64,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at devnull so that Python's flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C: one line, not the traceback of wherever it landed
+        print(f"stnkit {args.command}: interrupted{_how_to_continue(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except DivergenceError as err:
         print(f"stnkit: training diverged: {err}", file=sys.stderr)
         return EXIT_DIVERGED
     except USER_ERRORS as err:
         print(f"stnkit {args.command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _how_to_continue(args: argparse.Namespace) -> str:
+    """What continues an interrupted command where it stopped (checkpoints are written atomically)."""
+    if args.command == "train":
+        return "; the same command with --resume continues from the last finished epoch"
+    if args.command == "reproduce" and not args.report:
+        return "; the same command continues (finished cells are skipped, the killed one resumes)"
+    return ""

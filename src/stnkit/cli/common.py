@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from stnkit.numerics import NUMERICS, NumericsError, use_numerics
 __all__ = [
     "EXIT_DIVERGED",
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "USER_ERRORS",
     "CliError",
@@ -27,6 +29,7 @@ __all__ = [
     "add_numerics_argument",
     "apply_numerics",
     "check_dataset_fits",
+    "check_not_an_input",
     "dataset_model_kwargs",
     "nonneg_float",
     "one_line",
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED = 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
 
 
 class CliError(Exception):
@@ -165,13 +169,29 @@ def output_folder(path: str | Path, flag: str) -> Path:
     return path
 
 
-def output_file(path: str | Path, flag: str) -> Path:
-    """Check an output file's path (given as ``flag``) before any work: not a folder, its folder made."""
+def output_file(path: str | Path, flag: str, *, inputs: Sequence[str | Path] = ()) -> Path:
+    """Check an output file's path (given as ``flag``) before any work: not a folder, not one of the
+    ``inputs`` the command reads (:func:`check_not_an_input`), its folder made."""
     path = Path(path)
     if path.is_dir():
         raise CliError(f"{flag} {path} is a folder; give a file name")
+    check_not_an_input(path, flag, inputs)
     output_folder(path.parent, f"{flag} {path}: its folder")
     return path
+
+
+def check_not_an_input(path: str | Path, flag: str, inputs: Sequence[str | Path]) -> None:
+    """Refuse an output file that is one of the files the command reads: writing it would destroy them."""
+    for source in inputs:
+        if _same_file(Path(path), Path(source)):
+            raise CliError(f"{flag} {path} is {source}, which this command reads; give another file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links and relative parts), existing or not."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def write_json(path: str | Path, record: Mapping[str, Any]) -> Path:

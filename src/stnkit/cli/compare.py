@@ -83,7 +83,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         dataset,
         split="test",
         batch_size=args.batch_size,
-        root=args.data_root or config_a.data_root,
+        root=data.run_data_root(args.data_root, config_a.data_root),
         seed=data.TEST_SEED,
         limit=args.limit,
         shuffle=False,

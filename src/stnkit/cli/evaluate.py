@@ -13,6 +13,7 @@ import argparse
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -122,6 +123,16 @@ class _Evaluated:
     label: str  # for the confusion picture's title
 
 
+def _check_picture_format(path: str, flag: str) -> None:
+    """Refuse, before the evaluation, a picture name whose extension matplotlib cannot write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        raise CliError(f"{flag} {path}: .{suffix} is not a picture format ({', '.join(sorted(formats))})")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``stnkit eval``."""
     apply_numerics(args.numerics)  # first: torch fixes its kernels at its first computation
@@ -141,7 +152,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_dataset_fits(dataset, built_with)
     for path, flag in ((args.per_class, "--per-class"), (args.confusion, "--confusion"), (args.out, "--out")):
         if path is not None:  # a path that cannot be written fails here, before the data is read
-            output_file(path, flag)
+            output_file(path, flag, inputs=args.checkpoints)
+    if args.confusion is not None:
+        _check_picture_format(args.confusion, "--confusion")
     loader = data.make_loader(
         dataset,
         split=args.split,
@@ -217,7 +230,7 @@ def _checkpoints(paths: list[str], split: str, root: str | None) -> _Evaluated:
         models=[model for model, _, _ in runs],
         trained_on=first_config.dataset,
         built_with=[state["model_kwargs"] for _, state, _ in runs],
-        root=root or first_config.data_root,
+        root=data.run_data_root(root, first_config.data_root),
         val_size=first_config.val_size,
         train_seed=first_config.seed,
         source={"checkpoints": list(paths)} if len(paths) > 1 else {},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from stnkit.cli.common import CliError, dataset_model_kwargs
+from stnkit.cli.common import CliError, check_not_an_input, dataset_model_kwargs
 from stnkit.export import MIN_OPSET, TRANSFORMER_OUTPUTS, export_onnx, onnx_differences, require_onnx
 from stnkit.models.pretrained import entry_source
 from stnkit.runs import load_run
@@ -57,6 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CliError(f"{flag} needs a file name, got an empty one")
     if Path(target).is_dir():  # refused before any work (the file's folder must exist already)
         raise CliError(f"{flag} {target} is a folder; give a file name")
+    check_not_an_input(target, flag, [args.checkpoint])
     if args.safetensors:
         if args.with_transformer:
             raise CliError("--with-transformer is for --onnx (safetensors files hold weights, not outputs)")

@@ -171,6 +171,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 f"--out {args.out}: not a folder of result files (expected {args.out}/<grid>/*.json)"
             )
         results = load_results(args.out)
+        if not results:  # nor would a folder without any: the page's every row would go
+            raise CliError(f"--out {args.out}: no result files in it (expected {args.out}/<grid>/*.json)")
         image_dir = Path(args.report).parent / PICTURE_DIR
         pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)
         figure = _robustness_figure(Path(args.out) / ROBUSTNESS_FOLDER, image_dir)

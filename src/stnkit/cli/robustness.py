@@ -217,7 +217,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         raise CliError(f"--keep-from {args.keep_from}: it already has {clash}; leave those models out")
     out = output_folder(args.out, "--out")  # before the data is read: a bad --out fails at once
     # Shipped weights record no data folder: the first checkpoint's, else the default.
-    root = args.data_root or next((run.data_root for run in runs if run.data_root), None)
+    recorded = next((run.data_root for run in runs if run.data_root), None)
+    root = data.run_data_root(args.data_root, recorded)
     digits, labels = data.load_source("mnist", "test", root)
     if args.limit:
         digits, labels = digits[: args.limit], labels[: args.limit]

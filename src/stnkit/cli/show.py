@@ -12,7 +12,7 @@ from stnkit.cli.common import (
     output_folder,
     positive_int,
 )
-from stnkit.data import first_test_images
+from stnkit.data import first_test_images, run_data_root
 from stnkit.models import create_model, get_pretrained
 from stnkit.runs import load_run
 
@@ -56,7 +56,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         model, state, config = load_run(args.checkpoint)
         model_name, trained_on = state["model_name"], config.dataset
-        root, when = args.data_root or config.data_root, f"epoch {state['epoch']}"
+        root, when = run_data_root(args.data_root, config.data_root), f"epoch {state['epoch']}"
         built_with = state["model_kwargs"]
     if getattr(model, "stn", None) is None:
         raise CliError(f"model {model_name!r} has no input spatial transformer to show")

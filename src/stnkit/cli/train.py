@@ -29,6 +29,7 @@ from stnkit.cli.common import (
 )
 from stnkit.engine import (
     CHECKPOINT_NAME,
+    MAX_SNAPSHOT_IMAGES,
     METRICS_NAME,
     DistContext,
     DivergenceError,
@@ -161,7 +162,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="cpu (default), cuda or cuda:N; multi-process (torchrun) training stays on the CPU",
     )
     p.add_argument("--eval-every", type=positive_int, help="evaluate every N epochs (default 1)")
-    p.add_argument("--snapshot-images", type=positive_int, help="images in the per-epoch GIF (default 16)")
+    p.add_argument(
+        "--snapshot-images",
+        type=positive_int,
+        help=f"images in the per-epoch GIF (default 16, at most {MAX_SNAPSHOT_IMAGES})",
+    )
     p.add_argument("--model-kwargs", help="JSON of extra builder arguments, e.g. '{\"hidden\": [64]}'")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--channels-last", action="store_true", default=None, help="channels_last memory format")
@@ -231,7 +236,10 @@ def _resumed_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainCon
     ckpt = out / CHECKPOINT_NAME
     if not ckpt.is_file():
         raise CliError(f"--resume: no checkpoint at {ckpt} (nothing to resume)")
-    saved = config_from_dict(load_checkpoint(ckpt)["config"])
+    try:
+        saved = config_from_dict(load_checkpoint(ckpt)["config"])
+    except ValueError as err:  # a config the checkpoint holds, not one of these flags
+        raise CliError(f"--resume: the config saved in {ckpt} is not valid: {err}") from err
     allowed = {"progress", "num_workers", "threads", "data_root", "device"}
     differ = {
         k: (getattr(saved, k), v) for k, v in given.items() if k not in allowed and getattr(saved, k) != v

@@ -46,7 +46,7 @@ from stnkit.data.loaders import (
     make_loader,
 )
 from stnkit.data.mnist import IdxError, MnistArrays, load_mnist, read_idx
-from stnkit.data.roots import DataNotFoundError, resolve_data_root
+from stnkit.data.roots import DataNotFoundError, resolve_data_root, run_data_root
 from stnkit.data.show import image_grid, save_grid
 
 __all__ = [
@@ -90,6 +90,7 @@ __all__ = [
     "parse_augment",
     "read_idx",
     "resolve_data_root",
+    "run_data_root",
     "sample_augment_params",
     "save_grid",
     "tta_views",

@@ -284,6 +284,8 @@ def _check_npz_arrays(
 ) -> None:
     """Refuse arrays that do not fit together, rather than cast or truncate them silently."""
     n = len(labels)
+    if n == 0:  # nothing would train or evaluate on it; later steps would fail far from the cause
+        raise GtsrbError(f"{path}: holds no images (0 labels)")
     if images.dtype != np.uint8:
         raise GtsrbError(f"{path}: images must be uint8, got {images.dtype}")
     if images.ndim != 4 or images.shape[0] != n or images.shape[3] != 3:
@@ -291,7 +293,7 @@ def _check_npz_arrays(
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         # A float label such as 1.7 would otherwise become class 1.
         raise GtsrbError(f"{path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= GTSRB_NUM_CLASSES):
+    if labels.min() < 0 or labels.max() >= GTSRB_NUM_CLASSES:
         raise GtsrbError(f"{path}: labels outside 0..{GTSRB_NUM_CLASSES - 1}")
     # One row per image: (width, height, x1, y1, x2, y2) of the original picture.
     if size_roi.shape != (n, 6):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_VAR", "DataNotFoundError", "describe_root", "resolve_data_root"]
+__all__ = ["ENV_VAR", "DataNotFoundError", "describe_root", "resolve_data_root", "run_data_root"]
 
 ENV_VAR = "STNKIT_DATA"
 
@@ -61,6 +61,24 @@ def resolve_data_root(root: str | os.PathLike[str] | None = None) -> Path:
         if candidate.is_dir():
             return candidate.resolve()
     return user_cache_dir()
+
+
+def run_data_root(given: str | None, recorded: str | None) -> str | None:
+    """The root to read a finished run's data from: ``given`` (``--data-root``) if any, else the root
+    the run recorded while that folder still exists, else None (the order of :func:`resolve_data_root`).
+
+    A run trained with ``--data-root DIR`` records DIR; on another machine, or after DIR moved, the
+    usual order (``$STNKIT_DATA``, ...) finds the data instead of an error about a folder that is gone.
+
+    Example:
+        >>> run_data_root(None, "/no/such/folder") is None
+        True
+    """
+    if given:
+        return given
+    if recorded and Path(recorded).expanduser().is_dir():
+        return recorded
+    return None
 
 
 def describe_root(root: str | os.PathLike[str] | None) -> str:

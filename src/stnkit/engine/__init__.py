@@ -21,7 +21,7 @@ from stnkit.engine.analysis import (
     select_examples,
 )
 from stnkit.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from stnkit.engine.config import TrainConfig, config_from_dict, paper_config
+from stnkit.engine.config import MAX_SNAPSHOT_IMAGES, TrainConfig, config_from_dict, paper_config
 from stnkit.engine.device import model_device, resolve_device
 from stnkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
 from stnkit.engine.ema import ModelEma
@@ -42,6 +42,7 @@ from stnkit.engine.metrics import append_jsonl, read_jsonl
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "MAX_SNAPSHOT_IMAGES",
     "METRICS_NAME",
     "CheckpointError",
     "ClassErrors",

@@ -10,18 +10,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stnkit.engine.device import check_device_name
 from stnkit.engine.durable import write_text_durably
+from stnkit.geometry.checks import short_repr
 from stnkit.numerics import NUMERICS
 
-__all__ = ["TrainConfig", "config_from_dict", "paper_config"]
+__all__ = ["MAX_SNAPSHOT_IMAGES", "TrainConfig", "config_from_dict", "paper_config"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
+# Images drawn per epoch: 8 a row in the GIF, one a row in transformer.png (190 px each); more would
+# make pictures past what PIL and matplotlib write (65,535 px).
+MAX_SNAPSHOT_IMAGES = 64
 
 
 @dataclass
@@ -75,6 +81,9 @@ class TrainConfig:
     snapshot_images: int = 16  # fixed test images whose transformer output is drawn per epoch
 
     def __post_init__(self) -> None:
+        problem = _first_type_problem(self)  # first: the range checks below compare numbers
+        if problem:
+            raise ValueError(problem)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -106,6 +115,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if not 0 <= self.seed < 2**32:  # numpy's seeds are 32-bit
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        if not 1 <= self.snapshot_images <= MAX_SNAPSHOT_IMAGES:
+            raise ValueError(
+                f"snapshot_images must be in [1, {MAX_SNAPSHOT_IMAGES}], got {self.snapshot_images}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -114,6 +129,33 @@ class TrainConfig:
     def save(self, path: str | Path) -> None:
         """Write the config as indented JSON, atomically (a crash leaves the old file whole)."""
         write_text_durably(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _first_type_problem(config: TrainConfig) -> str | None:
+    """What is wrong with the first field whose value is not of its declared type, or None.
+
+    A config read back from a checkpoint or a file may hold anything JSON can; an int passes for a
+    float, a bool never for a number.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        hint = hints[spec.name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if not any(_is_a(value, typing.get_origin(option) or option) for option in options):
+            expected = " or ".join(
+                "None" if o is type(None) else (typing.get_origin(o) or o).__name__ for o in options
+            )
+            return f"{spec.name} must be {expected}, got {type(value).__name__} {short_repr(value)}"
+    return None
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from stnkit.geometry.checks import check_finite, check_flag, check_floating, check_tensor
+from stnkit.geometry.checks import check_finite, check_flag, check_floating, check_tensor, is_tracing
 from stnkit.geometry.grids import (
     _affine_grid_unchecked,
     _lattice_side,
@@ -222,7 +222,7 @@ class Projective(Transform):
     """2-D homography: params are the first 8 entries of the 3 x 3 matrix (row-major), the last is 1.
 
     A full (N, 3, 3) matrix is accepted too and divided by its last entry (homographies are defined up to
-    scale); a matrix whose last entry is 0 then fails the finiteness check.
+    scale); a matrix whose last entry is 0 has no such form and is refused.
     """
 
     name = "projective"
@@ -235,6 +235,14 @@ class Projective(Transform):
         return [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 
     def _vector_from_matrix(self, matrix: Tensor) -> Tensor:
+        # A value check: on the CPU only and not while tracing, as the finiteness checks (check_finite).
+        if matrix.device.type == "cpu" and not is_tracing():
+            zero = (matrix[:, 2, 2] == 0).nonzero().flatten().tolist()
+            if zero:
+                raise ValueError(
+                    f"params as (N, 3, 3) homographies are scaled so that entry [2, 2] is 1; it is 0 in "
+                    f"{len(zero)} of them (first: index {zero[0]}), which this form cannot hold"
+                )
         matrix = matrix / matrix[:, 2:3, 2:3]
         return matrix.reshape(matrix.shape[0], 9)[:, :8]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from stnkit.data import dataset_info, first_test_images
+from stnkit.data import dataset_info, first_test_images, run_data_root
 from stnkit.engine import CHECKPOINT_NAME
 from stnkit.files import atomic_write_text
 from stnkit.models import ParallelSpatialTransformer, count_parameters, create_model
@@ -153,13 +153,15 @@ def render_pictures(
             seed = _picture_seed(seeds, done)
             checkpoint = runs / grid / cell.run_name(seed) / CHECKPOINT_NAME
             model, state, config = load_run(checkpoint)
-            images = first_test_images(cell.dataset, PICTURE_IMAGES, root=data_root or config.data_root)
+            images = first_test_images(
+                cell.dataset, PICTURE_IMAGES, root=run_data_root(data_root, config.data_root)
+            )
             title = f"{cell.model} on {cell.dataset}, seed {seed}, epoch {state['epoch']}"
             plot_transformer(images, transformer_views(model, images), image_dir / name, title=title)
             caption = title if seed in done else f"{title} (unfinished run: no result file yet)"
             if isinstance(model.stn, ParallelSpatialTransformer):
                 following_images = first_test_images(
-                    cell.dataset, FOLLOWING_IMAGES, root=data_root or config.data_root
+                    cell.dataset, FOLLOWING_IMAGES, root=run_data_root(data_root, config.data_root)
                 )
                 caption += _following_caption(model.stn.channel_following(following_images))
             pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
