@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from stnkit.engine import CheckpointError, TrainConfig, config_from_dict, load_checkpoint
+from stnkit.engine import TrainConfig
 from stnkit.machine import cpu_model
 from stnkit.models.pretrained import PretrainedWeights, save_pretrained
+from stnkit.runs import load_run
 
 __all__ = ["PackedWeights", "pack_checkpoint", "train_command"]
 
@@ -90,15 +91,21 @@ def pack_checkpoint(
         the whole test set, or None if the run evaluated a subset (``--test-limit``) or none.
 
     Raises:
-        CheckpointError: the checkpoint cannot be read or its config is not a TrainConfig.
-        ValueError: ``name`` is not ``MODEL.TAG`` of the checkpoint's model.
+        CheckpointError: the checkpoint cannot be read, its config is not a TrainConfig, or its
+            model cannot be built from its arguments or take its weights (:func:`stnkit.runs.load_run`).
+        ValueError: ``name`` is not ``MODEL.TAG`` of the checkpoint's model, ``date`` is not a
+            ``YYYY-MM-DD`` date, or ``cpu`` is empty or spans lines.
     """
+    if date is not None:
+        try:
+            date = datetime.strptime(date, "%Y-%m-%d").date().isoformat()
+        except ValueError as err:
+            raise ValueError(f"date must be YYYY-MM-DD, got {date!r}") from err
+    if cpu is not None and (not cpu.strip() or "\n" in cpu or "\r" in cpu):
+        raise ValueError(f"cpu must be a CPU's name on one line, got {cpu!r}")
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    try:
-        config = config_from_dict(state["config"])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{checkpoint}: field 'config': {err}") from err
+    # Built and loaded, not only read: weights that no model of their arguments takes are not shipped.
+    _, state, config = load_run(checkpoint)
     model = state["model_name"]
     name = name or f"{model}.{config.dataset}"
     tag = name.removeprefix(f"{model}.")

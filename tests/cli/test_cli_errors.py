@@ -384,3 +384,20 @@ def test_resume_names_the_checkpoint_whose_saved_config_is_bad(
         f"--resume: the config saved in {run / 'checkpoint.pt'} is not valid: epochs must be >= 1, got -5"
         in err
     )
+
+
+@pytest.mark.parametrize("flag", ["--runs", "--out"])
+def test_reproduce_refuses_an_unwritable_folder_before_the_first_cell(
+    flag: str, tmp_path: Path, capsys
+) -> None:
+    blocker = tmp_path / "FILE"
+    blocker.write_text("a file, not a folder")
+    folders = {
+        "--runs": str(tmp_path / "runs"),
+        "--out": str(tmp_path / "results"),
+        flag: str(blocker / "sub"),
+    }
+    argv = ["reproduce", "tc", "--cells", "tc-fcn", "--seeds", "0", "--data-root", NO_DATA]
+    status, err = _run([*argv, *(x for pair in folders.items() for x in pair)], capsys)
+    assert status == cli.EXIT_ERROR
+    assert f"{flag} {blocker / 'sub'}" in err and "rerun" not in err

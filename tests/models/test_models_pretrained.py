@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pickle
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from stnkit.engine import TrainConfig, save_checkpoint
+from stnkit.engine import CheckpointError, TrainConfig, save_checkpoint
 from stnkit.models import (
     ModelArgumentError,
     PretrainedWeightsError,
@@ -218,6 +219,32 @@ def test_pack_refuses_a_name_of_another_model(tmp_path: Path) -> None:
     for name in ("cnn.tiny", MODEL, f"{MODEL}."):
         with pytest.raises(ValueError, match="MODEL.TAG with MODEL = 'st-fcn-affine'"):
             pack_checkpoint(ckpt, tmp_path / "w.safetensors", name=name)
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"date": "notadate"}, "date must be YYYY-MM-DD, got 'notadate'"),
+        ({"date": "2026-13-01"}, "date must be YYYY-MM-DD, got '2026-13-01'"),
+        ({"cpu": "Some CPU\nprovenance: forged"}, "cpu must be a CPU's name on one line"),
+        ({"cpu": " "}, "cpu must be a CPU's name on one line"),
+    ],
+    ids=["not-a-date", "month-13", "two-lines", "blank"],
+)
+def test_pack_refuses_provenance_that_is_not_what_it_says(
+    tmp_path: Path, given: dict[str, str], message: str
+) -> None:
+    ckpt, _ = _checkpoint(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pack_checkpoint(ckpt, tmp_path / "w.safetensors", **given)
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_pack_refuses_weights_that_no_model_of_their_arguments_takes(tmp_path: Path) -> None:
+    ckpt, _ = _checkpoint(tmp_path / "checkpoint.pt", model_kwargs={**KWARGS, "hidden": [7]})
+    with pytest.raises(CheckpointError, match="weights do not fit the model"):
+        pack_checkpoint(ckpt, tmp_path / "w.safetensors")
     assert not (tmp_path / "w.safetensors").exists()
 
 

@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 
 from stnkit import robustness
-from stnkit.cli.common import CliError, add_data_root_argument, output_file, positive_int, write_json
+from stnkit.cli.common import (
+    CliError,
+    add_data_root_argument,
+    output_file,
+    output_folder,
+    positive_int,
+    write_json,
+)
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.engine.device import check_device_name
 from stnkit.files import atomic_write_text
@@ -193,6 +200,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"seed {SELECTION_SEED} only (name them with --cells to run other seeds)",
             flush=True,
         )
+    if not args.dry_run:  # before the first cell: a failed cell's message says "rerun to resume"
+        output_folder(Path(args.runs), "--runs")
+        output_folder(Path(args.out), "--out")
     for cell, seed in runs:
         _run_cell(cell, seed, args)
     return 0
