@@ -5,6 +5,8 @@ The CLI's plain export of a trained run is tested in tests/cli/test_cli_train.py
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +182,21 @@ def test_the_file_has_the_opset_asked_for_or_none_is_written(
     assert not (tmp_path / "kept.onnx").exists()
     with pytest.raises(ValueError, match=f"opset must be between 16 and {onnx.defs.onnx_opset_version()}"):
         export_onnx(model, example, tmp_path / "far.onnx", opset=99)
+
+
+def test_a_thin_plate_model_exports_from_a_fresh_process_and_leaves_it_working(tmp_path: Path) -> None:
+    # Its per-size spline tables are computed and cached on first use; while the exporter traces
+    # they must be computed for real (torch's exporter has no linalg.inv) and never cached fake.
+    script = f"""
+import torch, stnkit
+from stnkit.export import export_onnx, onnx_differences
+from stnkit.models import create_model
+model = create_model("st-fcn-tps", image_size=(28, 28), hidden=[8]).eval()
+path = export_onnx(model, torch.rand(2, 1, 28, 28), {str(tmp_path / "tps.onnx")!r})
+after = stnkit.warp(torch.rand(1, 1, 5, 5), stnkit.identity_params("tps", 1), transform="tps")
+assert type(after) is torch.Tensor, type(after)
+print(max(onnx_differences(model, path, torch.rand(3, 1, 28, 28)).values()))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-4

@@ -147,6 +147,21 @@ def test_byte_bounded_cache_evicts_least_recently_used_past_its_budget() -> None
     assert zeros.cached_bytes == 0 and len(zeros) == 0
 
 
+def test_a_result_first_asked_for_while_tracing_with_fake_tensors_is_real_and_cached() -> None:
+    # torch.export (the ONNX exporter) traces with fake tensors; a fake result kept in the cache
+    # would come back from every later call in the process.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    @byte_bounded_cache(max_bytes=2**20)
+    def inverse(n: int) -> torch.Tensor:
+        return torch.linalg.inv(torch.eye(n, dtype=torch.float64) * 2)
+
+    with FakeTensorMode():
+        traced = inverse(3)
+    assert type(traced) is torch.Tensor and inverse(3) is traced
+    torch.testing.assert_close(traced, torch.eye(3, dtype=torch.float64) / 2)
+
+
 def test_tensor_bytes_counts_tensors_in_tuples() -> None:
     pair = (3, torch.zeros(4, dtype=torch.float32), [torch.zeros(2, 2, dtype=torch.float64)])
     assert tensor_bytes(pair) == 16 + 32

@@ -285,3 +285,17 @@ def test_reference_theta_gradient_at_whole_pixel_warps_equals_torch(name: str) -
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
     torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-10, atol=1e-10)
     assert grad_ours.abs().max() > 1.0  # not the vanishing gradient of relu(1 - |d|)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 5, 5), (2, 0, 5, 5), (0, 2, 4, 4, 4), (2, 0, 4, 4, 4)])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_an_empty_batch_or_no_channels_gives_an_empty_output_on_both_backends(
+    shape: tuple[int, ...], mode: str
+) -> None:
+    spatial_dims = len(shape) - 2
+    grid = torch.rand(shape[0], *([3] * spatial_dims), spatial_dims) * 2 - 1
+    outputs = [
+        stnkit.sample(torch.rand(shape), grid, mode=mode, backend=backend)
+        for backend in ("native", "reference")
+    ]
+    assert outputs[0].shape == outputs[1].shape == (shape[0], shape[1], *([3] * spatial_dims))

@@ -189,3 +189,9 @@ def test_forward_and_backward_read_no_values_off_the_cpu(transform: str) -> None
     assert out.shape == x.shape and out.device.type == "meta"
     out.sum().backward()
     assert stn.head.bias.grad is not None and stn.head.bias.grad.device.type == "meta"
+
+
+@pytest.mark.parametrize("num_features", [0, -1, True, 2.5, "5"])
+def test_num_features_must_be_a_positive_int(num_features: object) -> None:
+    with pytest.raises(ValueError, match=f"num_features must be a positive int, got {num_features!r}"):
+        SpatialTransformer(localization=nn.Flatten(), num_features=num_features)  # type: ignore[arg-type]

@@ -16,18 +16,37 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, ParamSpec, TypeVar
 
+import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _disable_current_modes
 
 __all__ = ["ByteBoundedCache", "byte_bounded_cache", "tensor_bytes"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def _real_tensors() -> Iterator[None]:
+    """Compute real tensors even while ``torch.export`` (the ONNX exporter) traces with fake ones.
+
+    A cached result outlives the trace: one made of its fake tensors would poison every later call in
+    the process. The cached functions build constants from hashable arguments, so computing them outside
+    the tracing modes is exact; the tracer then takes the real result as a constant. Dynamo (torch.compile,
+    strict export) traces the Python itself, not through modes: there the function is traced as before.
+    """
+    if torch.compiler.is_dynamo_compiling():
+        yield
+        return
+    with _disable_current_modes():
+        yield
 
 
 def tensor_bytes(value: object) -> int:
@@ -63,7 +82,8 @@ class ByteBoundedCache(Generic[P, R]):
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key][0]
-        result = self._function(*args, **kwargs)  # outside the lock: it may take a while
+        with _real_tensors():
+            result = self._function(*args, **kwargs)  # outside the lock: it may take a while
         self._store(key, result, tensor_bytes(result))
         return result
 

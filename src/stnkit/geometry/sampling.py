@@ -286,7 +286,9 @@ def _sample_reference_unchecked(
         make_taps(grid[..., k - 1 - j], spatial[j], padding_mode, align_corners) for j in range(k)
     ]
     strides = [math.prod(spatial[j + 1 :]) for j in range(k)]  # row-major strides of (D,) H, W
-    flat_input = input.reshape(n, c, -1)  # (N, C, prod(spatial))
+    # Sizes spelled out, not -1: with N or C zero, -1 would be ambiguous.
+    flat_input = input.reshape(n, c, math.prod(spatial))  # (N, C, prod(spatial))
+    out_points = math.prod(out_spatial)
     output = input.new_zeros(n, c, *out_spatial)
     for combination in itertools.product(*taps_per_axis):
         flat_index = combination[0][0] * strides[0]
@@ -297,7 +299,7 @@ def _sample_reference_unchecked(
             inside = inside & tap_inside
         # Taps outside the image read 0; point their index anywhere valid, then mask the value.
         flat_index = torch.where(inside, flat_index, torch.zeros_like(flat_index))
-        gathered = torch.gather(flat_input, 2, flat_index.reshape(n, 1, -1).expand(n, c, -1))
+        gathered = torch.gather(flat_input, 2, flat_index.reshape(n, 1, out_points).expand(n, c, out_points))
         gathered = gathered.view(n, c, *out_spatial)
         gathered = torch.where(inside.unsqueeze(1), gathered, torch.zeros_like(gathered))
         output = output + gathered * weight.unsqueeze(1)

@@ -219,6 +219,55 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     return ops.subtract(a, ops.negative(b))
 
 
+def _check_finite_if_concrete(x: Tensor, name: str) -> None:
+    """Refuse NaN or infinity in ``x`` where its values are at hand (eager, on the CPU).
+
+    Non-finite sample points would be cast to garbage gather indices, which each backend meets
+    differently (an error deep in TensorFlow or torch, silent NaN in JAX). As on the torch side, traced
+    or symbolic values (``tf.function``, ``jax.jit``, a functional model being built) and tensors on an
+    accelerator are not read back: that would stall every call.
+    """
+    values = _concrete_values(x)
+    if values is not None and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise ValueError(f"{name} must be finite, got {bad} non-finite value(s) (NaN or inf)")
+
+
+def _check_scalable_homographies(matrices: Tensor) -> None:
+    """Refuse (N, 3, 3) homographies whose entry [2, 2] is 0 (where the values are at hand): no
+    (N, 8) form, which fixes that entry at 1, holds them."""
+    values = _concrete_values(matrices)
+    if values is not None:
+        zero = np.flatnonzero(values[:, 2, 2] == 0)
+        if zero.size:
+            raise ValueError(
+                f"params as (N, 3, 3) homographies are scaled so that entry [2, 2] is 1; it is 0 in "
+                f"{zero.size} of them (first: index {zero[0]}), which this form cannot hold"
+            )
+
+
+def _concrete_values(x: Tensor) -> np.ndarray | None:
+    """``x`` as a NumPy array if it is a concrete CPU tensor, else None."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, keras.KerasTensor):
+        return None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly() or "GPU" in x.device.upper():
+            return None
+    elif backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer) or any(d.platform != "cpu" for d in x.devices()):
+            return None
+    elif backend == "torch" and x.device.type != "cpu":
+        return None
+    return np.asarray(ops.convert_to_numpy(x))
+
+
 def _static_shape(x: Tensor) -> tuple[int | None, ...]:
     return tuple(None if s is None else int(s) for s in x.shape)
 
@@ -230,13 +279,19 @@ def as_param_vectors(params: Tensor, transform: str, dtype: str) -> tuple[Tensor
     (divided by its last entry) or tps (N, K, 2). For ``"tps"``, K is read from the shape.
     """
     transform = _check_transform(transform)
-    params = ops.cast(as_tensor(params), dtype)
+    params = as_tensor(params)
+    given = keras.backend.standardize_dtype(params.dtype)
+    if not given.startswith(("float", "bfloat")):  # an int or bool cast would hide a mistake
+        raise TypeError(f"params must have a floating point dtype, got {given}")
+    _check_finite_if_concrete(params, "params")
+    params = ops.cast(params, dtype)
     shape = _static_shape(params)
     matrix_forms = {"affine": (2, 3), "projective": (3, 3), "tps": (None, 2)}
     if len(shape) == 3 and transform in matrix_forms:
         rows, cols = matrix_forms[transform]
         if (rows is None or shape[1] == rows) and shape[2] == cols and shape[1] is not None:
             if transform == "projective":
+                _check_scalable_homographies(params)
                 params = params / params[:, 2:3, 2:3]
                 return ops.reshape(params, (-1, 9))[:, :8], 0
             if transform == "tps":
@@ -249,11 +304,13 @@ def as_param_vectors(params: Tensor, transform: str, dtype: str) -> tuple[Tensor
             return params, shape[1] // 2
         if transform != "tps" and shape[1] == len(_IDENTITY[transform]):
             return params, 0
-    expected = {
+    shapes = {
         "affine": "(N, 6) or (N, 2, 3)",
         "projective": "(N, 8) or (N, 3, 3)",
         "tps": "(N, 2K) or (N, K, 2) with K a perfect square >= 4",
-    }.get(transform, f"(N, {len(_IDENTITY[transform])})")
+    }
+    # Not .get(transform, default): the default would be built first, and "tps" has no identity length.
+    expected = shapes[transform] if transform in shapes else f"(N, {len(_IDENTITY[transform])})"
     raise ValueError(f"params for transform '{transform}' must have shape {expected}, got {list(shape)}")
 
 

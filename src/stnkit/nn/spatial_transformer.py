@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stnkit.geometry.checks import check_choice, check_flag, check_tensor, normalize_size
+from stnkit.geometry.checks import check_choice, check_flag, check_positive_int, check_tensor, normalize_size
 from stnkit.geometry.sampling import BACKENDS, MODES, PADDING_MODES
 from stnkit.geometry.transforms import Transform, get_transform
 from stnkit.geometry.warp import warp
@@ -73,6 +73,8 @@ class SpatialTransformer(nn.Module):
         self.out_size = (
             None if out_size is None else normalize_size(out_size, "out_size", self.transform.spatial_dims)
         )
+        if num_features is not None:
+            num_features = check_positive_int(num_features, "num_features")
         features = num_features if num_features is not None else infer_num_features(localization)
         if features is None:
             raise ValueError(

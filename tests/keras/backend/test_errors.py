@@ -31,6 +31,28 @@ def one_line(error: pytest.ExceptionInfo[BaseException]) -> str:
         (lambda: sk.warp(IMAGES, AFFINE[:, :5]), ValueError, "(N, 6) or (N, 2, 3), got [2, 5]"),
         (lambda: sk.warp(IMAGES, np.zeros((2, 4)), transform="attention"), ValueError, "(N, 3), got [2, 4]"),
         (lambda: sk.warp(IMAGES, np.zeros((2, 10)), transform="tps"), ValueError, "perfect square"),
+        (
+            lambda: sk.warp(IMAGES, np.zeros((2, 7)), transform="tps"),
+            ValueError,
+            "(N, 2K) or (N, K, 2) with K",
+        ),
+        (lambda: sk.warp(IMAGES, np.zeros(32), transform="tps"), ValueError, "(N, 2K) or (N, K, 2) with K"),
+        (
+            lambda: sk.warp(IMAGES, np.full((2, 6), np.nan)),
+            ValueError,
+            "params must be finite, got 12 non-finite",
+        ),
+        (
+            lambda: sk.warp(IMAGES, np.zeros((2, 3, 3)), transform="projective"),
+            ValueError,
+            "entry [2, 2] is 1; it is 0 in 2",
+        ),
+        (
+            lambda: sk.warp(IMAGES, AFFINE.astype("int32")),
+            TypeError,
+            "params must have a floating point dtype, got int32",
+        ),
+        (lambda: sk.warp(IMAGES, AFFINE.astype(bool)), TypeError, "floating point dtype, got bool"),
         (lambda: sk.warp(IMAGES, AFFINE[:1]), ValueError, "same batch size, got 2 and 1"),
         (lambda: sk.warp(IMAGES[0], AFFINE), ValueError, "images must be (N, H, W, C)"),
         (lambda: sk.warp(IMAGES.astype("int32"), AFFINE), TypeError, "floating point"),
