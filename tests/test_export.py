@@ -5,6 +5,7 @@ The CLI's plain export of a trained run is tested in tests/cli/test_cli_train.py
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,36 @@ print(max(onnx_differences(model, path, torch.rand(3, 1, 28, 28)).values()))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "opset, error, message",
+    [("18", TypeError, "opset must be an int, got '18'"), (18.5, TypeError, "opset must be an int, got 18.5"),
+     (True, TypeError, "opset must be an int, got True")],
+)  # fmt: skip
+def test_an_opset_that_is_not_an_int_is_named(
+    tmp_path: Path, opset: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        export_onnx(_st_cnn(), torch.rand(2, *SIZE), tmp_path / "m.onnx", opset=opset)  # type: ignore[arg-type]
+
+
+def test_an_example_the_model_cannot_take_fails_before_the_exporter(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="example must have a floating-point dtype"):
+        export_onnx(_st_cnn(), torch.zeros(2, *SIZE, dtype=torch.int64), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"expects \(N, 1, H, W\), got \[2, 3, 42, 42\]") as caught:
+        export_onnx(_st_cnn(), torch.rand(2, 3, 42, 42), tmp_path / "m.onnx")
+    assert "\n" not in str(caught.value).strip() and not (tmp_path / "m.onnx").exists()
+
+
+def test_onnx_differences_takes_inputs_that_require_grad_and_keeps_the_models_mode(exported) -> None:
+    model, path = exported
+    model.train()
+    try:
+        inputs = torch.rand(2, *SIZE, requires_grad=True)
+        assert max(onnx_differences(model, path, inputs).values()) < 1e-4
+        assert model.training
+    finally:
+        model.eval()
+    with pytest.raises(ValueError, match=r"inputs must hold at least one image, got shape \[0, 1, 42, 42\]"):
+        onnx_differences(model, path, torch.rand(0, *SIZE))

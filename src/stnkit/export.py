@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from stnkit.geometry.checks import check_floating, check_tensor, short_repr
 from stnkit.geometry.transforms import Transform
 from stnkit.models.parts import Classifier
 from stnkit.nn import SpatialTransformer
@@ -140,7 +141,8 @@ def _check_outputs(model: nn.Module, outputs: Sequence[str]) -> tuple[str, ...]:
 def reference_outputs(
     model: nn.Module, inputs: Tensor, outputs: Sequence[str] = ("logits",)
 ) -> dict[str, Tensor]:
-    """What an export with ``outputs`` computes, by torch (model in eval mode, no gradients).
+    """What an export with ``outputs`` computes, by torch (in eval mode, no gradients; the model is left
+    in the mode it came in).
 
     Args:
         model: a classifier; see :func:`export_onnx` for which outputs need what.
@@ -154,8 +156,12 @@ def reference_outputs(
         ValueError: unknown names, or a transformer output asked of a model without one.
     """
     names = _check_outputs(model, outputs)
-    with torch.no_grad():
-        values = _Outputs(model, names).eval()(inputs)
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            values = _Outputs(model, names).eval()(inputs)
+    finally:
+        model.train(was_training)  # the caller's model is left as it came
     return dict(zip(names, values))
 
 
@@ -184,11 +190,16 @@ def export_onnx(
         ValueError: ``opset`` is below :data:`MIN_OPSET` or above the installed onnx's newest, or torch
             could not convert the graph to it; unknown ``outputs``, or transformer outputs for a
             model without an input transformer.
+        TypeError: ``opset`` is not an int, or ``example`` is not a floating-point tensor.
         FileNotFoundError: the folder of ``path`` does not exist.
         MissingDependencyError: onnx or onnxscript is not installed.
     """
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"opset must be an int, got {short_repr(opset)}")
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (GridSample), got {opset}")
+    example = check_tensor(example, "example")
+    check_floating(example, "example")
     names = _check_outputs(model, outputs)
     path = Path(path)
     if not path.parent.is_dir():
@@ -202,6 +213,10 @@ def export_onnx(
             f"opset must be between {MIN_OPSET} and {newest} (the installed onnx's newest), got {opset}"
         )
     wrapper = _Outputs(model, names).eval()
+    # Once eagerly first: an example the model cannot take fails here with the model's own one-line
+    # error, not the exporter's page of trace.
+    with torch.no_grad():
+        wrapper(example)
     # Without torchvision the exporter logs one warning per torchvision operator it skips.
     registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration_log.level
@@ -251,18 +266,23 @@ def _default_opset(path: Path) -> int | None:
 def onnx_differences(model: nn.Module, path: str | Path, inputs: Tensor) -> dict[str, float]:
     """Largest |torch - onnxruntime| of each output of the file, for ``inputs`` (Tensor[N, C, H, W]).
 
-    The file's output names (:data:`OUTPUTS`) say what torch computes for comparison.
+    The file's output names (:data:`OUTPUTS`) say what torch computes for comparison; the model is
+    left in the mode it came in.
 
     Raises:
+        ValueError: ``inputs`` hold no image.
         MissingDependencyError: onnxruntime is not installed.
     """
     _require("onnxruntime")
     import onnxruntime as ort
 
+    inputs = check_tensor(inputs, "inputs")
+    if inputs.dim() == 0 or inputs.shape[0] == 0:
+        raise ValueError(f"inputs must hold at least one image, got shape {list(inputs.shape)}")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     expected = reference_outputs(model, inputs, names)
-    got = session.run(names, {"images": inputs.numpy()})
+    got = session.run(names, {"images": inputs.detach().cpu().numpy()})
     return {name: float(np.abs(value - expected[name].numpy()).max()) for name, value in zip(names, got)}
 
 

@@ -345,3 +345,20 @@ def test_tps_lattice_refuses_an_integer_dtype() -> None:
     with pytest.raises(TypeError, match="dtype must be a floating-point dtype, got torch.int64"):
         geometry.tps_lattice(16, dtype=torch.int64)
     assert geometry.tps_lattice(16, dtype=torch.float64).dtype == torch.float64
+
+
+@pytest.mark.parametrize("batch_size", [-1, 2.5, True, "2"])
+def test_identity_params_takes_a_batch_size_of_zero_or_more(batch_size: object) -> None:
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 0, got"):
+        stnkit.identity_params("affine", batch_size)  # type: ignore[arg-type]
+    assert stnkit.identity_params("affine", 0).shape == (0, 6)
+    with pytest.raises(TypeError, match="dtype must be a floating-point dtype, got torch.int64"):
+        stnkit.identity_params("affine", 2, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("size", [(2, 3, 4.5, 4), None, "abcd", (2, True, 4, 4)])
+def test_a_grid_size_that_is_not_ints_is_refused_not_truncated(size: object) -> None:
+    params = stnkit.identity_params("affine", 2)
+    with pytest.raises(ValueError, match=r"size must be \(N, C, H, W\), a sequence of ints, got"):
+        stnkit.get_transform("affine").grid(params, size)  # type: ignore[arg-type]
+    assert stnkit.get_transform("affine").grid(params, torch.Size([2, 3, 4, 4])).shape == (2, 4, 4, 2)

@@ -195,3 +195,15 @@ def test_forward_and_backward_read_no_values_off_the_cpu(transform: str) -> None
 def test_num_features_must_be_a_positive_int(num_features: object) -> None:
     with pytest.raises(ValueError, match=f"num_features must be a positive int, got {num_features!r}"):
         SpatialTransformer(localization=nn.Flatten(), num_features=num_features)  # type: ignore[arg-type]
+
+
+def test_integer_images_are_told_to_convert_and_float_ones_may_convert_the_module_instead() -> None:
+    st = SpatialTransformer(localization=LocalizationMLP(in_features=16, hidden=(4,)), out_size=(4, 4))
+    with pytest.raises(TypeError) as integer:
+        st(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
+    assert str(integer.value).endswith("got torch.uint8; convert with x.to(torch.float32)")
+    with pytest.raises(TypeError) as double:
+        st(torch.zeros(2, 1, 4, 4, dtype=torch.float64))
+    assert str(double.value).endswith(
+        "convert with x.to(torch.float32) or the module with .to(torch.float64)"
+    )

@@ -20,12 +20,20 @@ wrap-around, and a zero-initialised regression head around the identity (1, 0, 0
 
 from __future__ import annotations
 
+import operator
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from stnkit.geometry.checks import check_finite, check_flag, check_floating, check_tensor, is_tracing
+from stnkit.geometry.checks import (
+    check_finite,
+    check_flag,
+    check_floating,
+    check_tensor,
+    is_tracing,
+    short_repr,
+)
 from stnkit.geometry.grids import (
     _affine_grid_unchecked,
     _lattice_side,
@@ -122,10 +130,15 @@ class Transform:
 
 
 def _check_grid_size(size: tuple[int, ...], batch: int, spatial_dims: int) -> tuple[int, ...]:
-    full = tuple(int(s) for s in size)
+    layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
+    try:  # ints (torch.Size's, NumPy's too), never truncated: 4.5 or "4" is a mistake, not a size
+        if isinstance(size, str | bytes) or any(isinstance(s, bool) for s in size):
+            raise TypeError
+        full = tuple(operator.index(s) for s in size)
+    except TypeError:
+        raise ValueError(f"size must be {layout}, a sequence of ints, got {short_repr(size)}") from None
     # N may be 0 (an empty batch); channels and spatial sizes must be positive.
     if len(full) != spatial_dims + 2 or full[0] != batch or any(s <= 0 for s in full[1:]):
-        layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
         raise ValueError(f"size must be {layout} with N = {batch} and positive sizes, got {full}")
     return full[2:]
 

@@ -8,6 +8,7 @@ from torch import Tensor
 from stnkit.geometry.checks import (
     check_flag,
     check_floating,
+    check_positive_int,
     check_same_batch,
     check_tensor,
     is_tracing,
@@ -108,6 +109,14 @@ def _takes_fast_path(spec: Transform, backend: str) -> bool:
 def identity_params(
     transform: str | Transform, batch_size: int, *, dtype: torch.dtype | None = None
 ) -> Tensor:
-    """Identity parameters repeated for a batch: Tensor[batch_size, num_params]."""
+    """Identity parameters repeated for a batch: Tensor[batch_size, num_params] (``batch_size`` >= 0)."""
     spec = get_transform(transform)
+    # An empty batch is a batch: 0 is allowed, as torch.Size allows it.
+    if batch_size != 0 or isinstance(batch_size, bool):
+        try:
+            batch_size = check_positive_int(batch_size, "batch_size")
+        except ValueError:
+            raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}") from None
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
     return spec.identity(dtype=dtype).expand(batch_size, -1).clone()

@@ -96,9 +96,11 @@ class SpatialTransformer(nn.Module):
         dtype = self.head.weight.dtype
         # Under autocast, layers before the transformer may hand it half-precision features.
         if check_tensor(x, "input").dtype != dtype and not _autocast_enabled(x.device.type):
+            # A module can follow a floating input's dtype; integer images are to be converted.
+            module_too = f" or the module with .to({x.dtype})" if x.dtype.is_floating_point else ""
             raise TypeError(
                 f"SpatialTransformer expects {dtype} input (its parameters' dtype), got {x.dtype}; "
-                f"convert with x.to({dtype}) or the module with .to({x.dtype})"
+                f"convert with x.to({dtype}){module_too}"
             )
         features = self.localization(x)
         if features.dim() != 2 or features.shape[0] != x.shape[0]:
