@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -184,3 +186,15 @@ def test_compiled_model_matches_eager() -> None:
     assert len(eager) == len(compiled)
     for ours, theirs in zip(eager, compiled):
         torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_names_the_image_size_it_was_built_for(name: str) -> None:
+    model = create_model(name, image_size=(28, 28))
+    channels = 3 if name.startswith("gtsrb") else 1
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"was built for (N, {channels}, 28, 28) images, got [2, {channels}, 32, 32]"),
+    ):
+        model(torch.rand(2, channels, 32, 32))
+    assert model(torch.rand(2, channels, 28, 28)).shape[0] == 2

@@ -207,3 +207,17 @@ def test_integer_images_are_told_to_convert_and_float_ones_may_convert_the_modul
     assert str(double.value).endswith(
         "convert with x.to(torch.float32) or the module with .to(torch.float64)"
     )
+
+
+def test_a_non_finite_input_is_blamed_for_the_non_finite_parameters_it_gives() -> None:
+    st = SpatialTransformer(localization=LocalizationMLP(in_features=16, hidden=(4,)), out_size=(4, 4))
+    with torch.no_grad():
+        st.head.weight.fill_(0.1)  # a fresh head ignores its features; this one passes NaN on
+    images = torch.rand(2, 1, 4, 4)
+    images[1, 0, 2, 2] = float("nan")
+    with pytest.raises(stnkit.NonFiniteError, match=r"input holds 1 non-finite value\(s\) \(NaN or inf\)"):
+        st(images)
+    with torch.no_grad():
+        st.head.bias.fill_(float("inf"))  # the input is finite: the parameters' own message stands
+    with pytest.raises(stnkit.NonFiniteError, match="params must be finite"):
+        st(torch.rand(2, 1, 4, 4))

@@ -70,7 +70,8 @@ def build_gtsrb_net(
         raise ValueError("choose one of standardize and local_contrast, not both")
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
-    shape: tuple[int, ...] = (in_channels, int(image_size[0]), int(image_size[1]))
+    input_shape = (in_channels, int(image_size[0]), int(image_size[1]))
+    shape: tuple[int, ...] = input_shape
     stn: nn.Module | None = None
     normalize = standardize or local_contrast
     layers: list[nn.Module] = [_contrast_norm(in_channels, local_contrast)] if normalize else []
@@ -95,7 +96,7 @@ def build_gtsrb_net(
         shape = feature_shape(block, shape)
     features = nn.Sequential(*layers)
     head = mlp(int(shape[0] * shape[1] * shape[2]), hidden, num_classes, dropout=dropout)
-    return Classifier(features=features, head=head, stn=stn)
+    return Classifier(features=features, head=head, stn=stn, input_shape=input_shape)
 
 
 def _contrast_norm(in_channels: int, local: bool) -> nn.Module:

@@ -143,7 +143,8 @@ def build_cnn(
     if not 0 <= stn_stage <= len(channels):
         raise ValueError(f"stn_stage must be in [0, {len(channels)}], got {stn_stage}")
     h, w = _size(image_size)
-    shape: tuple[int, ...] = (in_channels, h, w)
+    input_shape = (in_channels, h, w)
+    shape: tuple[int, ...] = input_shape
     stn: nn.Module | None = None
     layers: list[nn.Module] = []
     for stage, (c, k) in enumerate(zip(channels, kernel_sizes)):
@@ -174,7 +175,7 @@ def build_cnn(
     features = nn.Sequential(*layers)
     flat = int(shape[0] * shape[1] * shape[2])
     head = mlp(flat, hidden, num_classes, dropout=dropout)
-    return Classifier(features=features, head=head, stn=stn)
+    return Classifier(features=features, head=head, stn=stn, input_shape=input_shape)
 
 
 def build_fcn(
@@ -206,6 +207,7 @@ def build_fcn(
             :func:`build_cnn`); None keeps the input size.
     """
     h, w = _size(image_size)
+    input_shape = (in_channels, h, w)
     stn = None
     channels = in_channels
     if transform is not None:
@@ -217,7 +219,7 @@ def build_fcn(
         h, w = crop or (h, w)
     features = mlp(channels * h * w, hidden, dropout=dropout)
     head = nn.Linear(hidden[-1] if hidden else channels * h * w, num_classes)
-    return Classifier(features=features, head=head, stn=stn)
+    return Classifier(features=features, head=head, stn=stn, input_shape=input_shape)
 
 
 def _solve_width(count: Callable[[int], int], target: int, hi: int = 8192) -> int:

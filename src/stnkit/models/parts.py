@@ -36,13 +36,23 @@ class Classifier(nn.Module):
         features: the trunk (conv stages or hidden layers), may hold further transformers.
         head: features to logits.
         stn: the transformer applied to the input, or None for a baseline.
+        input_shape: (C, H, W) of the images it was built for; others are refused with a message
+            that says so (rather than a matrix product's mismatch deep in the head). None: any.
     """
 
-    def __init__(self, *, features: nn.Module, head: nn.Module, stn: nn.Module | None = None):
+    def __init__(
+        self,
+        *,
+        features: nn.Module,
+        head: nn.Module,
+        stn: nn.Module | None = None,
+        input_shape: tuple[int, int, int] | None = None,
+    ):
         super().__init__()
         self.stn = stn
         self.features = features
         self.head = head
+        self.input_shape = input_shape
 
     def transform(self, x: Tensor) -> Tensor:
         """The input as the classifier sees it (after the input transformer)."""
@@ -58,6 +68,12 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, num_classes) for images (B, C, H, W)."""
+        # Static sizes only (no values read): safe under tracing, free on any device.
+        if self.input_shape is not None and (x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape):
+            c, h, w = self.input_shape
+            raise ValueError(
+                f"{type(self).__name__} was built for (N, {c}, {h}, {w}) images, got {list(x.shape)}"
+            )
         return self.forward_head(self.forward_features(x))
 
     def spatial_transformers(self) -> list[nn.Module]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stnkit.geometry.checks import check_choice, check_flag, check_positive_int, check_tensor, normalize_size
+from stnkit.geometry.checks import (
+    NonFiniteError,
+    check_choice,
+    check_flag,
+    check_positive_int,
+    check_tensor,
+    normalize_size,
+)
 from stnkit.geometry.sampling import BACKENDS, MODES, PADDING_MODES
 from stnkit.geometry.transforms import Transform, get_transform
 from stnkit.geometry.warp import warp
@@ -136,7 +143,18 @@ class SpatialTransformer(nn.Module):
         """Localise, then warp: Tensor[N, C, H, W] -> Tensor[N, C, *out_size]."""
         params = self.localize(x)
         self.last_params = params
-        return self.warp(x, params)
+        try:
+            return self.warp(x, params)
+        except NonFiniteError as err:
+            # Checked on this error path only: non-finite parameters from a non-finite input are the
+            # input's fault, and the message should say so rather than blame the localisation net.
+            bad = int((~torch.isfinite(x)).sum())
+            if bad:
+                raise NonFiniteError(
+                    f"input holds {bad} non-finite value(s) (NaN or inf), and the parameters predicted "
+                    "from it are not finite either"
+                ) from err
+            raise
 
     def extra_repr(self) -> str:
         return (
