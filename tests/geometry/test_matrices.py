@@ -157,3 +157,22 @@ def test_matrix_errors() -> None:
         pixel_to_normalized(torch.eye(2, 3), input_size=(1, 4), align_corners=True)
     with pytest.raises(TypeError, match="floating-point"):
         stnkit.invert(torch.eye(3, dtype=torch.int64))
+
+
+def test_compose_names_mismatched_dtypes_and_batches() -> None:
+    a, b = torch.eye(2, 3).repeat(4, 1, 1), torch.eye(2, 3).repeat(3, 1, 1)
+    with pytest.raises(ValueError, match=r"compose needs batch shapes that broadcast, got \[\[4\], \[3\]\]"):
+        stnkit.compose(a, b)
+    with pytest.raises(
+        TypeError, match="compose needs matrices of one dtype, got \\['torch.float32', 'torch.float64'\\]"
+    ):
+        stnkit.compose(a, a.double())
+    assert stnkit.compose(a, torch.eye(2, 3)).shape == (4, 2, 3)  # a single matrix broadcasts
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_matrices_invert_through_float32(dtype: torch.dtype) -> None:
+    matrix = torch.tensor([[2.0, 0.0, 1.0], [0.0, 4.0, 0.0]], dtype=dtype)
+    inverse = stnkit.invert(matrix)
+    assert inverse.dtype == dtype
+    torch.testing.assert_close(inverse.float(), torch.tensor([[0.5, 0.0, -0.5], [0.0, 0.25, 0.0]]))

@@ -221,3 +221,19 @@ def test_a_non_finite_input_is_blamed_for_the_non_finite_parameters_it_gives() -
         st.head.bias.fill_(float("inf"))  # the input is finite: the parameters' own message stands
     with pytest.raises(stnkit.NonFiniteError, match="params must be finite"):
         st(torch.rand(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: LocalizationMLP(in_features=4, act_layer=a),
+        lambda a: LocalizationCNN(in_channels=1, act_layer=a),
+    ],
+)
+def test_an_activation_instance_is_refused_with_a_hint(make) -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"act_layer must be an nn.Module class such as nn.ReLU, got ReLU\(\) \(pass the class, ReLU, not an instance\)",
+    ):
+        make(nn.ReLU())
+    make(nn.Tanh)

@@ -99,11 +99,28 @@ def compose(*matrices: Tensor) -> Tensor:
     dims = {k for _, k, _ in kinds}
     if len(dims) != 1:
         raise ValueError(f"compose needs matrices of one spatial dimension, got dimensions {dims}")
+    dtypes = [m.dtype for m in matrices]
+    if len(set(dtypes)) != 1:
+        raise TypeError(f"compose needs matrices of one dtype, got {[str(d) for d in dtypes]}")
+    batches = [tuple(m.shape[:-2]) for m in matrices]
+    try:
+        torch.broadcast_shapes(*batches)
+    except RuntimeError:
+        raise ValueError(
+            f"compose needs batch shapes that broadcast, got {[list(b) for b in batches]}"
+        ) from None
     result = to_homogeneous(matrices[0])
     for matrix in matrices[1:]:
         result = result @ to_homogeneous(matrix)
     all_affine = all(is_affine for _, _, is_affine in kinds)
     return from_homogeneous(result) if all_affine else result
+
+
+def _inv(matrix: Tensor) -> Tensor:
+    """``torch.linalg.inv``, with half-precision matrices inverted in float32 (torch has no half inverse)."""
+    if matrix.dtype in (torch.float16, torch.bfloat16):
+        return torch.linalg.inv(matrix.float()).to(matrix.dtype)
+    return torch.linalg.inv(matrix)
 
 
 def invert(matrix: Tensor) -> Tensor:
@@ -121,7 +138,7 @@ def invert(matrix: Tensor) -> Tensor:
                 [ 0.0000,  0.5000,  0.0000]])
     """
     _, _, is_affine = _matrix_kind(matrix, "matrix")
-    inverse = torch.linalg.inv(to_homogeneous(matrix))
+    inverse = _inv(to_homogeneous(matrix))
     return from_homogeneous(inverse) if is_affine else inverse
 
 
@@ -195,7 +212,7 @@ def pixel_to_normalized(
     input_from_output = to_homogeneous(matrix) if inverse_map else invert(to_homogeneous(matrix))
     to_norm_in = _normalizer(in_size, align_corners, matrix, "input_size")
     to_norm_out = _normalizer(out_size, align_corners, matrix, "output_size")
-    theta = to_norm_in @ input_from_output @ torch.linalg.inv(to_norm_out)
+    theta = to_norm_in @ input_from_output @ _inv(to_norm_out)
     return from_homogeneous(theta) if is_affine else theta
 
 
@@ -225,6 +242,6 @@ def normalized_to_pixel(
     in_size, out_size = _conversion_sizes(theta, input_size, output_size, k)
     to_norm_in = _normalizer(in_size, align_corners, theta, "input_size")
     to_norm_out = _normalizer(out_size, align_corners, theta, "output_size")
-    input_from_output = torch.linalg.inv(to_norm_in) @ to_homogeneous(theta) @ to_norm_out
-    pixel = input_from_output if inverse_map else torch.linalg.inv(input_from_output)
+    input_from_output = _inv(to_norm_in) @ to_homogeneous(theta) @ to_norm_out
+    pixel = input_from_output if inverse_map else _inv(input_from_output)
     return from_homogeneous(pixel) if is_affine else pixel

@@ -40,6 +40,7 @@ class LocalizationMLP(nn.Module):
     ) -> None:
         super().__init__()
         check_positive_int(in_features, "in_features")
+        _check_layer_class(act_layer, "act_layer")
         if not check_widths(hidden, "hidden"):
             raise ValueError("hidden must name at least one layer width")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -105,6 +106,7 @@ class LocalizationCNN(nn.Module):
         ):
             check_positive_int(value, name)
         check_widths(channels, "channels")
+        _check_layer_class(act_layer, "act_layer")
         check_positive_int(downsample, "downsample")  # 1: no downsampling
         if check_positive_int(kernel_size, "kernel_size") % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -144,3 +146,14 @@ def _last_linear_width(module: nn.Module) -> int | None:
 def infer_num_features(module: nn.Module) -> int | None:
     """Best guess of a localisation module's feature width, or None if it cannot be told."""
     return _last_linear_width(module)
+
+
+def _check_layer_class(value: object, name: str) -> None:
+    """A layer class such as ``nn.ReLU`` (each use builds a fresh layer), not an instance of one."""
+    if not (isinstance(value, type) and issubclass(value, nn.Module)):
+        hint = (
+            f" (pass the class, {type(value).__name__}, not an instance)"
+            if isinstance(value, nn.Module)
+            else ""
+        )
+        raise TypeError(f"{name} must be an nn.Module class such as nn.ReLU, got {value!r}{hint}")
