@@ -459,7 +459,9 @@ def grid(
     """
     height, width = check_size(output_size)
     align_corners = check_flag(align_corners, "align_corners")
-    dtype = dtype or keras.config.floatx()
+    dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+    if not dtype.startswith(("float", "bfloat")):  # a grid holds fractional positions
+        raise TypeError(f"dtype must be a floating point dtype, got {dtype}")
     vectors, num_points = as_param_vectors(params, transform, dtype)
     dx, dy = displacement(vectors, transform, num_points, height, width, align_corners)
     xs, ys = _axes(height, width, align_corners, dtype)

@@ -62,6 +62,11 @@ def one_line(error: pytest.ExceptionInfo[BaseException]) -> str:
             "grid must have shape (N, Ho, Wo, 2)",
         ),
         (lambda: sk.num_params("tps", 10), ValueError, "perfect square >= 4, got 10"),
+        (
+            lambda: sk.grid(AFFINE, (3, 3), dtype="int32"),
+            TypeError,
+            "dtype must be a floating point dtype, got int32",
+        ),
         (lambda: sk.SpatialTransformer("cnn"), TypeError, "localization must be a keras Layer"),
         (
             lambda: sk.SpatialTransformer(keras.layers.Flatten(), transform="tps", num_control_points=8),
