@@ -151,6 +151,7 @@ def _first_type_problem(config: TrainConfig) -> str | None:
 
 
 def _is_a(value: Any, kind: type) -> bool:
+    """``isinstance`` as a config means it: an int is a float too, a bool is neither."""
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind is int:
