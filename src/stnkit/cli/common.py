@@ -97,14 +97,21 @@ def nonneg_float(text: str) -> float:
     return value
 
 
-def add_data_root_argument(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
-    """``--data-root`` (the data folder), also spelled ``--data-dir``, into ``args.data_root``."""
+def add_data_root_argument(parser: argparse.ArgumentParser, *, of_a_run: bool = False, **kwargs: Any) -> None:
+    """``--data-root`` (the data folder), also spelled ``--data-dir``, into ``args.data_root``.
+
+    ``of_a_run``: the command reads a finished run's data, whose recorded folder comes first while it
+    exists (:func:`stnkit.data.run_data_root`).
+    """
+    default = "$STNKIT_DATA, ../shared/data beside the checkout, the user cache"
+    if of_a_run:
+        default = "the folder the run trained from while it exists, else " + default
     parser.add_argument(
         "--data-root",
         "--data-dir",
         dest="data_root",
         metavar="DIR",
-        help="data folder (default: $STNKIT_DATA, ../shared/data beside the checkout, the user cache)",
+        help=f"data folder (default: {default})",
         **kwargs,
     )
 

@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=positive_int, default=8, help="images per group in the picture (default 8)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="(default 256)")
     p.add_argument("--limit", type=positive_int, help="the first N test images (default: all)")
-    add_data_root_argument(p)
+    add_data_root_argument(p, of_a_run=True)
     add_numerics_argument(p)
     p.set_defaults(func=cmd_compare)
 

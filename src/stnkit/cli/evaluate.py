@@ -96,7 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write the printed JSON to this file, with where it came from: the command, each "
         "checkpoint's SHA-256, the machine, torch, the git commit and the time",
     )
-    add_data_root_argument(p)
+    add_data_root_argument(p, of_a_run=True)
     add_numerics_argument(p)
     p.set_defaults(func=cmd_eval)
 

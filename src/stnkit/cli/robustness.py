@@ -109,7 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         )
     p.add_argument("--batch-size", type=positive_int, default=500, help="(default 500)")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
-    add_data_root_argument(p)
+    add_data_root_argument(p, of_a_run=True)
     add_numerics_argument(p)
     p.set_defaults(func=cmd_robustness)
 

@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset (default: the one it was trained on)")
     p.add_argument("--num", type=positive_int, default=8, help="images to draw (default 8)")
     p.add_argument("--out", help="folder for the pictures (default: the checkpoint's folder)")
-    add_data_root_argument(p)
+    add_data_root_argument(p, of_a_run=True)
     p.set_defaults(func=cmd_show)
 
 
