@@ -218,7 +218,9 @@ def test_an_opset_that_is_not_an_int_is_named(
 def test_an_example_the_model_cannot_take_fails_before_the_exporter(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="example must have a floating-point dtype"):
         export_onnx(_st_cnn(), torch.zeros(2, *SIZE, dtype=torch.int64), tmp_path / "m.onnx")
-    with pytest.raises(ValueError, match=r"was built for \(N, 1, 42, 42\) images, got \[2, 3, 42, 42\]") as caught:
+    with pytest.raises(
+        ValueError, match=r"was built for \(N, 1, 42, 42\) images, got \[2, 3, 42, 42\]"
+    ) as caught:
         export_onnx(_st_cnn(), torch.rand(2, 3, 42, 42), tmp_path / "m.onnx")
     assert "\n" not in str(caught.value).strip() and not (tmp_path / "m.onnx").exists()
 

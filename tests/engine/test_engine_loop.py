@@ -245,8 +245,11 @@ def test_config_names_a_value_of_the_wrong_type_before_comparing_it(
     assert str(caught.value) == message
 
 
-def test_config_takes_an_int_where_a_float_is_declared() -> None:
+def test_config_takes_an_int_where_a_float_is_declared_and_paths_for_folders(tmp_path: Path) -> None:
     assert TrainConfig(dataset="mnist", model="cnn", lr=1, grad_clip=None).lr == 1
+    config = TrainConfig(dataset="mnist", model="cnn", out=tmp_path / "run", data_root=tmp_path)
+    assert (config.out, config.data_root) == (str(tmp_path / "run"), str(tmp_path))
+    config.save(tmp_path / "config.json")  # JSON holds the folders as text
 
 
 def test_config_roundtrip_and_presets(tmp_path: Path) -> None:

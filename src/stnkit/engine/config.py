@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class TrainConfig:
     snapshot_images: int = 16  # fixed test images whose transformer output is drawn per epoch
 
     def __post_init__(self) -> None:
+        for name in ("out", "data_root"):  # folders may be given as paths; the config stores text (JSON)
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
         problem = _first_type_problem(self)  # first: the range checks below compare numbers
         if problem:
             raise ValueError(problem)
