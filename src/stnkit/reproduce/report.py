@@ -153,16 +153,13 @@ def render_pictures(
             seed = _picture_seed(seeds, done)
             checkpoint = runs / grid / cell.run_name(seed) / CHECKPOINT_NAME
             model, state, config = load_run(checkpoint)
-            images = first_test_images(
-                cell.dataset, PICTURE_IMAGES, root=run_data_root(data_root, config.data_root)
-            )
+            root = run_data_root(data_root, config.data_root)
+            images = first_test_images(cell.dataset, PICTURE_IMAGES, root=root)
             title = f"{cell.model} on {cell.dataset}, seed {seed}, epoch {state['epoch']}"
             plot_transformer(images, transformer_views(model, images), image_dir / name, title=title)
             caption = title if seed in done else f"{title} (unfinished run: no result file yet)"
             if isinstance(model.stn, ParallelSpatialTransformer):
-                following_images = first_test_images(
-                    cell.dataset, FOLLOWING_IMAGES, root=run_data_root(data_root, config.data_root)
-                )
+                following_images = first_test_images(cell.dataset, FOLLOWING_IMAGES, root=root)
                 caption += _following_caption(model.stn.channel_following(following_images))
             pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
             captions[name] = caption
@@ -399,8 +396,13 @@ def _goal_summary(by_cell: _ByCell) -> list[str]:
 def _goal_row_kind(cell: Cell, runs: list[dict[str, Any]]) -> str:
     """Which of :data:`_GOAL_ROW_KINDS` a row is."""
     role = "lever" if cell.tag else "standing"
-    seeds = "every seed" if len(runs) >= len(SEEDS) else "fewer seeds"
+    seeds = "every seed" if _has_every_seed(runs) else "fewer seeds"
     return f"{role}, {seeds}"
+
+
+def _has_every_seed(runs: list[dict[str, Any]]) -> bool:
+    """Whether a row has as many runs as a cell has :data:`SEEDS` (else the report says so)."""
+    return len(runs) >= len(SEEDS)
 
 
 def _mean_test_percent(runs: list[dict[str, Any]]) -> float:
@@ -411,7 +413,7 @@ def _mean_test_percent(runs: list[dict[str, Any]]) -> float:
 def _test_errors(runs: list[dict[str, Any]]) -> str:
     """The runs' final test errors, mean ± sd, marked where the row has fewer seeds than a cell's."""
     errors = format_mean_sd([r["final_test_error"] for r in runs])
-    if len(runs) < len(SEEDS):
+    if not _has_every_seed(runs):
         errors += f" ({len(runs)} of {len(SEEDS)} seeds)"
     return errors
 

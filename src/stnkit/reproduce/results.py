@@ -196,13 +196,13 @@ def _cell_problem(result: dict[str, Any], relative_path: Path) -> str | None:
     A renamed or removed cell, a file moved to another cell's name, or a run of another recipe
     would otherwise enter a row silently, or drop out of the page without a word.
     """
-    grid, name, seed = result["grid"], result["cell"], result["seed"]
+    grid, name, seed, device = result["grid"], result["cell"], result["seed"], result.get("device", "cpu")
     cell = next((c for c in GRIDS[grid] if c.name == name), None)
     if cell is None:
         return f"cell {name!r} is no cell of grid {grid} today (renamed or removed? move the file away)"
-    expected_path = Path(grid) / f"{cell.run_name(seed, result.get('device', 'cpu'))}.json"
+    expected_path = Path(grid) / f"{cell.run_name(seed, device)}.json"
     if relative_path != expected_path:
-        return f"holds {name} seed {seed} ({result.get('device', 'cpu')}), whose file is {expected_path}"
+        return f"holds {name} seed {seed} ({device}), whose file is {expected_path}"
     recipe = result.get("recipe", cell.recipe.name)
     if recipe != cell.recipe.name:
         return f"trained by recipe {recipe!r}, but cell {name} trains by {cell.recipe.name!r}"
@@ -210,10 +210,11 @@ def _cell_problem(result: dict[str, Any], relative_path: Path) -> str | None:
         trained = _train_args_of(result["command"])
         if trained is None:
             return f"command must be a `stnkit train` command, got {short_repr(result['command'])}"
-        if trained != cell.train_args(seed):
+        expected_args = cell.train_args(seed)
+        if trained != expected_args:
             return (
                 f"its command trains {shlex.join(trained)}, "
-                f"but cell {name} seed {seed} is: stnkit train {shlex.join(cell.train_args(seed))}"
+                f"but cell {name} seed {seed} is: stnkit train {shlex.join(expected_args)}"
             )
     return None
 
