@@ -176,13 +176,29 @@ def test_the_file_has_the_opset_asked_for_or_none_is_written(
             assert f"could not convert the graph to opset {opset}" in str(err) and not path.exists()
         else:
             assert opset_of(path) == {opset}
-    # Where torch keeps its own opset (as torch 2.13 does for the 28x28 ST-CNN at 17), no file is left.
-    monkeypatch.setattr(export_module, "_default_opset", lambda path: 18)
+    # Where torch keeps its own opset (as torch 2.13 does for the 28x28 ST-CNN at 17), no file is
+    # written, and a file already there (an earlier export) is left as it was.
+    monkeypatch.setattr(export_module, "_default_opset", lambda proto: 18)
     with pytest.raises(ValueError, match="could not convert the graph to opset 20 .*its own, 18"):
+        export_onnx(model, example, tmp_path / "new.onnx", opset=20)
+    assert not (tmp_path / "new.onnx").exists()
+    (tmp_path / "kept.onnx").write_bytes(b"an earlier export")
+    with pytest.raises(ValueError, match="could not convert the graph to opset 20"):
         export_onnx(model, example, tmp_path / "kept.onnx", opset=20)
-    assert not (tmp_path / "kept.onnx").exists()
+    assert (tmp_path / "kept.onnx").read_bytes() == b"an earlier export"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     with pytest.raises(ValueError, match=f"opset must be between 16 and {onnx.defs.onnx_opset_version()}"):
         export_onnx(model, example, tmp_path / "far.onnx", opset=99)
+
+
+def test_a_file_that_cannot_be_written_is_named_not_the_temporary_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "m.onnx").mkdir()  # a folder where the file should go
+    with pytest.raises(OSError, match=r"^cannot write .*m\.onnx: it is a folder, not a file$"):
+        export_onnx(_st_cnn(), torch.rand(2, *SIZE), tmp_path / "out" / "m.onnx")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.onnx"]
 
 
 def test_a_thin_plate_model_exports_from_a_fresh_process_and_leaves_it_working(tmp_path: Path) -> None:

@@ -18,20 +18,26 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from stnkit.files import atomic_write
 from stnkit.geometry.checks import check_floating, check_tensor, short_repr
 from stnkit.geometry.transforms import Transform
 from stnkit.models.parts import Classifier
 from stnkit.nn import SpatialTransformer
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     "MIN_OPSET",
@@ -192,6 +198,8 @@ def export_onnx(
             model without an input transformer.
         TypeError: ``opset`` is not an int, or ``example`` is not a floating-point tensor.
         FileNotFoundError: the folder of ``path`` does not exist.
+        OSError: ``path`` cannot be written (the message names it). A failed export leaves any file
+            already at ``path`` as it was.
         MissingDependencyError: onnx or onnxscript is not installed.
     """
     if isinstance(opset, bool) or not isinstance(opset, int):
@@ -217,49 +225,67 @@ def export_onnx(
     # error, not the exporter's page of trace.
     with torch.no_grad():
         wrapper(example)
-    # Without torchvision the exporter logs one warning per torchvision operator it skips.
-    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration_log.level
-    registration_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            # The transformer keeps `last_params` for regularisers; export warns that it is not a
-            # buffer, which is harmless for inference.
-            warnings.filterwarnings("ignore", message=".*last_params was assigned during export")
-            # torch 2.13's exporter trips its own deprecation of LeafSpec; nothing a user can act on.
-            warnings.filterwarnings(
-                "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
-            )
-            torch.onnx.export(
-                wrapper,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=list(names),
-                opset_version=opset,
-                dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),  # any batch size
-                dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
-                verbose=False,
-            )
-    finally:
-        registration_log.setLevel(level)
+    with _quiet_exporter_logs(), warnings.catch_warnings():
+        # The transformer keeps `last_params` for regularisers; export warns that it is not a
+        # buffer, which is harmless for inference.
+        warnings.filterwarnings("ignore", message=".*last_params was assigned during export")
+        # torch 2.13's exporter trips its own deprecation of LeafSpec; nothing a user can act on.
+        warnings.filterwarnings(
+            "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+        )
+        # Built in memory (f=None) and written only once its opset is right, so a failed export
+        # leaves whatever file was at `path` untouched.
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            None,
+            input_names=["images"],
+            output_names=list(names),
+            opset_version=opset,
+            dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),  # any batch size
+            dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
+            verbose=False,
+        )
+    assert program is not None  # f=None with dynamo=True always returns the program
+    proto = program.model_proto
     # torch exports at its own opset, then converts; where it cannot convert it logs the failure and
-    # keeps its own, so the file's opset is checked rather than assumed.
-    written = _default_opset(path)
+    # keeps its own, so the graph's opset is checked rather than assumed.
+    written = _default_opset(proto)
     if written != opset:
-        path.unlink(missing_ok=True)
         raise ValueError(
             f"torch could not convert the graph to opset {opset} (it exported its own, {written}); "
             f"ask for {written} or newer"
         )
-    return path
+    data = proto.SerializeToString()  # in one piece: the library's models are far below protobuf's 2 GB
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
-def _default_opset(path: Path) -> int | None:
-    """The opset of the default ONNX domain that the file at ``path`` imports."""
-    import onnx
+# Loggers whose warnings say nothing a user can act on: without torchvision the exporter warns once per
+# torchvision operator it skips; below opset 18 it and onnxscript announce the version conversion,
+# whose outcome export_onnx checks itself (and raises on) instead.
+_EXPORTER_LOGS = (
+    "torch.onnx._internal.exporter._registration",
+    "torch.onnx._internal.exporter._compat",
+    "onnxscript.version_converter",
+)
 
-    proto = onnx.load(str(path), load_external_data=False)
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    """Raise :data:`_EXPORTER_LOGS` to ERROR for the block, then restore their levels."""
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGS]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+
+
+def _default_opset(proto: onnx.ModelProto) -> int | None:
+    """The opset of the default ONNX domain that the model ``proto`` imports."""
     return next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), None)
 
 

@@ -37,7 +37,7 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
     """Write a file through ``write(handle)`` into a temporary file, then rename it over ``path``.
 
     A reader never sees a half-written file, and a failure leaves the old file (if any) intact.
@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 
     Args:
         path: destination; its folder is created if needed.
-        write: called once with a binary file handle open for writing.
+        write: called once with a binary file handle open for writing; what it returns is ignored.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
