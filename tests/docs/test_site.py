@@ -33,6 +33,9 @@ API_PAGES = {
     "reproduce": "stnkit.reproduce",
     "runs": "stnkit.runs",
     "numerics": "stnkit.numerics",
+    "weights": "stnkit.weights",
+    "machine": "stnkit.machine",
+    "files": "stnkit.files",
     "keras": "stnkit.keras",
 }
 

@@ -44,8 +44,12 @@ def test_identity_reproduces_input_float64(
     ("transform", "align_corners"), list(itertools.product(TRANSFORMS_2D, [False, True]))
 )
 @pytest.mark.parametrize("backend", ["native", "reference"])
-def test_identity_reproduces_input_float32(transform: str, align_corners: bool, backend: str) -> None:
-    # atol 1e-5 at sizes up to 64 (torch's own affine_grid round trip drifts further at larger sizes).
+@pytest.mark.parametrize("mode", MODES)
+def test_identity_reproduces_input_float32(
+    transform: str, align_corners: bool, backend: str, mode: str
+) -> None:
+    # atol 1e-5 at sizes up to 64 (torch's own affine_grid round trip drifts further at larger sizes);
+    # every mode, as docs/convention.md states it, not only the bilinear default.
     for height, width in [(64, 64), (63, 50), (28, 28), (17, 64)]:
         image = torch.rand(2, 1, height, width)
         params = identity_batch(transform, 2, torch.float32)
@@ -54,6 +58,7 @@ def test_identity_reproduces_input_float32(transform: str, align_corners: bool, 
                 image,
                 params,
                 transform=transform,
+                mode=mode,
                 padding_mode=padding_mode,
                 align_corners=align_corners,
                 backend=backend,
