@@ -9,6 +9,8 @@ folder is gone stays in the report.
 from __future__ import annotations
 
 import json
+import math
+import re
 import statistics
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +23,16 @@ from stnkit.data import dataset_info, first_test_images, run_data_root
 from stnkit.engine import CHECKPOINT_NAME
 from stnkit.files import atomic_write_text
 from stnkit.models import ParallelSpatialTransformer, count_parameters, create_model
+from stnkit.reproduce.facts import (
+    LAST_EPOCHS,
+    PAPER_BATCH,
+    PAPER_ITERATIONS,
+    cpu_per_wall,
+    fcn_family_fit,
+    parameter_spreads,
+    training_budget,
+    training_errors,
+)
 from stnkit.reproduce.grids import GRIDS, SEEDS, SHARED_DEVIATIONS, Cell, is_selection
 from stnkit.reproduce.results import format_mean_sd, results_by_cell
 from stnkit.runs import load_run
@@ -52,6 +64,16 @@ UNDERFIT_RATIO = 0.8
 _OWN_SECTION = ("gtsrb", "mnist")
 
 _ByCell = dict[tuple[str, str], list[dict[str, Any]]]  # (grid, cell name) -> its results by seed
+
+# Section titles of the paper's grids, and the datasets the page's legend explains.
+_GRID_TITLES = {
+    "table1": "Table 1: distorted MNIST (R, RTS, P, E)",
+    "tc": "Translated cluttered MNIST (TC)",
+    "addition": "MNIST addition",
+}
+_LEGEND_DATASETS = ("r", "rts", "p", "e", "tc", "mnist-add")
+# Table 1's columns in the paper's order.
+_TABLE1_DATASETS = ("r", "rts", "p", "e")
 
 
 @dataclass(frozen=True)
@@ -103,6 +125,25 @@ def _picture_seed(seeds: list[int], finished: set[int]) -> int:
     return min(seeds, key=lambda seed: (seed not in finished, seed))
 
 
+# The title render_pictures gives a picture, read back: "<model> on <dataset>, seed <S>, epoch <E>".
+_TITLE_SEED = re.compile(r"^\S+ on \S+, seed (\d+), epoch \d+")
+
+
+def _drawn_seed(caption: str) -> int | None:
+    """The seed an earlier picture was drawn from, if it was a finished run's; else None."""
+    match = _TITLE_SEED.match(caption)
+    if match is None or "(unfinished run" in caption:
+        return None
+    return int(match.group(1))
+
+
+def _keeps_earlier(earlier: int | None, local: int, finished: set[int]) -> bool:
+    """Whether a finished run's earlier picture of seed ``earlier`` beats drawing seed ``local`` here."""
+    if earlier is None or earlier == local:
+        return False
+    return _picture_seed([earlier, local], finished | {earlier}) == earlier
+
+
 def render_pictures(
     results: list[dict[str, Any]],
     runs: Path,
@@ -115,7 +156,8 @@ def render_pictures(
 
     The picture (:func:`stnkit.viz.plot_transformer`: inputs with the sampling grid, beside the
     outputs) shows the first :data:`PICTURE_IMAGES` images of the cell's canonical test set through
-    the checkpoint of seed 0 (else the lowest seed), preferring runs that have finished.
+    the checkpoint of seed 0 (else the lowest seed), preferring runs that have finished. A picture
+    drawn earlier from a finished run of a seed preferred to any whose folder is here is kept.
 
     Args:
         results: the result files (:func:`stnkit.reproduce.load_results`): which runs have finished.
@@ -141,16 +183,20 @@ def render_pictures(
         for cell in filter(_has_transformer, cells):
             seeds = _run_seeds(runs / grid, cell)
             name = f"{cell.name}.png"
-            if not seeds and name in captions and (image_dir / name).is_file():
+            done = finished.get((grid, cell.name), set())
+            seed = _picture_seed(seeds, done) if seeds else None
+            drawn = name in captions and (image_dir / name).is_file()
+            if drawn and (seed is None or _keeps_earlier(_drawn_seed(captions[name]), seed, done)):
+                # A picture whose run folder is not here (another machine, an earlier session), or
+                # one drawn from a better run than any here (seed 0's, finished): kept, not redrawn.
                 caption = f"{captions[name]} (drawn earlier; its run folder is not here)"
                 pictures[grid, cell.name] = Picture((link_prefix / name).as_posix(), caption)
                 continue
-            if not seeds:
-                where = runs / grid / f"{cell.name}-s*" / CHECKPOINT_NAME
-                pictures[grid, cell.name] = Picture(None, f"no run folder yet (`{where.as_posix()}`)")
+            if seed is None:
+                # Named inside the runs folder: where that folder is differs between machines.
+                where = f"{grid}/{cell.name}-s*/{CHECKPOINT_NAME}"
+                pictures[grid, cell.name] = Picture(None, f"not drawn: no `{where}` in the runs folder yet")
                 continue
-            done = finished.get((grid, cell.name), set())
-            seed = _picture_seed(seeds, done)
             checkpoint = runs / grid / cell.run_name(seed) / CHECKPOINT_NAME
             model, state, config = load_run(checkpoint)
             root = run_data_root(data_root, config.data_root)
@@ -186,7 +232,9 @@ def _pictures_section(pictures: dict[tuple[str, str], Picture]) -> list[str]:
         "## What the transformers learned",
         "",
         f"The first {PICTURE_IMAGES} images of each canonical test set, with the sampling grid of the",
-        "trained transformer drawn over them, beside its outputs (seed 0's run where it exists). For",
+        "trained transformer drawn over them, beside its outputs, from the run folders on the machine",
+        "that rendered the page: seed 0's where it is there, else the lowest seed's (a finished run",
+        "first); each caption names its seed and epoch. For",
         "two transformers in parallel (MNIST addition) the caption also says which digit each follows:",
         "the correlation, over test images, between the centre of the head's sampling grid and the",
         "centre of each channel's digit (`ParallelSpatialTransformer.channel_following`). Heads that",
@@ -234,6 +282,7 @@ def render_report(
     Returns:
         The page's Markdown.
     """
+    by_cell = results_by_cell(results)
     lines = [
         "# The paper's experiments, reproduced",
         "",
@@ -247,64 +296,31 @@ def render_report(
         "MNIST's last 10,000 training images (its error is in the result files). The default recipe",
         "itself was tuned on RTS in earlier exploratory runs that looked at the test error",
         "(docs/results.md), so the RTS rows are not strictly free of test-set selection. The GTSRB",
-        "section says what was and was not chosen there.",
+        "section says what was and was not chosen there. The paper's numbers are those of Jaderberg et",
+        "al. 2015 (arXiv 1506.02025) as the project's issue quotes them; `ours - paper` is positive where",
+        "our error is higher.",
         "",
-        f"Shared deviations from the paper: {SHARED_DEVIATIONS}.",
+        "How the standing rows of the MNIST grids differ from the paper:",
+        "",
+        *(f"- {deviation}" for deviation in SHARED_DEVIATIONS),
+        "",
+        "A row whose model carries a tag in brackets is a lever row, a variant run beside the standing",
+        "row above it, never in its place: `(paper-kernels)` has the paper's 9x9 and 7x7 kernels and no",
+        "crop, `(e100)` trains 100 epochs instead of 20, `(e100-own-loc)` also gives each of the two",
+        "transformers a localisation net of its own. The datasets (docs/data.md):",
+        "",
+        *(f"- `{name}`: {_dataset_legend(name)}" for name in _LEGEND_DATASETS),
         "",
     ]
-    by_cell = results_by_cell(results)
     for grid, cells in GRIDS.items():
         if grid in _OWN_SECTION:
             continue  # not in the paper: their own sections below
-        lines += [f"## {grid}", "", *_error_table(grid, cells, by_cell), ""]
+        lines += [f"## {_GRID_TITLES.get(grid, grid)}", ""]
+        if grid == "table1":
+            lines += [*_paper_layout(cells, by_cell), ""]
+        lines += [*_error_table(grid, cells, by_cell), ""]
     lines += [*_goal_summary(by_cell), ""]
-    lines += [
-        "Each row's exact command, per-epoch validation and test curves, images/s, torch version and git",
-        "commit are in its result files. Wall time includes evaluating the validation and test sets after",
-        "every epoch, on a machine that was at times shared with other work (so times are upper bounds).",
-        "CPU minutes are the training process's own CPU time over all its threads (2 here), which other",
-        "work on the machine inflates less than the wall time, though still (OpenMP's waiting threads",
-        'spin: docs/benchmarks.md, "Training beside other work"; result files since 2026-12-04 record',
-        "the OpenMP variables a run had); alone on the 2-core machine a run spends 1.7-2 CPU",
-        "minutes per minute (p-cnn seed 1: 16.8 in 9.6), so the goal of 15 minutes of 2-core time per",
-        "cell is at most 30 CPU minutes. Runs started, or resumed from a checkpoint, before the code",
-        "counted CPU time did not count it; where only some of a cell's seeds did, the column gives",
-        "their mean and names them.",
-        "",
-        "`parameters` counts the trainable parameters of the cell's model as `stnkit train` builds it",
-        "for the dataset (`stnkit.reproduce.cell_parameters`). The paper compares models of comparable",
-        "size: within a dataset of table 1 or TC, the CNN and ST-CNN rows lie within 2.5% of each",
-        "other and the FCN-family rows within 1% of the FCN (the `paper-kernels` rows aside: both have",
-        "the uncropped ST-CNN's budget, within 0.5% of each other). The addition grid's two-transformer",
-        "rows do not keep the rule: the second transformer adds 60% to the FCN's count, and",
-        "localisation nets of their own (the `own-loc` row) another 21%.",
-        "",
-        "`train / validation` is the final epoch's training error (the running error over that epoch's",
-        "distorted images, in training mode) and validation error, means over the seeds. Where a row is",
-        "above the paper's error, `next lever` says what to try next, by one rule for every row",
-        "(`stnkit.reproduce.next_lever`, written on 2026-12-04 with these rows in view; it reads their",
-        "training and validation errors only). A standing cell with lever rows points at them;",
-        f"otherwise a training error of at least {UNDERFIT_RATIO:.0%} of the validation error means",
-        "the network underfits (train longer, or wider: the paper's 150k SGD iterations of 256 images",
-        "are 19x the updates of our 20 epochs of 50,000 images in batches of 128, 38x their images, and",
-        "8x the images of a 100-epoch row), a lower one a generalisation gap (regularise, or vary the",
-        "training images more). One lever was added after the headline runs, from their",
-        "training and validation errors, not the test error: the RTS CNN underfits (final training",
-        "error 1.6-1.7%, as high as its validation error) and, its budget matched to the cropping",
-        "ST-CNN's, classifies 3,136 features through 49 hidden units. `cnn (paper-kernels)` is the",
-        "paper's classifier instead (9x9 and 7x7 kernels; the budget of the uncropped ST-CNN: 330k",
-        "parameters, 141 hidden units), shown beside the standing row, never in its place.",
-        "`st-cnn-affine (paper-kernels)` is its ST-CNN counterpart, declared on 2026-12-04 before it",
-        "ran (the issue asks for both rows wherever the paper's architecture is run beside ours): the",
-        "same kernels behind an uncropped transformer, 329k parameters; the paper also average-pools",
-        "the transformer's output by 2 on RTS, which this row does not.",
-        "A second lever was added after seed 0 of every FCN-family cell (FCN, ST-FCN, 2xST-FCN), again",
-        "from training and validation errors: all 23 underfit (final training error at most 0.6 points",
-        "below the validation error, and above it in 11; validation error still falling by 0.1-2.2 points",
-        "over the last five epochs) at 2-10 s an epoch. The `(e100)` rows train the same cell for 100",
-        "epochs instead of 20 (`adam100-val10k`), beside the standing rows, never in their place.",
-        "",
-    ]
+    lines += ["## Reading the tables", "", *_about_the_columns(results, by_cell), ""]
     lines += _gtsrb_section(by_cell)
     lines += _mnist_section(by_cell)
     if robustness is not None:
@@ -314,6 +330,142 @@ def render_report(
     return "\n".join(lines)
 
 
+def _dataset_legend(name: str) -> str:
+    info = dataset_info(name)
+    height, width = info.image_size
+    return f"{info.description}; {height}x{width}, {info.in_channels} channel{'s' if info.in_channels > 1 else ''}"
+
+
+def _paper_layout(cells: list[Cell], by_cell: _ByCell) -> list[str]:
+    """Table 1 as the paper lays it out: a row per model, a column per dataset, ours (paper)."""
+    standing = [cell for cell in cells if not cell.tag]
+    models = list(dict.fromkeys(cell.model for cell in standing))
+    lines = [
+        "Ours (paper) at a glance, the standing rows' CPU runs, test error %; `*` marks a mean over fewer",
+        f"than {len(SEEDS)} seeds. The table after it adds the spread, times, machines and the lever rows.",
+        "",
+        "| model | " + " | ".join(d.upper() for d in _TABLE1_DATASETS) + " |",
+        "|---|" + "---:|" * len(_TABLE1_DATASETS),
+    ]
+    for model in models:
+        entries = []
+        for dataset in _TABLE1_DATASETS:
+            cell = next((c for c in standing if (c.model, c.dataset) == (model, dataset)), None)
+            entries.append("" if cell is None else _glance_entry(cell, by_cell))
+        lines.append(f"| {model} | " + " | ".join(entries) + " |")
+    return lines
+
+
+def _glance_entry(cell: Cell, by_cell: _ByCell) -> str:
+    runs = _cpu_runs(by_cell.get((cell.grid, cell.name), []))
+    paper = "" if cell.paper_error is None else f" ({cell.paper_error:.1f})"
+    if not runs:
+        return f"not run yet{paper}"
+    mark = "" if _has_every_seed(runs) else "*"
+    return f"{_mean_test_percent(runs):.2f}{mark}{paper}"
+
+
+def _cpu_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The CPU runs among a cell's (results without a device are CPU runs)."""
+    return [run for run in runs if run.get("device", "cpu") == "cpu"]
+
+
+def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[str]:
+    """What the tables' columns mean and why the lever rows exist, its numbers from the files."""
+    ratios = cpu_per_wall(results)
+    spreads = parameter_spreads(cell_parameters)
+    budget = training_budget()
+    rts_cnn = training_errors(by_cell.get(("table1", "rts-cnn"), []))
+    fcn_fit = fcn_family_fit(by_cell)
+    kernels = {c.model: cell_parameters(c) for c in GRIDS["table1"] if c.tag == "paper-kernels"}
+
+    def ratio_words(kind: str, what: str) -> str:
+        low, high, count = ratios[kind]
+        return f"{low:.2f}-{high:.2f} over {count} runs with {what}"
+
+    recorded = [ratio_words(kind, what) for kind, what in _WAIT_POLICIES if kind in ratios]
+    lines = [
+        "Each row's exact command, per-epoch validation and test curves, images/s, torch version and git",
+        "commit are in its result files. `minutes per run` is the wall time, the mean over the seeds; it",
+        "includes evaluating the validation and test sets after every epoch, on a machine that was at",
+        "times shared with other work (so times are upper bounds). `CPU minutes per run` is the training",
+        "process's own CPU time over all its threads (2 here), which other work on the machine inflates",
+        "less. How much CPU time a minute holds depends on OpenMP's wait policy (docs/benchmarks.md,",
+        '"Training beside other work"): the result files give CPU minutes per wall minute of',
+        f"{' and '.join(recorded) if recorded else 'no run yet'}. So the goal's 15 minutes of 2-core",
+        "time are judged two ways: the slowest seed's wall time within 15 minutes (strict: it counts",
+        "the sharing too), and its CPU time within 30 minutes (necessary, not sufficient). Runs",
+        "started, or resumed from a checkpoint, before the code counted CPU time did not count it; where",
+        "only some of a cell's seeds did, the column gives their mean and names them. `machine` names",
+        "the CPU of each seed where they differ; a seed trained on another CPU model does not repeat",
+        "its numbers exactly (docs/training.md).",
+        "",
+        "`parameters` counts the trainable parameters of the cell's model as `stnkit train` builds it",
+        "for the dataset (`stnkit.reproduce.cell_parameters`). The paper compares models of comparable",
+        f"size: within a dataset of table 1 or TC, the CNN and ST-CNN rows lie within {spreads.cnn_family:.1%}",
+        f"of each other and the FCN-family rows within {spreads.fcn_family:.1%} of the FCN (the",
+        "`paper-kernels` rows aside: both have the uncropped ST-CNN's budget, within",
+        f"{spreads.paper_kernels:.1%} of each other). The addition grid's two-transformer rows do not keep",
+        f"the rule: the second transformer adds {spreads.second_transformer:.0%} to the FCN's count, and",
+        f"localisation nets of their own (the `own-loc` row) another {spreads.own_localisation:.0%}.",
+        "",
+        "`train / validation` is the final epoch's training error (the running error over that epoch's",
+        "distorted images, in training mode) and validation error, means over the seeds. Where a row is",
+        "above the paper's error, `next lever` says what to try next, by one rule for every row",
+        "(`stnkit.reproduce.next_lever`, written on 2026-12-04 with these rows in view; it reads their",
+        "training and validation errors only). A standing cell with lever rows points at them;",
+        f"otherwise a training error of at least {UNDERFIT_RATIO:.0%} of the validation error means",
+        f"the network underfits (train longer, or wider: the paper's {PAPER_ITERATIONS // 1000}k SGD iterations",
+        f"of {PAPER_BATCH} images are {budget.updates:.0f}x the updates of our default recipe and",
+        f"{budget.images:.0f}x its images, and {budget.images_long:.0f}x the images of a 100-epoch row), a lower",
+        "one a generalisation gap (regularise, or vary the training images more).",
+        "",
+        "One lever was added after the headline runs, from their training and validation errors, not the",
+        "test error: the RTS CNN underfits (final training error",
+        f"{_percent_range(rts_cnn)}, as high as its validation error) and, its budget matched to the",
+        "cropping ST-CNN's, classifies 3,136 features through 49 hidden units. `cnn (paper-kernels)` is",
+        "the paper's classifier instead (9x9 and 7x7 kernels; the budget of the uncropped ST-CNN:",
+        f"{_thousands(kernels.get('cnn'))} parameters, 141 hidden units). `st-cnn-affine (paper-kernels)` is its",
+        "ST-CNN counterpart, declared on 2026-12-04 before it ran (the issue asks for both rows wherever",
+        "the paper's architecture is run beside ours): the same kernels behind an uncropped transformer,",
+        f"{_thousands(kernels.get('st-cnn-affine'))} parameters; the paper also average-pools the transformer's",
+        "output by 2 on RTS, which this row does not.",
+    ]
+    if fcn_fit is not None:
+        low, high = fcn_fit.fall
+        fast, slow = fcn_fit.epoch_seconds
+        lines += [
+            "",
+            "A second lever was added after seed 0 of every FCN-family cell (FCN, ST-FCN, 2xST-FCN), again",
+            f"from training and validation errors: all {fcn_fit.runs} were still learning when their 20 epochs",
+            f"ended (validation error still falling by {low:.1f}-{high:.1f} points over the last {LAST_EPOCHS} epochs;",
+            f"final training error at most {fcn_fit.largest_gap:.1f} points below the validation error, and",
+            f"above it in {fcn_fit.training_above}), at {fast:.0f}-{slow:.0f} s an epoch. The `(e100)` rows train the same cell",
+            "for 100 epochs instead of 20 (`adam100-val10k`). The ratio rule of `next lever` reads the",
+            "final errors only, so on an `(e100)` row that has closed most of its training error it may",
+            "point at the gap instead.",
+        ]
+    return lines
+
+
+# OpenMP wait policies as cpu_per_wall names them, and how the page words them.
+_WAIT_POLICIES = (
+    ("spinning", "spinning threads (the default, or a policy not recorded)"),
+    ("passive", "`OMP_WAIT_POLICY=PASSIVE`"),
+)
+
+
+def _percent_range(bounds: tuple[float, float] | None) -> str:
+    if bounds is None:
+        return "not recorded"
+    low, high = bounds
+    return f"{low:.1f}%" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}%"
+
+
+def _thousands(count: int | None) -> str:
+    return "?" if count is None else f"{count / 1000:.0f}k"
+
+
 def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
     """A row per cell: the paper's test error (blank where it reports none) beside ours."""
     lines = [
@@ -321,7 +473,7 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
         "| CPU minutes per run | machine | train / validation | next lever |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---|---:|---|",
     ]
-    for cell in cells:
+    for cell in _standing_then_levers(cells):
         paper = "" if cell.paper_error is None else f"{cell.paper_error:.1f}"
         rows = _device_rows(_label(cell), by_cell.get((grid, cell.name), []))
         parameters = f"{cell_parameters(cell):,}"
@@ -344,8 +496,26 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
     return lines
 
 
+def _standing_then_levers(cells: list[Cell]) -> list[Cell]:
+    """The grid's cells with each lever row moved right under the standing row it stands beside."""
+
+    def key(cell: Cell) -> tuple[str, str]:
+        return cell.dataset, cell.model
+
+    standing = {key(cell) for cell in cells if not cell.tag}
+    ordered = []
+    for cell in cells:
+        if cell.tag and key(cell) in standing:
+            continue  # placed under its standing row
+        ordered.append(cell)
+        if not cell.tag:
+            ordered += [lever for lever in cells if lever.tag and key(lever) == key(cell)]
+    return ordered
+
+
 # The issue's budget per cell: 15 minutes of a 2-core machine, i.e. at most 30 CPU minutes.
-GOAL_CPU_MINUTES = 30.0
+GOAL_MINUTES = 15.0
+GOAL_CPU_MINUTES = 2 * GOAL_MINUTES
 
 
 # The goal line's rows: standing cells (untagged) and their lever rows, each with every seed or not.
@@ -356,39 +526,49 @@ def _goal_summary(by_cell: _ByCell) -> list[str]:
     """How many finished CPU rows with a paper number meet the goal (error and budget), as a table.
 
     Standing rows and lever rows are counted apart (a lever row is a variant beside its standing
-    cell, never in its place), and so are rows with fewer seeds than :data:`SEEDS`.
+    cell, never in its place), and so are rows with fewer seeds than :data:`SEEDS`. The budget is
+    judged on a row's slowest seed: by its wall time, and by its CPU time where every seed has one.
     """
-    # kind -> [rows, at or below the paper, CPU time recorded for every seed, within budget, both]
-    tally = {kind: [0, 0, 0, 0, 0] for kind in _GOAL_ROW_KINDS}
+    # kind -> [rows, at or below, wall within, at or below and wall within, CPU recorded, CPU within,
+    #          at or below and CPU within]
+    tally = {kind: [0] * 7 for kind in _GOAL_ROW_KINDS}
     for grid, cells in GRIDS.items():
         if grid in _OWN_SECTION:
             continue
         for cell in cells:
-            runs = [r for r in by_cell.get((grid, cell.name), []) if r.get("device", "cpu") == "cpu"]
+            runs = _cpu_runs(by_cell.get((grid, cell.name), []))
             if cell.paper_error is None or not runs:
                 continue
             counts = tally[_goal_row_kind(cell, runs)]
             good = _mean_test_percent(runs) <= cell.paper_error
+            quick = max(r["wall_time_s"] for r in runs) / 60 <= GOAL_MINUTES
             counts[0] += 1
             counts[1] += good
+            counts[2] += quick
+            counts[3] += good and quick
             cpu = [r["cpu_time_s"] for r in runs if r.get("cpu_time_s") is not None]
             if len(cpu) == len(runs):
-                cheap = statistics.fmean(cpu) / 60 <= GOAL_CPU_MINUTES
-                counts[2] += 1
-                counts[3] += cheap
-                counts[4] += good and cheap
-    total = [sum(column) for column in zip(*tally.values(), strict=True)]
-    budget = f"{GOAL_CPU_MINUTES:.0f} CPU minutes"
+                cheap = max(cpu) / 60 <= GOAL_CPU_MINUTES
+                counts[4] += 1
+                counts[5] += cheap
+                counts[6] += good and cheap
+    headline = tally["standing, every seed"]
+    minutes, cpu_minutes = f"{GOAL_MINUTES:.0f} minutes", f"{GOAL_CPU_MINUTES:.0f} CPU minutes"
     lines = [
-        f"The goal: every cell at or below the paper's error within 15 minutes of 2-core time ({budget}).",
-        "Counted over the CPU rows above with a paper number; lever rows (a tag in brackets) count apart",
-        f"from the standing cells they stand beside, and rows with fewer than {len(SEEDS)} seeds apart from",
-        "those with every seed. The budget is judged on the rows whose every seed recorded its CPU time.",
+        f"## The goal: at or below the paper within {minutes} of 2-core time",
         "",
-        f"| rows | count | at or below the paper | CPU time recorded | within {budget} | both |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"Of the {headline[0]} standing cells measured with every seed, {headline[1]} are at or below the",
+        f"paper's error; {headline[3]} of those also within {minutes} by the slowest seed's wall time,",
+        f"{headline[6]} within {cpu_minutes} by its CPU time. The table counts the CPU rows above with a",
+        "paper number; lever rows (a tag in brackets) count apart from the standing cells they stand",
+        f"beside, and rows with fewer than {len(SEEDS)} seeds apart from those with every seed. A mean",
+        "level with the paper's counts as at or below it, whatever the spread.",
+        "",
+        f"| rows | count | at or below the paper | within {minutes} (wall) | both (wall) "
+        f"| CPU time recorded | within {cpu_minutes} | both (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for kind, counts in [*tally.items(), ("all", total)]:
+    for kind, counts in tally.items():
         lines.append(f"| {kind} | " + " | ".join(str(n) for n in counts) + " |")
     return lines
 
@@ -400,9 +580,14 @@ def _goal_row_kind(cell: Cell, runs: list[dict[str, Any]]) -> str:
     return f"{role}, {seeds}"
 
 
+def _seeds_of_a_cell(runs: list[dict[str, Any]]) -> int:
+    """How many of :data:`SEEDS` a row's runs hold (a run of another seed does not stand in for one)."""
+    return len(set(SEEDS) & {int(r["seed"]) for r in runs})
+
+
 def _has_every_seed(runs: list[dict[str, Any]]) -> bool:
-    """Whether a row has as many runs as a cell has :data:`SEEDS` (else the report says so)."""
-    return len(runs) >= len(SEEDS)
+    """Whether a row holds every seed of :data:`SEEDS` (else the report says so)."""
+    return _seeds_of_a_cell(runs) == len(SEEDS)
 
 
 def _mean_test_percent(runs: list[dict[str, Any]]) -> float:
@@ -414,7 +599,7 @@ def _test_errors(runs: list[dict[str, Any]]) -> str:
     """The runs' final test errors, mean ± sd, marked where the row has fewer seeds than a cell's."""
     errors = format_mean_sd([r["final_test_error"] for r in runs])
     if not _has_every_seed(runs):
-        errors += f" ({len(runs)} of {len(SEEDS)} seeds)"
+        errors += f" ({_seeds_of_a_cell(runs)} of {len(SEEDS)} seeds)"
     return errors
 
 
@@ -519,17 +704,34 @@ def _robustness_section(figure: RobustnessFigure) -> list[str]:
         "",
     ]
     for run in figure.summary.get("runs", []):
+        canvas = f", {run['canvas']}x{run['canvas']} canvas" if run.get("canvas") else ""
         if run.get("checkpoint"):
-            source = f"`{run['checkpoint']}` (seed {run.get('seed')}, epoch {run.get('epoch')})"
+            source = f"`{run['checkpoint']}` (seed {run.get('seed')}, epoch {run.get('epoch')}{canvas})"
         else:
-            source = f"shipped weights `{run.get('pretrained')}`"
+            source = f"shipped weights `{run.get('pretrained')}`" + (f" ({canvas[2:]})" if canvas else "")
         if run.get("kept_from"):
             source += ", measured in an earlier sweep of the same digits (`--keep-from`)"
         lines.append(f"- {run.get('label', run.get('model'))}: {source}")
     lines.append("")
+    count = digits.get("count")
+    if isinstance(count, int) and count > 0:
+        lines += [
+            "Each model sees the posed digit on the canvas it was trained on (28x28, or 42x42 for RTS",
+            "models), so a shift or a scale leaves a 28x28 canvas sooner than a 42x42 one: compare the",
+            "shift and scale curves within a canvas size. Each curve is one trained model (one seed) on",
+            f"{count:,} digits: one digit is {100 / count:.1f} points, and an error rate p has a standard",
+            f"error of sqrt(p (1 - p) / {count:,}), {_standard_error(0.01, count):.1f} points at 1% and",
+            f"{_standard_error(0.5, count):.1f} at 50%.",
+            "",
+        ]
     if figure.image is not None:
         lines += [f"![error against rotation, scale and shift]({figure.image})", ""]
     return [*lines, figure.table.rstrip("\n"), ""]
+
+
+def _standard_error(rate: float, count: int) -> float:
+    """The standard error of an error ``rate`` measured on ``count`` images, in percentage points."""
+    return 100 * math.sqrt(rate * (1 - rate) / count)
 
 
 def _minutes(runs: list[dict[str, Any]]) -> str:
@@ -540,7 +742,7 @@ def _cpu_minutes(runs: list[dict[str, Any]]) -> str:
     """The mean CPU minutes per run; where only some runs counted them, their mean and their seeds."""
     counted = [r for r in runs if r.get("cpu_time_s") is not None]
     if not counted:
-        return ""
+        return "not recorded"
     minutes = f"{statistics.fmean(r['cpu_time_s'] for r in counted) / 60:.1f}"
     if len(counted) == len(runs):
         return minutes
@@ -561,7 +763,15 @@ def _variant(cell: Cell) -> str:
 
 
 def _machines(runs: list[dict[str, Any]]) -> str:
-    return "; ".join(sorted({_machine(r) for r in runs}))
+    """The machine of the runs; where seeds ran on different ones, each with its seeds."""
+    seeds: dict[str, list[int]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        seeds.setdefault(_machine(run), []).append(int(run["seed"]))
+    if len(seeds) == 1:
+        return next(iter(seeds))
+    return "; ".join(
+        f"{machine}: seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}" for machine, s in seeds.items()
+    )
 
 
 def _machine(run: dict[str, Any]) -> str:
@@ -632,5 +842,36 @@ def _gtsrb_section(by_cell: _ByCell) -> list[str]:
                 test = _test_errors(runs)
                 accuracy = 100 - _mean_test_percent(runs)
                 lines.append(f"{head} | | {test} | {accuracy:.2f}% | {tail}")
-    lines.append("")
+    lines += ["", *_gtsrb_choice(by_cell)]
     return lines
+
+
+# The declared choice between the standing GTSRB recipe and the wider filters: its selection runs
+# (validation), then its final runs (test).
+_GTSRB_CHOICE = {
+    "select": ("gtsrb-st-cnn-val10k-select", "gtsrb-st-cnn-wide-val10k-select"),
+    "final": ("gtsrb-st-cnn", "gtsrb-st-cnn-wide"),
+}
+
+
+def _gtsrb_choice(by_cell: _ByCell) -> list[str]:
+    """Which final row is the GTSRB result, and how much the choice of it rested on."""
+    select = [_cpu_runs(by_cell.get(("gtsrb", name), [])) for name in _GTSRB_CHOICE["select"]]
+    final = [_cpu_runs(by_cell.get(("gtsrb", name), [])) for name in _GTSRB_CHOICE["final"]]
+    if not all(select) or not all(final):
+        return []
+    losses = [statistics.fmean(r["final_val_loss"] for r in runs) for runs in select]
+    seeds = {len(runs) for runs in select}
+    return [
+        "The result by the declared rule is the wide network's final row, "
+        f"{_test_errors(final[1])}% test error. The rule chose it on the validation split of {_count(max(seeds), 'seed')}",
+        f"by a small margin (validation loss {losses[1]:.4f} against {losses[0]:.4f}), and trained",
+        f"on all the images it tests no better than the standing recipe's final row ({_test_errors(final[0])}%).",
+        "Both rows stay; taking the standing recipe back because it tests lower would be choosing on",
+        "the test set.",
+        "",
+    ]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
