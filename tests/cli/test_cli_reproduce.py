@@ -138,6 +138,7 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     assert result["seed"] == 3 and result["paper_error_percent"] == 0.5
     assert result["command"].startswith("stnkit train --dataset rts --model st-cnn-affine --seed 3")
     assert result["machine"]["cores"] and result["machine"]["torch"]
+    assert result["parameters"] == cell_parameters(cell)  # the model it trained, from its checkpoint
     # A second call skips the finished cell; the report quotes its number.
     capsys.readouterr()
     assert cli.main(["reproduce", "table1", *common]) == 0
@@ -147,7 +148,7 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     text = report.read_text()
     ours = 100 * result["final_test_error"]
     assert (
-        f"| rts | st-cnn-affine | {PARAMS['rts-st-cnn-affine']} | 0.5 | {ours:.2f} (1 of 3 seeds) | {ours - 0.5:+.2f} | 3 |"
+        f"| rts | st-cnn-affine | {PARAMS['rts-st-cnn-affine']} | 0.5 | {ours:.2f} (0 of 3 seeds) | {ours - 0.5:+.2f} | 3 |"
         in text
     )
     # The finished run's transformer, pictured and linked.
@@ -213,8 +214,10 @@ def test_report_pictures_each_transformer_with_a_run_folder_and_says_where_none_
     expected = "- st-cnn-affine: st-cnn-affine on rts, seed 1, epoch 1 (unfinished run: no result file yet)"
     assert expected in section
     assert "  ![rts-st-cnn-affine](img/paper/rts-st-cnn-affine.png)" in section
-    where = (runs / "table1" / "rts-st-fcn-affine-s*" / CHECKPOINT_NAME).as_posix()
-    assert f"- st-fcn-affine: no run folder yet (`{where}`)." in section
+    assert (
+        "- st-fcn-affine: not drawn: no `table1/rts-st-fcn-affine-s*/checkpoint.pt` in the runs folder yet."
+        in section
+    )
     picture = tmp_path / "docs" / "img" / "paper" / "rts-st-cnn-affine.png"
     # The picture is plot_transformer of the canonical test set's first images through the checkpoint.
     model = load_run(str(run / CHECKPOINT_NAME))[0]

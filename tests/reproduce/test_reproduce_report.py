@@ -22,6 +22,7 @@ from stnkit.reproduce import (
     render_pictures,
     render_report,
 )
+from stnkit.reproduce.facts import parameter_spreads
 from stnkit.reproduce.report import _drawn_seed, _keeps_earlier, _picture_seed
 
 
@@ -398,13 +399,17 @@ def test_the_reports_words_on_comparable_sizes_hold_for_the_grids() -> None:
     )
     assert round(cell_parameters(pair) / cell_parameters(fcn) - 1, 2) == 0.60
     assert round(cell_parameters(own) / cell_parameters(pair) - 1, 2) == 0.21
-    assert "adds 60% to the FCN's count" in (report := render_report([])) and "another 21%" in report
-    # The paper-kernels rows: "within 0.5% of each other", and "329k" for the ST-CNN's.
+    words = " ".join(render_report([]).split())
+    assert "the second transformer adds 60% to the FCN's count" in words and "another 21%" in words
+    # The paper-kernels rows: within 0.5% of each other, and "329k" for the ST-CNN's.
     cnn_kernels, st_kernels = (
         cells_of("table1", f"rts-{m}-paper-kernels")[0] for m in ("cnn", "st-cnn-affine")
     )
     assert _relative_spread([cell_parameters(cnn_kernels), cell_parameters(st_kernels)]) < 0.005
-    assert round(cell_parameters(st_kernels), -3) == 329_000 and "329k parameters" in report
+    assert round(cell_parameters(st_kernels), -3) == 329_000 and "329k parameters" in words
+    spreads = parameter_spreads(cell_parameters)
+    assert spreads is not None
+    assert f"rows lie within {spreads.cnn_family:.1%} of each other" in words
 
 
 def test_the_machine_column_names_each_seeds_cpu_where_they_differ() -> None:

@@ -11,6 +11,7 @@ from stnkit.reproduce import (
     RESULT_VERSION,
     Cell,
     ResultFileError,
+    cell_parameters,
     cell_result,
     cells_of,
     format_mean_sd,
@@ -18,6 +19,8 @@ from stnkit.reproduce import (
     machine_facts,
     results_by_cell,
 )
+
+TC_CNN_PARAMETERS = cell_parameters(cells_of("tc", "tc-cnn")[0])
 
 
 def _records() -> list[dict[str, float]]:
@@ -170,6 +173,8 @@ def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
         ),
         ("curves", {"train_error": [0.1, "0.2"]}, "curves must be an object of lists of finite numbers"),
         ("device", "gpu", "device must be cpu or cuda, got 'gpu'"),
+        ("parameters", "204k", "parameters must be a count >= 0 or null, got '204k'"),
+        ("parameters", True, "parameters must be a count >= 0 or null, got True"),
     ],
 )
 def test_load_results_refuses_a_field_of_the_wrong_type_naming_file_and_field(
@@ -185,7 +190,10 @@ def test_load_results_refuses_a_field_of_the_wrong_type_naming_file_and_field(
 def test_load_results_reads_back_what_cell_result_wrote_for_every_cell(tmp_path: Path) -> None:
     cells = cells_of("all")
     for cell in cells:
-        _write(tmp_path, cell.grid, f"{cell.run_name(2)}.json", _result_text(cell, 2))
+        recorded = (
+            {"parameters": cell_parameters(cell)} if cell.grid == "tc" else {}
+        )  # with a count or without
+        _write(tmp_path, cell.grid, f"{cell.run_name(2)}.json", _result_text(cell, 2, recorded))
     assert len(load_results(tmp_path)) == len(cells)
 
 
@@ -208,9 +216,11 @@ def test_load_results_reads_back_what_cell_result_wrote_for_every_cell(tmp_path:
             "seed 0 is: stnkit train --dataset tc --model cnn --seed 0 --epochs 20 --val-size 10000",
         ),
         ("tc-cnn-s0.json", {"command": "python train.py"}, "command must be a `stnkit train` command, got 'python train.py'"),
+        # The cell's architecture changed since the run: its seeds would mix two models in one row.
+        ("tc-cnn-s0.json", {"parameters": 1234}, f"it trained a model of 1,234 parameters, but cell tc-cnn's model has {TC_CNN_PARAMETERS:,} today (its architecture changed: rerun the cell)"),
     ],
     ids=["copy", "seed-not-its-name", "gpu-under-cpu-name", "unknown-cell", "other-grid", "other-recipe",
-         "other-command", "not-stnkit"],
+         "other-command", "not-stnkit", "other-architecture"],
 )  # fmt: skip
 def test_load_results_refuses_a_file_that_disagrees_with_its_cell(
     tmp_path: Path, name: str, changed: dict[str, object], message: str

@@ -30,6 +30,7 @@ from stnkit.cli.common import (
 from stnkit.engine import CHECKPOINT_NAME, METRICS_NAME, read_jsonl
 from stnkit.engine.device import check_device_name
 from stnkit.files import atomic_write_text
+from stnkit.models import count_parameters
 from stnkit.reproduce import (
     GRIDS,
     PICTURE_DIR,
@@ -43,6 +44,7 @@ from stnkit.reproduce import (
     render_pictures,
     render_report,
 )
+from stnkit.runs import load_run
 
 __all__ = ["ROBUSTNESS_FOLDER", "add_parser", "cmd_reproduce"]
 
@@ -92,7 +94,11 @@ def _run_cell(cell: Cell, seed: int, args: argparse.Namespace) -> Path:
     status = subprocess.run(run, check=False).returncode
     if status != 0:
         raise CliError(f"cell {name} failed (stnkit train exited with {status}); rerun to resume")
-    result = cell_result(cell, seed, read_jsonl(run_dir / METRICS_NAME), command[3:], device=args.device)
+    model, _, _ = load_run(run_dir / CHECKPOINT_NAME)
+    records = read_jsonl(run_dir / METRICS_NAME)
+    result = cell_result(
+        cell, seed, records, command[3:], device=args.device, parameters=count_parameters(model)
+    )
     write_json(result_path, result)
     return result_path
 

@@ -13,7 +13,6 @@ import math
 import re
 import statistics
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,12 @@ from torch import Tensor
 from stnkit.data import dataset_info, first_test_images, run_data_root
 from stnkit.engine import CHECKPOINT_NAME
 from stnkit.files import atomic_write_text
-from stnkit.models import ParallelSpatialTransformer, count_parameters, create_model
+from stnkit.models import ParallelSpatialTransformer
 from stnkit.reproduce.facts import (
     LAST_EPOCHS,
     PAPER_BATCH,
     PAPER_ITERATIONS,
+    ParameterSpreads,
     cpu_per_wall,
     fcn_family_fit,
     parameter_spreads,
@@ -34,7 +34,7 @@ from stnkit.reproduce.facts import (
     training_errors,
 )
 from stnkit.reproduce.grids import GRIDS, SEEDS, SHARED_DEVIATIONS, Cell, is_selection
-from stnkit.reproduce.results import format_mean_sd, results_by_cell
+from stnkit.reproduce.results import cell_parameters, format_mean_sd, results_by_cell
 from stnkit.runs import load_run
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "UNDERFIT_RATIO",
     "Picture",
     "RobustnessFigure",
-    "cell_parameters",
     "final_fit",
     "next_lever",
     "render_pictures",
@@ -373,11 +372,11 @@ def _cpu_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[str]:
     """What the tables' columns mean and why the lever rows exist, its numbers from the files."""
     ratios = cpu_per_wall(results)
-    spreads = parameter_spreads(cell_parameters)
     budget = training_budget()
     rts_cnn = training_errors(by_cell.get(("table1", "rts-cnn"), []))
     fcn_fit = fcn_family_fit(by_cell)
     kernels = {c.model: cell_parameters(c) for c in GRIDS["table1"] if c.tag == "paper-kernels"}
+    sizes = _comparable_sizes(parameter_spreads(cell_parameters))
 
     def ratio_words(kind: str, what: str) -> str:
         low, high, count = ratios[kind]
@@ -400,15 +399,7 @@ def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[
         "the CPU of each seed where they differ; a seed trained on another CPU model does not repeat",
         "its numbers exactly (docs/training.md).",
         "",
-        "`parameters` counts the trainable parameters of the cell's model as `stnkit train` builds it",
-        "for the dataset (`stnkit.reproduce.cell_parameters`). The paper compares models of comparable",
-        f"size: within a dataset of table 1 or TC, the CNN and ST-CNN rows lie within {spreads.cnn_family:.1%}",
-        f"of each other and the FCN-family rows within {spreads.fcn_family:.1%} of the FCN (the",
-        "`paper-kernels` rows aside: both have the uncropped ST-CNN's budget, within",
-        f"{spreads.paper_kernels:.1%} of each other). The addition grid's two-transformer rows do not keep",
-        f"the rule: the second transformer adds {spreads.second_transformer:.0%} to the FCN's count, and",
-        f"localisation nets of their own (the `own-loc` row) another {spreads.own_localisation:.0%}.",
-        "",
+        *sizes,
         "`train / validation` is the final epoch's training error (the running error over that epoch's",
         "distorted images, in training mode) and validation error, means over the seeds. Where a row is",
         "above the paper's error, `next lever` says what to try next, by one rule for every row",
@@ -446,6 +437,27 @@ def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[
             "point at the gap instead.",
         ]
     return lines
+
+
+def _comparable_sizes(spreads: ParameterSpreads | None) -> list[str]:
+    """The paragraph on the `parameters` column: how close the rows the paper compares lie."""
+    lines = [
+        "`parameters` counts the trainable parameters of the cell's model as `stnkit train` builds it",
+        "for the dataset (`stnkit.reproduce.cell_parameters`). Newer result files also record the count",
+        "of the model they trained, and one whose count differs from its cell's today is refused (the",
+        "architecture changed since it ran).",
+    ]
+    if spreads is not None:
+        lines += [
+            "The paper compares models of comparable size: within a dataset of table 1 or TC, the CNN",
+            f"and ST-CNN rows lie within {spreads.cnn_family:.1%} of each other and the FCN-family rows",
+            f"within {spreads.fcn_family:.1%} of the FCN (the `paper-kernels` rows aside: both have the",
+            f"uncropped ST-CNN's budget, within {spreads.paper_kernels:.1%} of each other). The addition",
+            "grid's two-transformer rows do not keep the rule: the second transformer adds",
+            f"{spreads.second_transformer:.0%} to the FCN's count, and localisation nets of their own (the",
+            f"`own-loc` row) another {spreads.own_localisation:.0%}.",
+        ]
+    return [*lines, ""]
 
 
 # OpenMP wait policies as cpu_per_wall names them, and how the page words them.
@@ -638,23 +650,6 @@ def next_lever(cell: Cell, grid_cells: list[Cell], fit: tuple[float, float] | No
     if train >= UNDERFIT_RATIO * val:
         return "underfits: train longer or wider"
     return "generalisation gap: regularise or vary the training images"
-
-
-def cell_parameters(cell: Cell) -> int:
-    """The trainable parameters of the cell's model, built for its dataset as ``stnkit train`` builds it.
-
-    Example:
-        >>> rts_cnn = next(cell for cell in GRIDS["table1"] if cell.name == "rts-cnn")
-        >>> cell_parameters(rts_cnn)
-        206309
-    """
-    return _parameters(cell.model, cell.dataset, json.dumps(cell.model_kwargs, sort_keys=True))
-
-
-@cache  # a report asks for each of ~80 cells once per table; many share a model and dataset
-def _parameters(model: str, dataset: str, model_kwargs_json: str) -> int:
-    kwargs = {**dataset_info(dataset).model_kwargs(), **json.loads(model_kwargs_json)}
-    return count_parameters(create_model(model, **kwargs))
 
 
 def _format_fit(fit: tuple[float, float] | None) -> str:

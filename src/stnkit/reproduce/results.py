@@ -14,16 +14,20 @@ import shlex
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from stnkit.data import dataset_info
 from stnkit.geometry.checks import short_repr
 from stnkit.machine import git_commit, machine_facts
+from stnkit.models import count_parameters, create_model
 from stnkit.reproduce.grids import GRIDS, Cell, device_kind
 
 __all__ = [
     "RESULT_VERSION",
     "ResultFileError",
+    "cell_parameters",
     "cell_result",
     "format_mean_sd",
     "load_results",
@@ -54,6 +58,7 @@ def cell_result(
     command: Sequence[str],
     *,
     device: str = "cpu",
+    parameters: int | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready summary of a finished cell from its per-epoch metrics.
 
@@ -63,6 +68,8 @@ def cell_result(
         records: the run's ``metrics.jsonl`` records, one per epoch, the last one final.
         command: the arguments of ``stnkit`` that trained it (``["train", "--dataset", ...]``).
         device: the device it trained on (``--device``); recorded as its kind, cpu or cuda.
+        parameters: the trainable parameters of the model it trained (from its checkpoint), so that
+            a later change of the cell's architecture is caught when the file is read.
 
     Returns:
         The final epoch's test and validation errors, the per-epoch curves, time and speed, the
@@ -80,6 +87,7 @@ def cell_result(
         "device": device_kind(device),  # the report keeps CPU and GPU rows apart
         "recipe": cell.recipe.name,
         "paper_error_percent": cell.paper_error,
+        "parameters": parameters,
         "final_test_error": last["test_error"],
         "final_val_error": last.get("val_error"),
         # The validation split's cross-entropy: a finer signal than its error where that counts a
@@ -169,9 +177,27 @@ _FIELD_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], bool], ...] = (
     ("wall_time_s", "seconds >= 0", lambda v: _is_number(v) and v >= 0, False),
     ("cpu_time_s", "seconds >= 0 or null", _or_none(lambda v: _is_number(v) and v >= 0), True),
     ("device", "cpu or cuda", lambda v: v in ("cpu", "cuda"), True),
+    ("parameters", "a count >= 0 or null", _or_none(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), True),
     ("machine", 'an object with a "cpu" name', lambda v: isinstance(v, dict) and isinstance(v.get("cpu"), str), False),
     ("curves", 'an object of lists of finite numbers or nulls ("train_error", ...)', lambda v: isinstance(v, dict) and all(_is_curve(c) for c in v.values()), True),
 )  # fmt: skip
+
+
+def cell_parameters(cell: Cell) -> int:
+    """The trainable parameters of the cell's model, built for its dataset as ``stnkit train`` builds it.
+
+    Example:
+        >>> rts_cnn = next(cell for cell in GRIDS["table1"] if cell.name == "rts-cnn")
+        >>> cell_parameters(rts_cnn)
+        206309
+    """
+    return _parameters(cell.model, cell.dataset, json.dumps(cell.model_kwargs, sort_keys=True))
+
+
+@cache  # a report asks for each of ~80 cells once per table; many share a model and dataset
+def _parameters(model: str, dataset: str, model_kwargs_json: str) -> int:
+    kwargs = {**dataset_info(dataset).model_kwargs(), **json.loads(model_kwargs_json)}
+    return count_parameters(create_model(model, **kwargs))
 
 
 def _field_problem(result: dict[str, Any]) -> str | None:
@@ -216,6 +242,13 @@ def _cell_problem(result: dict[str, Any], relative_path: Path) -> str | None:
                 f"its command trains {shlex.join(trained)}, "
                 f"but cell {name} seed {seed} is: stnkit train {shlex.join(expected_args)}"
             )
+    # Files from before the count was recorded have none; the command check above covers them.
+    parameters = result.get("parameters")
+    if parameters is not None and parameters != cell_parameters(cell):
+        return (
+            f"it trained a model of {parameters:,} parameters, but cell {name}'s model has "
+            f"{cell_parameters(cell):,} today (its architecture changed: rerun the cell)"
+        )
     return None
 
 
