@@ -298,3 +298,22 @@ def test_a_file_of_another_weights_version_is_refused(registry, tmp_path: Path, 
         test_error=None,
     )
     _one_line_error("st-fcn-affine.future", "weights file version '2', this stnkit reads '1'")
+
+
+# A shipped file's recorded test error was measured on the machine it trained on; another CPU model
+# may flip a prediction or two (docs/training.md), so the check allows 0.1 points (10 of 10,000).
+RECORDED_ERROR_TOLERANCE = 0.001
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_weights_give_their_recorded_test_error_on_the_canonical_test_set(
+    name: str, shared_data: Path
+) -> None:
+    from stnkit.data import make_loader
+    from stnkit.engine import evaluate
+
+    entry = PRETRAINED[name]
+    assert entry.test_error is not None
+    loader = make_loader(entry.dataset, split="test", batch_size=500, root=shared_data)
+    measured = evaluate(create_model(name, pretrained=True), loader)["error"]
+    assert abs(measured - entry.test_error) <= RECORDED_ERROR_TOLERANCE, (measured, entry.test_error)

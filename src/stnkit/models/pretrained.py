@@ -89,8 +89,8 @@ class PretrainedWeights:
         return WEIGHTS_DIR / self.filename
 
 
-# Entries only for files that exist in stnkit/models/weights/ (none is shipped yet: the weights
-# of issue 11 are added with `stnkit export CKPT --safetensors`, which prints the entry).
+# Entries only for files that exist in stnkit/models/weights/; `stnkit export CKPT --safetensors`
+# writes a file and prints its entry.
 PRETRAINED: dict[str, PretrainedWeights] = {}
 
 # ST-CNN (affine) on RTS-MNIST: the main job's recipe (TrainConfig defaults) with MNIST's last 10,000
@@ -140,6 +140,50 @@ PRETRAINED["gtsrb-st-cnn.gtsrb"] = PretrainedWeights(
         "date": "2026-12-03",
         "epochs": "30 of 30",
         "train_time_s": "2182",
+        "processes": "1",
+    },
+)
+
+
+# ST-CNN with a projective (8-parameter homography) transformer on RTS-MNIST: the `stnkit reproduce
+# table1` cell rts-st-cnn-projective, seed 1 (results/table1/rts-st-cnn-projective-s1.json), the default
+# recipe with MNIST's last 10,000 training images held out. Final epoch's test error on the canonical set.
+PRETRAINED["st-cnn-projective.rts"] = PretrainedWeights(
+    name="st-cnn-projective.rts",
+    model="st-cnn-projective",
+    model_kwargs={"image_size": [42, 42], "in_channels": 1, "num_classes": 10},
+    dataset="rts",
+    filename="st-cnn-projective.rts.safetensors",
+    sha256="583a83a43e8c05cc433476566eb1625e8f876e85830ce9ce0f07a37163f52efe",
+    test_error=0.0078,
+    provenance={
+        "command": "stnkit train --dataset rts --model st-cnn-projective --val-size 10000 --seed 1",
+        "seed": "1",
+        "cpu": "AMD EPYC (2 cores, shared)",
+        "date": "2026-12-06",
+        "epochs": "20 of 20",
+        "train_time_s": "792",
+        "processes": "1",
+    },
+)
+
+# ST-CNN with a thin-plate-spline transformer (a 4x4 grid of control points) on RTS-MNIST: the cell
+# rts-st-cnn-tps, seed 1 (results/table1/rts-st-cnn-tps-s1.json), the same recipe.
+PRETRAINED["st-cnn-tps.rts"] = PretrainedWeights(
+    name="st-cnn-tps.rts",
+    model="st-cnn-tps",
+    model_kwargs={"image_size": [42, 42], "in_channels": 1, "num_classes": 10},
+    dataset="rts",
+    filename="st-cnn-tps.rts.safetensors",
+    sha256="a816822adf0f4861dd43944798c71c72a8a7b4b2e853288d3a13f144bae33dc5",
+    test_error=0.0078,
+    provenance={
+        "command": "stnkit train --dataset rts --model st-cnn-tps --val-size 10000 --seed 1",
+        "seed": "1",
+        "cpu": "AMD EPYC (2 cores)",
+        "date": "2026-12-06",
+        "epochs": "20 of 20",
+        "train_time_s": "524",
         "processes": "1",
     },
 )
