@@ -191,14 +191,40 @@ def test_the_file_has_the_opset_asked_for_or_none_is_written(
         export_onnx(model, example, tmp_path / "far.onnx", opset=99)
 
 
-def test_a_file_that_cannot_be_written_is_named_not_the_temporary_file(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "m.onnx").mkdir()  # a folder where the file should go
-    with pytest.raises(OSError, match=r"^cannot write .*m\.onnx: it is a folder, not a file$"):
-        export_onnx(_st_cnn(), torch.rand(2, *SIZE), tmp_path / "out" / "m.onnx")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.onnx"]
+def test_a_folder_in_the_files_place_is_refused_before_exporting(tmp_path: Path) -> None:
+    (tmp_path / "m.onnx").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"^cannot write .*m\.onnx: it is a folder, not a file$"):
+        export_onnx(_st_cnn(), torch.rand(2, *SIZE), tmp_path / "m.onnx")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_a_file_that_cannot_be_written_is_named_not_the_temporary_file() -> None:
+    with pytest.raises(OSError, match=r"^cannot write /proc/stnkit-export\.onnx: "):
+        export_onnx(_st_cnn(), torch.rand(2, *SIZE), "/proc/stnkit-export.onnx")
+
+
+def test_only_the_exporters_announcements_are_dropped_and_only_while_exporting() -> None:
+    import logging
+
+    from stnkit.export import _EXPORTER_FILTERS, _quiet_exporter_logs
+
+    def passes(logger: str, message: str, level: int = logging.WARNING) -> bool:
+        record = logging.LogRecord(logger, level, __file__, 1, message, None, None)
+        return logging.getLogger(logger).filter(record)
+
+    converter = "onnxscript.version_converter"
+    announcement = "The model version conversion is not supported by the onnxscript version converter and ..."
+    with _quiet_exporter_logs():
+        assert not passes(converter, announcement)
+        assert not passes("torch.onnx._internal.exporter._registration", "torchvision::nms skipped")
+        assert passes("torch.onnx._internal.exporter._registration", "failed", logging.ERROR)
+        assert passes(converter, "something else went wrong")
+        # A skipped node comes from a child logger, which the parent's filter does not see.
+        assert passes(f"{converter}._version_converter", "Skipping version conversion for node Foo")
+    assert passes(converter, announcement)  # the filters are gone after the block
+    assert all(
+        log_filter not in logging.getLogger(name).filters for name, log_filter in _EXPORTER_FILTERS.items()
+    )
 
 
 def test_a_thin_plate_model_exports_from_a_fresh_process_and_leaves_it_working(tmp_path: Path) -> None:

@@ -194,7 +194,7 @@ def export_onnx(
 
     Raises:
         ValueError: ``opset`` is below :data:`MIN_OPSET` or above the installed onnx's newest, or torch
-            could not convert the graph to it; unknown ``outputs``, or transformer outputs for a
+            could not convert the graph to it, or the graph is over protobuf's 2 GiB; unknown ``outputs``, or transformer outputs for a
             model without an input transformer.
         TypeError: ``opset`` is not an int, or ``example`` is not a floating-point tensor.
         FileNotFoundError: the folder of ``path`` does not exist.
@@ -212,6 +212,8 @@ def export_onnx(
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder of the ONNX file does not exist: {path.parent}")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder, not a file")
     require_onnx(runtime=False)
     import onnx
 
@@ -246,7 +248,8 @@ def export_onnx(
             dynamo=True,  # the TorchScript exporter cannot trace the TPS lattice checks
             verbose=False,
         )
-    assert program is not None  # f=None with dynamo=True always returns the program
+    if program is None:  # never with f=None and dynamo=True; a torch that changed that is named
+        raise RuntimeError("torch.onnx.export returned no ONNX program; this torch is not supported")
     proto = program.model_proto
     # torch exports at its own opset, then converts; where it cannot convert it logs the failure and
     # keeps its own, so the graph's opset is checked rather than assumed.
@@ -256,32 +259,58 @@ def export_onnx(
             f"torch could not convert the graph to opset {opset} (it exported its own, {written}); "
             f"ask for {written} or newer"
         )
-    data = proto.SerializeToString()  # in one piece: the library's models are far below protobuf's 2 GB
+    if proto.ByteSize() >= _PROTOBUF_LIMIT:
+        raise ValueError(
+            f"the ONNX graph is {proto.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB for one file; "
+            "export it with torch.onnx.export(..., external_data=True)"
+        )
+    data = proto.SerializeToString()
     return atomic_write(path, lambda handle: handle.write(data))
 
 
-# Loggers whose warnings say nothing a user can act on: without torchvision the exporter warns once per
-# torchvision operator it skips; below opset 18 it and onnxscript announce the version conversion,
-# whose outcome export_onnx checks itself (and raises on) instead.
-_EXPORTER_LOGS = (
-    "torch.onnx._internal.exporter._registration",
-    "torch.onnx._internal.exporter._compat",
-    "onnxscript.version_converter",
-)
+class _DropAnnouncements(logging.Filter):
+    """Drops the exporter's records that say nothing a user can act on; lets the rest through."""
+
+    def __init__(self, *, below: int = logging.NOTSET, starts: tuple[str, ...] = ()):
+        super().__init__()
+        self.below = below
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.below:
+            return False
+        return not (self.starts and str(record.msg).startswith(self.starts))
+
+
+# Without torchvision the exporter warns once per torchvision operator it skips; below opset 18 the
+# exporter and onnxscript announce the version conversion, whose outcome export_onnx checks itself
+# (and raises on). Only these records are dropped: a node the converter skips (onnxscript's
+# `_version_converter` child logger) and any other warning still reach the user.
+_EXPORTER_FILTERS = {
+    "torch.onnx._internal.exporter._registration": _DropAnnouncements(below=logging.ERROR),
+    "torch.onnx._internal.exporter._compat": _DropAnnouncements(
+        starts=("Setting ONNX exporter to use operator set",)
+    ),
+    "onnxscript.version_converter": _DropAnnouncements(
+        starts=("The model version conversion is not supported by the onnxscript version converter",)
+    ),
+}
 
 
 @contextlib.contextmanager
 def _quiet_exporter_logs() -> Iterator[None]:
-    """Raise :data:`_EXPORTER_LOGS` to ERROR for the block, then restore their levels."""
-    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGS]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.ERROR)
+    """Attach :data:`_EXPORTER_FILTERS` to their loggers for the block, then detach them."""
+    for name, log_filter in _EXPORTER_FILTERS.items():
+        logging.getLogger(name).addFilter(log_filter)
     try:
         yield
     finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
+        for name, log_filter in _EXPORTER_FILTERS.items():
+            logging.getLogger(name).removeFilter(log_filter)
+
+
+# One serialised protobuf message holds at most 2 GiB; the library's models are a few MB.
+_PROTOBUF_LIMIT = 2**31
 
 
 def _default_opset(proto: onnx.ModelProto) -> int | None:

@@ -148,7 +148,7 @@ def test_a_tiny_cell_end_to_end_then_skipped_then_reported(
     text = report.read_text()
     ours = 100 * result["final_test_error"]
     assert (
-        f"| rts | st-cnn-affine | {PARAMS['rts-st-cnn-affine']} | 0.5 | {ours:.2f} (0 of 3 seeds) | {ours - 0.5:+.2f} | 3 |"
+        f"| rts | st-cnn-affine | {PARAMS['rts-st-cnn-affine']} | 0.5 | {ours:.2f} (1 run; 0 of the cell's 3 seeds) | {ours - 0.5:+.2f} | 3 |"
         in text
     )
     # The finished run's transformer, pictured and linked.

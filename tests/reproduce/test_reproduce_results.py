@@ -163,8 +163,9 @@ def test_load_results_refuses_a_bad_file_in_one_line_naming_it(
         ("seed", "x", "seed must be an integer, got 'x'"),
         ("grid", "nope", "grid must be a grid name, got 'nope'"),
         ("wall_time_s", "x", "wall_time_s must be seconds >= 0, got 'x'"),
-        ("machine", {}, 'machine must be an object with a "cpu" name, got {}'),
-        ("machine", "x", "machine must be an object with a \"cpu\" name, got 'x'"),
+        ("machine", {}, 'machine must be an object with a "cpu" name and a "cores" count, got {}'),
+        ("machine", "x", 'machine must be an object with a "cpu" name and a "cores" count, got \'x\''),
+        ("machine", {"cpu": "Some CPU"}, 'machine must be an object with a "cpu" name and a "cores" count'),
         ("curves", [1], "curves must be an object of lists"),
         (
             "curves",

@@ -8,8 +8,8 @@ from stnkit.models import PretrainedWeights, get_pretrained, list_models, list_p
 
 __all__ = ["add_parser", "cmd_models"]
 
-# The line that opens the second section; the first section stays one bare name per line, so that
-# `stnkit models | head -N` and scripts reading the names see what they always did.
+# The line that opens the second section. The first section stays one bare name per line, ended by
+# a blank line: a script reading the names stops there (`stnkit models | sed '/^$/q'`).
 _PRETRAINED_HEADER = "pretrained weights (name, dataset, test error recorded at the end of training):"
 
 

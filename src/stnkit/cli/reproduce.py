@@ -172,7 +172,18 @@ def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None
         image_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / robustness.PLOT_NAME, image_dir / robustness.PLOT_NAME)
         image = (PICTURE_DIR / robustness.PLOT_NAME).as_posix()
-    return RobustnessFigure(summary=summary, table=table, image=image, folder=f"{folder.as_posix()}/")
+    return RobustnessFigure(summary=summary, table=table, image=image, folder=f"{_as_on_the_page(folder)}/")
+
+
+def _as_on_the_page(path: Path) -> str:
+    """``path`` as the page names it: relative to the current folder where it lies under it, so no
+    machine's own absolute path enters a committed page."""
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -12,10 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from torch import nn
+
+from stnkit.data import dataset_info
 from stnkit.engine import TrainConfig
+from stnkit.models import create_model
 from stnkit.reproduce.grids import DEFAULT_RECIPE, GRIDS, LONG_FCN_RECIPE, Cell, Recipe, is_fcn_family
+from stnkit.reproduce.results import is_cpu_run
 
 __all__ = [
+    "LAST_EPOCHS",
     "MNIST_TRAIN_IMAGES",
     "PAPER_BATCH",
     "PAPER_ITERATIONS",
@@ -24,6 +30,7 @@ __all__ = [
     "TrainingBudget",
     "cpu_per_wall",
     "fcn_family_fit",
+    "head_widths",
     "parameter_spreads",
     "training_budget",
     "training_errors",
@@ -109,28 +116,33 @@ class TrainingBudget:
 
 def training_budget() -> TrainingBudget:
     """How much more training the paper's 150k iterations of 256 images are than our recipes."""
-    # The recipes keep the library's default batch.
-    batch = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "batch_size")
-    assert isinstance(batch, int)
-
-    def images(recipe: Recipe) -> int:
-        train = MNIST_TRAIN_IMAGES - _flag(recipe, "--val-size")
-        return _flag(recipe, "--epochs") * train
-
-    updates = _flag(DEFAULT_RECIPE, "--epochs") * math.ceil(
-        (MNIST_TRAIN_IMAGES - _flag(DEFAULT_RECIPE, "--val-size")) / batch
-    )
     paper_images = PAPER_ITERATIONS * PAPER_BATCH
     return TrainingBudget(
-        updates=PAPER_ITERATIONS / updates,
-        images=paper_images / images(DEFAULT_RECIPE),
-        images_long=paper_images / images(LONG_FCN_RECIPE),
+        updates=PAPER_ITERATIONS / (_flag(DEFAULT_RECIPE, "--epochs") * _steps_per_epoch(DEFAULT_RECIPE)),
+        images=paper_images / _images_seen(DEFAULT_RECIPE),
+        images_long=paper_images / _images_seen(LONG_FCN_RECIPE),
     )
+
+
+def _images_seen(recipe: Recipe) -> int:
+    """Training images a recipe's run sees on MNIST: its epochs of the images left after validation."""
+    return _flag(recipe, "--epochs") * (MNIST_TRAIN_IMAGES - _flag(recipe, "--val-size"))
+
+
+def _steps_per_epoch(recipe: Recipe) -> int:
+    train = MNIST_TRAIN_IMAGES - _flag(recipe, "--val-size")
+    return math.ceil(train / _flag(recipe, "--batch-size"))
 
 
 def _flag(recipe: Recipe, flag: str) -> int:
-    """The integer value of ``flag`` in the recipe's flags."""
-    return int(recipe.flags[recipe.flags.index(flag) + 1])
+    """The integer value of ``flag`` in the recipe's flags, else ``TrainConfig``'s default for it."""
+    if flag in recipe.flags:
+        return int(recipe.flags[recipe.flags.index(flag) + 1])
+    field = flag.removeprefix("--").replace("-", "_")
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == field)
+    if not isinstance(default, int):
+        raise ValueError(f"{flag} has no integer default in TrainConfig, got {default!r}")
+    return default
 
 
 def cpu_per_wall(results: Sequence[dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
@@ -143,9 +155,9 @@ def cpu_per_wall(results: Sequence[dict[str, Any]]) -> dict[str, tuple[float, fl
     """
     ratios: dict[str, list[float]] = {}
     for run in results:
-        if run.get("device", "cpu") != "cpu" or run.get("cpu_time_s") is None or not run.get("wall_time_s"):
+        if not is_cpu_run(run) or run.get("cpu_time_s") is None or not run.get("wall_time_s"):
             continue
-        policy = (run["machine"].get("openmp_env") or {}).get("OMP_WAIT_POLICY", "")
+        policy = (run["machine"].get("openmp_env") or {}).get("OMP_WAIT_POLICY") or ""
         kind = "passive" if policy.upper() == "PASSIVE" else "spinning"
         ratios.setdefault(kind, []).append(run["cpu_time_s"] / run["wall_time_s"])
     return {kind: (min(values), max(values), len(values)) for kind, values in ratios.items()}
@@ -197,9 +209,20 @@ def fcn_family_fit(by_cell: dict[tuple[str, str], _Runs], seed: int = 0) -> FitS
     return FitSummary(len(gaps), max(gaps), above, (min(falls), max(falls)), (min(seconds), max(seconds)))
 
 
+def head_widths(cell: Cell) -> tuple[int, int] | None:
+    """The features the cell's classifier head takes and its hidden units (its first linear layer).
+
+    None for a model without such a head.
+    """
+    kwargs = {**dataset_info(cell.dataset).model_kwargs(), **cell.model_kwargs}
+    head = getattr(create_model(cell.model, **kwargs), "head", None)
+    first = next((m for m in head.modules() if isinstance(m, nn.Linear)), None) if head is not None else None
+    return None if first is None else (first.in_features, first.out_features)
+
+
 def _seed_run(runs: _Runs, seed: int) -> dict[str, Any] | None:
     """The CPU run of ``seed`` among a cell's runs, if any."""
-    return next((r for r in runs if r["seed"] == seed and r.get("device", "cpu") == "cpu"), None)
+    return next((r for r in runs if r["seed"] == seed and is_cpu_run(r)), None)
 
 
 def training_errors(runs: _Runs) -> tuple[float, float] | None:

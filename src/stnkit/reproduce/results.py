@@ -30,6 +30,7 @@ __all__ = [
     "cell_parameters",
     "cell_result",
     "format_mean_sd",
+    "is_cpu_run",
     "load_results",
     "machine_facts",
     "results_by_cell",
@@ -161,6 +162,14 @@ def _is_curve(values: Any) -> bool:
     return isinstance(values, list) and all(v is None or _is_number(v) for v in values)
 
 
+def _is_machine(value: Any) -> bool:
+    """Whether ``value`` is a result's machine: a CPU name and a core count (the report shows both)."""
+    if not isinstance(value, dict):
+        return False
+    cores = value.get("cores")
+    return isinstance(value.get("cpu"), str) and isinstance(cores, int) and not isinstance(cores, bool)
+
+
 def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
@@ -178,7 +187,7 @@ _FIELD_CHECKS: tuple[tuple[str, str, Callable[[Any], bool], bool], ...] = (
     ("cpu_time_s", "seconds >= 0 or null", _or_none(lambda v: _is_number(v) and v >= 0), True),
     ("device", "cpu or cuda", lambda v: v in ("cpu", "cuda"), True),
     ("parameters", "a count >= 0 or null", _or_none(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0), True),
-    ("machine", 'an object with a "cpu" name', lambda v: isinstance(v, dict) and isinstance(v.get("cpu"), str), False),
+    ("machine", 'an object with a "cpu" name and a "cores" count', _is_machine, False),
     ("curves", 'an object of lists of finite numbers or nulls ("train_error", ...)', lambda v: isinstance(v, dict) and all(_is_curve(c) for c in v.values()), True),
 )  # fmt: skip
 
@@ -269,6 +278,11 @@ def _train_args_of(command: Any) -> list[str] | None:
         else:
             args.append(word)
     return args
+
+
+def is_cpu_run(result: dict[str, Any]) -> bool:
+    """Whether a result trained on the CPU (results from before the device was recorded did)."""
+    return result.get("device", "cpu") == "cpu"
 
 
 def results_by_cell(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
