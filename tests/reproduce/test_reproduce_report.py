@@ -474,7 +474,9 @@ def test_the_gtsrb_result_follows_the_declared_rule_and_says_how_it_tests() -> N
         "the GTSRB result is the final row of the wide network (filters 48/96/192): test error (%) 0.80 ± 0.00. "
         "The rule read the validation split of seed 0: loss 0.1312 against 0.1315, error 0.40% against 0.50%"
     ) in words
-    assert "the chosen row is worse than the standing recipe's final row (0.70 ± 0.00)" in words
+    assert (
+        "the chosen row is worse by 0.10 points than the standing recipe's final row (0.70 ± 0.00)" in words
+    )
     # The standing recipe wins on validation (its loss is lower) while the wide network tests better.
     words = " ".join(
         render_report(_gtsrb_choice_results((0.1200, 0.005), (0.1400, 0.004), (0.009, 0.005))).split()

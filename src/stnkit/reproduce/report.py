@@ -952,12 +952,10 @@ def _gtsrb_choice(by_cell: _ByCell, choice: _Choice = _GTSRB_CHOICE) -> list[str
     names = ["the standing recipe", choice.variant]
     seeds = sorted({int(r["seed"]) for group in selects for r in group})
     test = [_mean_test_percent(group) for group in finals]
-    if round(test[chosen], 2) < round(test[other], 2):
-        verdict = "better than"
-    elif round(test[chosen], 2) == round(test[other], 2):
-        verdict = "level with"
-    else:
-        verdict = "worse than"
+    gap = round(test[chosen], 2) - round(test[other], 2)
+    verdict = (
+        "level with" if gap == 0 else f"{'worse' if gap > 0 else 'better'} by {abs(gap):.2f} points than"
+    )
     return [
         "By the declared rule (a lower validation loss and a validation error no higher) the GTSRB",
         f"result is the final row of {names[chosen]}: test error (%) {_test_errors(finals[chosen])}. The",
