@@ -9,6 +9,7 @@ from stnkit.reproduce.facts import (
     FitSummary,
     cpu_per_wall,
     fcn_family_fit,
+    head_widths,
     parameter_spreads,
     training_budget,
     training_errors,
@@ -69,3 +70,10 @@ def test_training_errors_are_the_range_over_runs_or_none() -> None:
     runs = [{"curves": {"train_error": [0.5, 0.016]}}, {"curves": {"train_error": [0.5, 0.017]}}]
     assert training_errors(runs) == (pytest.approx(1.6), pytest.approx(1.7))
     assert training_errors([*runs, {"curves": {}}]) is None and training_errors([]) is None
+
+
+def test_head_widths_are_the_classifiers_first_linear_layer() -> None:
+    # The cropping RTS CNN: 64 maps of 7x7 into 49 hidden units; the paper's kernels without the crop:
+    # 64 maps of 5x5 into 141 (each matched to its ST-CNN's parameter budget).
+    assert head_widths(cells_of("table1", "rts-cnn")[0]) == (3136, 49)
+    assert head_widths(cells_of("table1", "rts-cnn-paper-kernels")[0]) == (1600, 141)
