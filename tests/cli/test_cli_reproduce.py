@@ -16,6 +16,8 @@ from stnkit.data import first_test_images
 from stnkit.engine import CHECKPOINT_NAME, read_jsonl
 from stnkit.reproduce import (
     DEFAULT_RECIPE,
+    GLANCE_END,
+    GLANCE_START,
     GRIDS,
     PICTURE_IMAGES,
     Cell,
@@ -353,3 +355,28 @@ def test_report_shows_the_robustness_sweep_under_out_and_copies_its_plot(
     assert cli.main([*argv, str(tmp_path / "other.md")]) == 1
     err = capsys.readouterr().err
     assert "its 'runs' are not labelled models" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_rewrites_a_readmes_glance_and_refuses_one_without_markers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_a_result(tmp_path, cells_of("tc", "tc-cnn")[0])
+    readme, report = tmp_path / "README.md", tmp_path / "report.md"
+    readme.write_text(f"# A project\n\n{GLANCE_START}\nstale\n{GLANCE_END}\n\nMore words.\n")
+    argv = ["reproduce", "--out", str(tmp_path), "--runs", str(tmp_path), "--report", str(report)]
+    assert cli.main([*argv, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert (
+        "stale" not in text and "| model | TC |" in text and text.endswith(f"{GLANCE_END}\n\nMore words.\n")
+    )
+    # Without the markers: one line, and neither file is touched.
+    readme.write_text("# A project without a glance\n")
+    report.unlink()
+    assert cli.main([*argv, "--readme", str(readme)]) == 1
+    assert (
+        "--readme" in (err := capsys.readouterr().err) and GLANCE_START in err and len(err.splitlines()) == 1
+    )
+    assert readme.read_text() == "# A project without a glance\n" and not report.exists()
+    # --readme is for --report only.
+    assert cli.main(["reproduce", "table1", "--readme", str(readme), "--dry-run"]) == 1
+    assert "--readme goes with --report" in capsys.readouterr().err

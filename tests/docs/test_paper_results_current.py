@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from stnkit.cli.reproduce import ROBUSTNESS_FOLDER, _robustness_figure
-from stnkit.reproduce import PICTURE_DIR, load_results, render_report
+from stnkit.reproduce import PICTURE_DIR, load_results, render_glance, render_report, replace_glance
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPORT = REPO_ROOT / "docs" / "paper-results.md"
+README = REPO_ROOT / "README.md"
 RESULTS = REPO_ROOT / "results"
 PICTURES_TITLE = "## What the transformers learned"
 
@@ -36,3 +37,10 @@ def test_the_robustness_plot_in_the_report_is_the_committed_one() -> None:
     if plot.is_file():
         copied = REPO_ROOT / "docs" / PICTURE_DIR / "robustness.png"
         assert copied.read_bytes() == plot.read_bytes(), "docs/img/paper/robustness.png is stale"
+
+
+def test_the_readmes_glance_matches_the_result_files() -> None:
+    text = README.read_text()
+    assert replace_glance(text, render_glance(load_results(RESULTS))) == text, (
+        "README.md's glance is stale: run `stnkit reproduce --report --readme README.md`"
+    )

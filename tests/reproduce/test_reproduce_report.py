@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from stnkit.models import create_model
 from stnkit.reproduce import (
     CAPTIONS_NAME,
+    GLANCE_END,
+    GLANCE_START,
     UNDERFIT_RATIO,
     Cell,
     RobustnessFigure,
@@ -19,8 +23,10 @@ from stnkit.reproduce import (
     final_fit,
     is_selection,
     next_lever,
+    render_glance,
     render_pictures,
     render_report,
+    replace_glance,
 )
 from stnkit.reproduce.report import _drawn_seed, _keeps_earlier, _picture_seed
 
@@ -518,3 +524,25 @@ def test_the_robustness_section_names_each_models_canvas_and_the_digits_standard
     assert "- cnn on rts: `runs/x/checkpoint.pt` (seed 0, epoch 20, 42x42 canvas)" in section
     # One digit in 1000 is 0.1 points; sqrt(0.01 * 0.99 / 1000) = 0.31 and sqrt(0.25 / 1000) = 1.58 points.
     assert "one digit is 0.1 points" in words and "0.3 points at 1% and 1.6 at 50%" in words
+
+
+def test_the_glance_replaces_only_the_lines_between_its_markers() -> None:
+    text = f"before\n{GLANCE_START}\nold glance\n{GLANCE_END}\nafter\n"
+    assert replace_glance(text, "new") == f"before\n{GLANCE_START}\nnew\n{GLANCE_END}\nafter\n"
+    for broken in (
+        "no markers",
+        f"{GLANCE_END}\n{GLANCE_START}\n",
+        f"{GLANCE_START}\n{GLANCE_START}\n{GLANCE_END}",
+    ):
+        with pytest.raises(ValueError, match="glance|must come after"):
+            replace_glance(broken, "new")
+
+
+def test_the_glance_lays_out_each_grid_as_the_paper_does() -> None:
+    rts_cnn, tc_cnn = cells_of("table1", "rts-cnn")[0], cells_of("tc", "tc-cnn")[0]
+    glance = render_glance(
+        [*(_result(rts_cnn, s, None, 0.017) for s in (0, 1, 2)), _result(tc_cnn, 0, None, 0.02)]
+    )
+    assert "| model | R | RTS | P | E |" in glance and "| cnn | not run yet (1.2) | 1.70 (0.8) |" in glance
+    assert "| model | TC |\n|---:|" not in glance and "| cnn | 2.00* (3.5) |" in glance
+    assert "| model | MNIST-ADD |" in glance and "(e100)" not in glance

@@ -32,6 +32,8 @@ from stnkit.engine.device import check_device_name
 from stnkit.files import atomic_write_text
 from stnkit.models import count_parameters
 from stnkit.reproduce import (
+    GLANCE_END,
+    GLANCE_START,
     GRIDS,
     PICTURE_DIR,
     SEEDS,
@@ -41,8 +43,10 @@ from stnkit.reproduce import (
     cells_of,
     is_selection,
     load_results,
+    render_glance,
     render_pictures,
     render_report,
+    replace_glance,
 )
 from stnkit.runs import load_run
 
@@ -151,6 +155,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "and stop"
         ),
     )
+    p.add_argument(
+        "--readme",
+        metavar="FILE",
+        help=(
+            "with --report: also rewrite the glance (ours beside the paper per standing cell) between "
+            f"the lines {GLANCE_START} and {GLANCE_END} of FILE"
+        ),
+    )
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -175,6 +187,18 @@ def _robustness_figure(folder: Path, image_dir: Path) -> RobustnessFigure | None
     return RobustnessFigure(summary=summary, table=table, image=image, folder=f"{_as_on_the_page(folder)}/")
 
 
+def _readme_with_glance(path: str, glance: str) -> str:
+    """The text of ``path`` with its glance block replaced (``--readme``)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CliError(f"--readme {path}: cannot read it ({err})") from err
+    try:
+        return replace_glance(text, glance)
+    except ValueError as err:
+        raise CliError(f"--readme {path}: {err}") from err
+
+
 def _as_on_the_page(path: Path) -> str:
     """``path`` as the page names it: relative to the current folder where it lies under it, so no
     machine's own absolute path enters a committed page."""
@@ -197,13 +221,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         results = load_results(args.out)
         if not results:  # nor would a folder without any: the page's every row would go
             raise CliError(f"--out {args.out}: no result files in it (expected {args.out}/<grid>/*.json)")
+        # The README is checked before the page is written: a file without the markers fails first.
+        readme_text = _readme_with_glance(args.readme, render_glance(results)) if args.readme else ""
         image_dir = Path(args.report).parent / PICTURE_DIR
         pictures = render_pictures(results, Path(args.runs), image_dir, data_root=args.data_root)
         figure = _robustness_figure(Path(args.out) / ROBUSTNESS_FOLDER, image_dir)
         report = render_report(results, pictures, figure)
         atomic_write_text(args.report, report)
         print(f"stnkit reproduce: wrote {args.report}")
+        if args.readme:
+            atomic_write_text(args.readme, readme_text)
+            print(f"stnkit reproduce: wrote the glance into {args.readme}")
         return 0
+    if args.readme:
+        raise CliError("--readme goes with --report (it rewrites a README's glance from the result files)")
     if args.grid is None:
         raise CliError(f"name a grid ({', '.join(GRIDS)} or all), or pass --report")
     cells = cells_of(args.grid, args.cells)

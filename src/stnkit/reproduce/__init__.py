@@ -32,20 +32,24 @@ from stnkit.reproduce.grids import (
 )
 from stnkit.reproduce.report import (
     CAPTIONS_NAME,
+    GLANCE_END,
+    GLANCE_START,
     PICTURE_DIR,
     PICTURE_IMAGES,
     UNDERFIT_RATIO,
     Picture,
     RobustnessFigure,
-    cell_parameters,
     final_fit,
     next_lever,
+    render_glance,
     render_pictures,
     render_report,
+    replace_glance,
 )
 from stnkit.reproduce.results import (
     RESULT_VERSION,
     ResultFileError,
+    cell_parameters,
     cell_result,
     format_mean_sd,
     load_results,
@@ -56,6 +60,8 @@ from stnkit.reproduce.results import (
 __all__ = [
     "CAPTIONS_NAME",
     "DEFAULT_RECIPE",
+    "GLANCE_END",
+    "GLANCE_START",
     "GRIDS",
     "GTSRB_RECIPE",
     "GTSRB_SELECT_10K_RECIPE",
@@ -84,7 +90,9 @@ __all__ = [
     "load_results",
     "machine_facts",
     "next_lever",
+    "render_glance",
     "render_pictures",
     "render_report",
+    "replace_glance",
     "results_by_cell",
 ]

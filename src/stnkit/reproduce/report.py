@@ -40,6 +40,8 @@ from stnkit.runs import load_run
 
 __all__ = [
     "CAPTIONS_NAME",
+    "GLANCE_END",
+    "GLANCE_START",
     "PICTURE_DIR",
     "PICTURE_IMAGES",
     "UNDERFIT_RATIO",
@@ -47,8 +49,10 @@ __all__ = [
     "RobustnessFigure",
     "final_fit",
     "next_lever",
+    "render_glance",
     "render_pictures",
     "render_report",
+    "replace_glance",
 ]
 
 PICTURE_DIR = Path("img") / "paper"  # beside the report: docs/img/paper/<dataset>-<model>.png
@@ -345,22 +349,63 @@ def _dataset_legend(name: str) -> str:
 
 def _paper_layout(cells: list[Cell], by_cell: _ByCell) -> list[str]:
     """Table 1 as the paper lays it out: a row per model, a column per dataset, ours (paper)."""
-    standing = [cell for cell in cells if not cell.tag]
-    models = list(dict.fromkeys(cell.model for cell in standing))
-    lines = [
+    return [
         "Ours (paper) at a glance, the standing rows' CPU runs, test error %; `*` marks a mean over fewer",
         f"than {len(SEEDS)} seeds. The table after it adds the spread, times, machines and the lever rows.",
         "",
-        "| model | " + " | ".join(d.upper() for d in _TABLE1_DATASETS) + " |",
-        "|---|" + "---:|" * len(_TABLE1_DATASETS),
+        *_models_by_dataset(cells, by_cell, _TABLE1_DATASETS),
     ]
-    for model in models:
+
+
+def _models_by_dataset(cells: list[Cell], by_cell: _ByCell, datasets: tuple[str, ...]) -> list[str]:
+    """A row per standing model, a column per dataset: ours (paper)."""
+    standing = [cell for cell in cells if not cell.tag]
+    lines = ["| model | " + " | ".join(d.upper() for d in datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for model in dict.fromkeys(cell.model for cell in standing):
         entries = []
-        for dataset in _TABLE1_DATASETS:
+        for dataset in datasets:
             cell = next((c for c in standing if (c.model, c.dataset) == (model, dataset)), None)
             entries.append("" if cell is None else _glance_entry(cell, by_cell))
         lines.append(f"| {model} | " + " | ".join(entries) + " |")
     return lines
+
+
+def render_glance(results: list[dict[str, Any]]) -> str:
+    """The paper's grids at a glance, for a README: ours (paper) per standing cell, test error %.
+
+    Table 1 as the paper lays it out (models by R, RTS, P, E), then TC and MNIST addition; the
+    numbers are those of :func:`render_report`'s tables (CPU runs, final epoch, mean over seeds).
+    """
+    by_cell = results_by_cell(results)
+    lines = [*_models_by_dataset(GRIDS["table1"], by_cell, _TABLE1_DATASETS), ""]
+    for grid, dataset in (("tc", "tc"), ("addition", "mnist-add")):
+        lines += [*_models_by_dataset(GRIDS[grid], by_cell, (dataset,)), ""]
+    lines.append(
+        f"Test error %, ours (paper), mean over seeds 0-{max(SEEDS)} of the final epoch on the canonical"
+        f" test sets; `*` marks fewer than {len(SEEDS)} seeds. Rendered by `stnkit reproduce --report"
+        " --readme` from `results/`; the full tables, lever rows and times are in docs/paper-results.md."
+    )
+    return "\n".join(lines)
+
+
+# The lines that hold a README's glance between them (`stnkit reproduce --report --readme FILE`).
+GLANCE_START = "<!-- stnkit reproduce: glance start -->"
+GLANCE_END = "<!-- stnkit reproduce: glance end -->"
+
+
+def replace_glance(text: str, glance: str) -> str:
+    """``text`` with the lines between :data:`GLANCE_START` and :data:`GLANCE_END` replaced by ``glance``.
+
+    Raises:
+        ValueError: the markers are missing, repeated or out of order.
+    """
+    if text.count(GLANCE_START) != 1 or text.count(GLANCE_END) != 1:
+        raise ValueError(f"needs one line {GLANCE_START} and one line {GLANCE_END} around the glance")
+    head, rest = text.split(GLANCE_START)
+    if GLANCE_END not in rest:
+        raise ValueError(f"{GLANCE_END} must come after {GLANCE_START}")
+    _, tail = rest.split(GLANCE_END)
+    return f"{head}{GLANCE_START}\n{glance}\n{GLANCE_END}{tail}"
 
 
 def _glance_entry(cell: Cell, by_cell: _ByCell) -> str:
