@@ -424,21 +424,27 @@ def _cpu_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[str]:
     """What the tables' columns mean and why the lever rows exist, its numbers from the files."""
+    return [
+        *_timing_words(results),
+        "",
+        *_comparable_sizes(parameter_spreads(cell_parameters)),
+        *_lever_rule_words(),
+        "",
+        *_rts_cnn_lever_words(by_cell),
+        *_fcn_lever_words(by_cell),
+    ]
+
+
+def _timing_words(results: list[dict[str, Any]]) -> list[str]:
+    """The time columns, and how the goal's budget is judged from them."""
     ratios = cpu_per_wall(results)
-    budget = training_budget()
-    rts_cnn = training_errors(by_cell.get(("table1", "rts-cnn"), []))
-    fcn_fit = fcn_family_fit(by_cell)
-    kernels = {c.model: cell_parameters(c) for c in GRIDS["table1"] if c.tag == "paper-kernels"}
-    widths = {_label(c): head_widths(c) for c in GRIDS["table1"] if c.dataset == "rts" and c.model == "cnn"}
-    rts_cnn_fit = final_fit(by_cell.get(("table1", "rts-cnn"), []))
-    sizes = _comparable_sizes(parameter_spreads(cell_parameters))
 
     def ratio_words(kind: str, what: str) -> str:
         low, high, count = ratios[kind]
         return f"{low:.2f}-{high:.2f} over {count} runs with {what}"
 
     recorded = [ratio_words(kind, what) for kind, what in _WAIT_POLICIES if kind in ratios]
-    lines = [
+    return [
         "Each row's exact command, per-epoch validation and test curves, images/s, torch version and git",
         "commit are in its result files. `minutes per run` is the wall time, the mean over the seeds; it",
         "includes evaluating the validation and test sets after every epoch, on a machine that was at",
@@ -449,13 +455,17 @@ def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[
         f"{' and '.join(recorded) if recorded else 'no run yet'}. So the goal's 15 minutes of 2-core",
         f"time are judged two ways: the slowest seed's wall time within {GOAL_MINUTES:.0f} minutes (strict: it",
         f"counts the sharing too), and its CPU time within {GOAL_CPU_MINUTES:.0f} minutes (necessary, not",
-        "sufficient). Runs",
-        "started, or resumed from a checkpoint, before the code counted CPU time did not count it; where",
-        "only some of a cell's seeds did, the column gives their mean and names them. `machine` names",
-        "the CPU of each seed where they differ; a seed trained on another CPU model does not repeat",
-        "its numbers exactly (docs/training.md).",
-        "",
-        *sizes,
+        "sufficient). Runs started, or resumed from a checkpoint, before the code counted CPU time did",
+        "not count it; where only some of a cell's seeds did, the column gives their mean and names",
+        "them. `machine` names the CPU of each seed where they differ; a seed trained on another CPU",
+        "model does not repeat its numbers exactly (docs/training.md).",
+    ]
+
+
+def _lever_rule_words() -> list[str]:
+    """The `train / validation` and `next lever` columns: the one rule for every row."""
+    budget = training_budget()
+    return [
         "`train / validation` is the final epoch's training error (the running error over that epoch's",
         "distorted images, in training mode) and validation error, means over the seeds. Where a row is",
         "above the paper's error, `next lever` says what to try next, by one rule for every row",
@@ -466,33 +476,45 @@ def _about_the_columns(results: list[dict[str, Any]], by_cell: _ByCell) -> list[
         f"of {PAPER_BATCH} images are {budget.updates:.0f}x the updates of our default recipe and",
         f"{budget.images:.0f}x its images, and {budget.images_long:.0f}x the images of a 100-epoch row), a lower",
         "one a generalisation gap (regularise, or vary the training images more).",
-        "",
-        "One lever was added after the headline runs, from their training and validation errors, not the",
-        f"test error: the RTS CNN underfits (final training error {_percent_range(rts_cnn)}, validation",
-        f"error {_validation_words(rts_cnn_fit)}) and, its budget matched to the cropping ST-CNN's,",
-        f"classifies {_head_words(widths.get('cnn'))}. `cnn (paper-kernels)` is the paper's classifier",
-        "instead (9x9 and 7x7 kernels; the budget of the uncropped ST-CNN:",
-        f"{_thousands(kernels.get('cnn'))} parameters; it classifies {_head_words(widths.get('cnn (paper-kernels)'))}). `st-cnn-affine (paper-kernels)` is its",
-        "ST-CNN counterpart, declared on 2026-12-04 before it ran (the issue asks for both rows wherever",
-        "the paper's architecture is run beside ours): the same kernels behind an uncropped transformer,",
-        f"{_thousands(kernels.get('st-cnn-affine'))} parameters; the paper also average-pools the transformer's",
-        "output by 2 on RTS, which this row does not.",
     ]
-    if fcn_fit is not None:
-        low, high = fcn_fit.fall
-        fast, slow = fcn_fit.epoch_seconds
-        lines += [
-            "",
-            "A second lever was added after seed 0 of every FCN-family cell (FCN, ST-FCN, 2xST-FCN), again",
-            f"from training and validation errors: {_still_learning(fcn_fit.runs, low)} when their 20 epochs",
-            f"ended (validation error falling by {low:.1f}-{high:.1f} points over the last {LAST_EPOCHS} epochs;",
-            f"final training error at most {fcn_fit.largest_gap:.1f} points below the validation error, and",
-            f"above it in {fcn_fit.training_above}), at {fast:.0f}-{slow:.0f} s an epoch. The `(e100)` rows train the same cell",
-            "for 100 epochs instead of 20 (`adam100-val10k`). The ratio rule of `next lever` reads the",
-            "final errors only, so on an `(e100)` row that has closed most of its training error it may",
-            "point at the gap instead.",
-        ]
-    return lines
+
+
+def _rts_cnn_lever_words(by_cell: _ByCell) -> list[str]:
+    """Why the `paper-kernels` rows exist: the RTS CNN's fit and the heads it was compared by."""
+    rts_cnn = by_cell.get(("table1", "rts-cnn"), [])
+    kernels = {c.model: cell_parameters(c) for c in GRIDS["table1"] if c.tag == "paper-kernels"}
+    widths = {_label(c): head_widths(c) for c in GRIDS["table1"] if c.dataset == "rts" and c.model == "cnn"}
+    return [
+        "One lever was added after the headline runs, from their training and validation errors, not the",
+        f"test error: the RTS CNN underfits (final training error {_percent_range(training_errors(rts_cnn))},",
+        f"validation error {_validation_words(final_fit(rts_cnn))}) and, its budget matched to the cropping",
+        f"ST-CNN's, classifies {_head_words(widths.get('cnn'))}. `cnn (paper-kernels)` is the paper's",
+        f"classifier instead (9x9 and 7x7 kernels; the budget of the uncropped ST-CNN: {_thousands(kernels.get('cnn'))}",
+        f"parameters; it classifies {_head_words(widths.get('cnn (paper-kernels)'))}). `st-cnn-affine",
+        "(paper-kernels)` is its ST-CNN counterpart, declared on 2026-12-04 before it ran (the issue asks",
+        "for both rows wherever the paper's architecture is run beside ours): the same kernels behind an",
+        f"uncropped transformer, {_thousands(kernels.get('st-cnn-affine'))} parameters; the paper also average-pools",
+        "the transformer's output by 2 on RTS, which this row does not.",
+    ]
+
+
+def _fcn_lever_words(by_cell: _ByCell) -> list[str]:
+    """Why the `(e100)` rows exist: the FCN family's fit at seed 0 (nothing before any such run)."""
+    fit = fcn_family_fit(by_cell)
+    if fit is None:
+        return []
+    (low, high), (fast, slow) = fit.fall, fit.epoch_seconds
+    return [
+        "",
+        "A second lever was added after seed 0 of every FCN-family cell (FCN, ST-FCN, 2xST-FCN), again",
+        f"from training and validation errors: {_still_learning(fit.runs, low)} when their 20 epochs",
+        f"ended (validation error falling by {low:.1f}-{high:.1f} points over the last {LAST_EPOCHS} epochs;",
+        f"final training error at most {fit.largest_gap:.1f} points below the validation error, and",
+        f"above it in {fit.training_above}), at {fast:.0f}-{slow:.0f} s an epoch. The `(e100)` rows train the",
+        "same cell for 100 epochs instead of 20 (`adam100-val10k`). The ratio rule of `next lever` reads",
+        "the final errors only, so on an `(e100)` row that has closed most of its training error it may",
+        "point at the gap instead.",
+    ]
 
 
 def _comparable_sizes(spreads: ParameterSpreads | None) -> list[str]:
