@@ -194,10 +194,11 @@ def export_onnx(
 
     Raises:
         ValueError: ``opset`` is below :data:`MIN_OPSET` or above the installed onnx's newest, or torch
-            could not convert the graph to it, or the graph is over protobuf's 2 GiB; unknown ``outputs``, or transformer outputs for a
-            model without an input transformer.
+            could not convert the graph to it, or the graph is over protobuf's 2 GiB; unknown
+            ``outputs``, or transformer outputs for a model without an input transformer.
         TypeError: ``opset`` is not an int, or ``example`` is not a floating-point tensor.
         FileNotFoundError: the folder of ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder.
         OSError: ``path`` cannot be written (the message names it). A failed export leaves any file
             already at ``path`` as it was.
         MissingDependencyError: onnx or onnxscript is not installed.
