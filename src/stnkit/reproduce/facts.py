@@ -14,11 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from stnkit.data import dataset_info
 from stnkit.engine import TrainConfig
-from stnkit.models import create_model
 from stnkit.reproduce.grids import DEFAULT_RECIPE, GRIDS, LONG_FCN_RECIPE, Cell, Recipe, is_fcn_family
-from stnkit.reproduce.results import is_cpu_run
+from stnkit.reproduce.results import cell_model, final_train_error, is_cpu_run
 
 __all__ = [
     "LAST_EPOCHS",
@@ -126,12 +124,16 @@ def training_budget() -> TrainingBudget:
 
 def _images_seen(recipe: Recipe) -> int:
     """Training images a recipe's run sees on MNIST: its epochs of the images left after validation."""
-    return _flag(recipe, "--epochs") * (MNIST_TRAIN_IMAGES - _flag(recipe, "--val-size"))
+    return _flag(recipe, "--epochs") * _train_images(recipe)
 
 
 def _steps_per_epoch(recipe: Recipe) -> int:
-    train = MNIST_TRAIN_IMAGES - _flag(recipe, "--val-size")
-    return math.ceil(train / _flag(recipe, "--batch-size"))
+    return math.ceil(_train_images(recipe) / _flag(recipe, "--batch-size"))
+
+
+def _train_images(recipe: Recipe) -> int:
+    """MNIST's training images less the recipe's validation split."""
+    return MNIST_TRAIN_IMAGES - _flag(recipe, "--val-size")
 
 
 def _flag(recipe: Recipe, flag: str) -> int:
@@ -214,8 +216,7 @@ def head_widths(cell: Cell) -> tuple[int, int] | None:
 
     None for a model without such a head.
     """
-    kwargs = {**dataset_info(cell.dataset).model_kwargs(), **cell.model_kwargs}
-    head = getattr(create_model(cell.model, **kwargs), "head", None)
+    head = getattr(cell_model(cell), "head", None)
     first = next((m for m in head.modules() if isinstance(m, nn.Linear)), None) if head is not None else None
     return None if first is None else (first.in_features, first.out_features)
 
@@ -227,7 +228,8 @@ def _seed_run(runs: _Runs, seed: int) -> dict[str, Any] | None:
 
 def training_errors(runs: _Runs) -> tuple[float, float] | None:
     """The lowest and highest final training error (percent) of the runs; None if any lacks one."""
-    finals = [(run.get("curves", {}).get("train_error") or [None])[-1] for run in runs]
-    if not finals or None in finals:
+    finals = [final_train_error(run) for run in runs]
+    known = [error for error in finals if error is not None]
+    if not known or len(known) < len(finals):
         return None
-    return 100 * min(finals), 100 * max(finals)
+    return 100 * min(known), 100 * max(known)

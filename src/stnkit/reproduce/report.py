@@ -35,7 +35,13 @@ from stnkit.reproduce.facts import (
     training_errors,
 )
 from stnkit.reproduce.grids import GRIDS, SEEDS, SHARED_DEVIATIONS, Cell, is_selection
-from stnkit.reproduce.results import cell_parameters, format_mean_sd, is_cpu_run, results_by_cell
+from stnkit.reproduce.results import (
+    cell_parameters,
+    final_train_error,
+    format_mean_sd,
+    is_cpu_run,
+    results_by_cell,
+)
 from stnkit.runs import load_run
 
 __all__ = [
@@ -601,19 +607,21 @@ def _error_table(grid: str, cells: list[Cell], by_cell: _ByCell) -> list[str]:
 
 def _standing_then_levers(cells: list[Cell]) -> list[Cell]:
     """The grid's cells with each lever row moved right under the standing row it stands beside."""
-
-    def key(cell: Cell) -> tuple[str, str]:
-        return cell.dataset, cell.model
-
-    standing = {key(cell) for cell in cells if not cell.tag}
+    standing = [cell for cell in cells if not cell.tag]
+    placed = [lever for cell in standing for lever in _levers_of(cell, cells)]
     ordered = []
     for cell in cells:
-        if cell.tag and key(cell) in standing:
+        if cell in placed:
             continue  # placed under its standing row
         ordered.append(cell)
         if not cell.tag:
-            ordered += [lever for lever in cells if lever.tag and key(lever) == key(cell)]
+            ordered += _levers_of(cell, cells)
     return ordered
+
+
+def _levers_of(cell: Cell, cells: list[Cell]) -> list[Cell]:
+    """The lever rows among ``cells`` of a standing cell: its dataset and model, with a tag."""
+    return [c for c in cells if c.tag and (c.dataset, c.model) == (cell.dataset, cell.model)]
 
 
 # The issue's budget per cell: 15 minutes of a 2-core machine, i.e. at most 30 CPU minutes.
@@ -760,8 +768,7 @@ def final_fit(runs: list[dict[str, Any]]) -> tuple[float, float] | None:
         return None
     pairs = []
     for run in runs:
-        train_curve = run.get("curves", {}).get("train_error") or [None]
-        train, val = train_curve[-1], run.get("final_val_error")
+        train, val = final_train_error(run), run.get("final_val_error")
         if train is None or val is None:
             return None
         pairs.append((100 * train, 100 * val))
@@ -777,9 +784,9 @@ def next_lever(cell: Cell, grid_cells: list[Cell], fit: tuple[float, float] | No
     lower one a generalisation gap (lever: regularisation or more varied training images).
     """
     if not cell.tag:
-        levers = [c.tag for c in grid_cells if c.tag and (c.dataset, c.model) == (cell.dataset, cell.model)]
+        levers = _levers_of(cell, grid_cells)
         if levers:
-            return ", ".join(f"the ({tag}) row" for tag in levers)
+            return ", ".join(f"the ({lever.tag}) row" for lever in levers)
     if fit is None:
         return "no training or validation error recorded"
     train, val = fit

@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from stnkit.data import dataset_info
 from stnkit.geometry.checks import short_repr
 from stnkit.machine import git_commit, machine_facts
@@ -27,8 +29,10 @@ from stnkit.reproduce.grids import GRIDS, Cell, device_kind
 __all__ = [
     "RESULT_VERSION",
     "ResultFileError",
+    "cell_model",
     "cell_parameters",
     "cell_result",
+    "final_train_error",
     "format_mean_sd",
     "is_cpu_run",
     "load_results",
@@ -205,8 +209,16 @@ def cell_parameters(cell: Cell) -> int:
 
 @cache  # a report asks for each of ~80 cells once per table; many share a model and dataset
 def _parameters(model: str, dataset: str, model_kwargs_json: str) -> int:
-    kwargs = {**dataset_info(dataset).model_kwargs(), **json.loads(model_kwargs_json)}
-    return count_parameters(create_model(model, **kwargs))
+    return count_parameters(_build_model(model, dataset, json.loads(model_kwargs_json)))
+
+
+def cell_model(cell: Cell) -> nn.Module:
+    """The cell's model with fresh weights, built for its dataset as ``stnkit train`` builds it."""
+    return _build_model(cell.model, cell.dataset, cell.model_kwargs)
+
+
+def _build_model(model: str, dataset: str, model_kwargs: dict[str, Any]) -> nn.Module:
+    return create_model(model, **{**dataset_info(dataset).model_kwargs(), **model_kwargs})
 
 
 def _field_problem(result: dict[str, Any]) -> str | None:
@@ -252,11 +264,11 @@ def _cell_problem(result: dict[str, Any], relative_path: Path) -> str | None:
                 f"but cell {name} seed {seed} is: stnkit train {shlex.join(expected_args)}"
             )
     # Files from before the count was recorded have none; the command check above covers them.
-    parameters = result.get("parameters")
-    if parameters is not None and parameters != cell_parameters(cell):
+    parameters, today = result.get("parameters"), cell_parameters(cell)
+    if parameters is not None and parameters != today:
         return (
             f"it trained a model of {parameters:,} parameters, but cell {name}'s model has "
-            f"{cell_parameters(cell):,} today (its architecture changed: rerun the cell)"
+            f"{today:,} today (its architecture changed: rerun the cell)"
         )
     return None
 
@@ -278,6 +290,12 @@ def _train_args_of(command: Any) -> list[str] | None:
         else:
             args.append(word)
     return args
+
+
+def final_train_error(result: dict[str, Any]) -> float | None:
+    """A result's training error of its last epoch (a fraction); None where its curves lack one."""
+    curve = result.get("curves", {}).get("train_error") or [None]
+    return curve[-1]
 
 
 def is_cpu_run(result: dict[str, Any]) -> bool:
