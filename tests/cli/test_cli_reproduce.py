@@ -377,6 +377,10 @@ def test_report_rewrites_a_readmes_glance_and_refuses_one_without_markers(
         "--readme" in (err := capsys.readouterr().err) and GLANCE_START in err and len(err.splitlines()) == 1
     )
     assert readme.read_text() == "# A project without a glance\n" and not report.exists()
+    # A README that is not there: one line naming it.
+    assert cli.main([*argv, "--readme", str(tmp_path / "missing.md")]) == 1
+    assert (err := capsys.readouterr().err).startswith("stnkit reproduce: error: --readme ")
+    assert "missing.md: cannot read it" in err and len(err.splitlines()) == 1
     # --readme is for --report only.
     assert cli.main(["reproduce", "table1", "--readme", str(readme), "--dry-run"]) == 1
     assert "--readme goes with --report" in capsys.readouterr().err
